@@ -1,0 +1,41 @@
+# repr-asr: the README's commands. `make demo` and `make test` do all the set-up themselves.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# torch is pinned to the build this project is tested with; torchaudio 2.11 needs it.
+TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
+SYSTEM_TOOLS := festival espeak-ng
+DATA ?= data/builtin
+DEMO_HOURS ?= 1.0
+JOBS ?= 2
+
+.PHONY: install system-deps demo test bench corpus clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -e '.[test,lm]'
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+# The built-in corpus synthesises speech with Festival and espeak-ng (Debian packages).
+system-deps:
+	@bash scripts/install_system_deps.sh
+
+corpus: install
+	$(PY) recipes/make_corpus.py --output_dir $(DATA) --hours $(DEMO_HOURS) --num_workers $(JOBS)
+
+demo: install
+	bash scripts/demo.sh
+
+test: install
+	$(PY) -m pytest tests
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) runs results bench/results

@@ -1,0 +1,33 @@
+"""repr-asr: unsupervised speech representations evaluated by low-resource ASR.
+
+Importing the package registers every config, model and feature extractor with the
+Hugging Face Auto classes, so ``AutoModel.from_pretrained(path)`` loads any upstream.
+"""
+
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+from .audio import AudioError, load_audio, mu_law_decode, mu_law_encode
+from .feature_extraction import ReprFeatureExtractor
+from .models.spectral.configuration_spectral import SpectralConfig
+from .models.spectral.modeling_spectral import SpectralModel
+
+__version__ = "0.1.0"
+
+
+def _register(config_cls, model_cls):
+    AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
+    AutoModel.register(config_cls, model_cls, exist_ok=True)
+    AutoFeatureExtractor.register(config_cls, ReprFeatureExtractor, exist_ok=True)
+
+
+_register(SpectralConfig, SpectralModel)
+
+__all__ = [
+    "AudioError",
+    "ReprFeatureExtractor",
+    "SpectralConfig",
+    "SpectralModel",
+    "load_audio",
+    "mu_law_decode",
+    "mu_law_encode",
+]

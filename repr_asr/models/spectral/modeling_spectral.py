@@ -1,0 +1,79 @@
+"""The no-pretraining upstream: MFCC or filterbanks behind the same interface as learned upstreams."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from transformers import PreTrainedModel
+
+from ...audio import SpectralFrontEnd
+from ..upstream import UpstreamMixin, UpstreamOutput, lengths_from_mask, mask_from_lengths
+from .configuration_spectral import SpectralConfig
+
+
+def masked_cmvn(features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+    """Normalise ``(batch, frames, dim)`` to zero mean and unit variance over each utterance's real frames."""
+    mask = mask_from_lengths(frame_lengths, features.shape[1]).unsqueeze(-1).to(features.dtype)  # (B, T, 1)
+    count = mask.sum(1, keepdim=True).clamp(min=1.0)
+    mean = (features * mask).sum(1, keepdim=True) / count
+    var = (((features - mean) * mask) ** 2).sum(1, keepdim=True) / count
+    return (features - mean) / torch.sqrt(var + 1e-5) * mask
+
+
+class SpectralModel(UpstreamMixin, PreTrainedModel):
+    """Log-mel filterbanks or MFCC at 100 Hz as ``last_hidden_state``; no trainable weights.
+
+    Example:
+        >>> import torch
+        >>> from repr_asr import SpectralConfig, SpectralModel
+        >>> model = SpectralModel(SpectralConfig(input_features="mfcc"))
+        >>> model(torch.zeros(1, 16000)).last_hidden_state.shape
+        torch.Size([1, 101, 39])
+    """
+
+    config_class = SpectralConfig
+    base_model_prefix = "spectral"
+    main_input_name = "input_values"
+
+    def __init__(self, config: SpectralConfig):
+        super().__init__(config)
+        self.front_end = SpectralFrontEnd(config.input_features, config.sampling_rate, config.n_mels, config.n_mfcc)
+        self.post_init()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        # No parameters to read a dtype from; features are always computed in float32.
+        return torch.float32
+
+    @property
+    def hidden_size(self) -> int:
+        return self.front_end.dim
+
+    def probe_dims(self) -> dict:
+        return {"features": self.front_end.dim}
+
+    def probe_samples_per_frame(self) -> dict:
+        return {"features": self.front_end.hop_length}
+
+    def frame_lengths_at(self, sample_lengths: torch.Tensor, probe_point: str) -> torch.Tensor:
+        return self.front_end.frame_lengths(sample_lengths)
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        **kwargs,
+    ) -> UpstreamOutput:
+        sample_lengths = lengths_from_mask(attention_mask, input_values)
+        features = self.front_end(input_values)  # (B, T, D)
+        frame_lengths = self.front_end.frame_lengths(sample_lengths).clamp(max=features.shape[1])
+        if self.config.normalize_features:
+            features = masked_cmvn(features, frame_lengths)
+        return UpstreamOutput(
+            last_hidden_state=features,
+            hidden_states=(features,) if output_hidden_states else None,
+            frame_lengths=frame_lengths,
+        )
