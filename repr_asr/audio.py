@@ -81,6 +81,27 @@ def load_audio(
     return np.ascontiguousarray(_resample(mono, sr, sampling_rate), dtype=np.float32)
 
 
+def decode_audio(value, sampling_rate: int = DEFAULT_SAMPLING_RATE, name: Optional[str] = None) -> np.ndarray:
+    """Decode one ``audio`` cell of a corpus: a file path, a ``{"path", "bytes"}`` dict (``datasets``'
+    ``Audio(decode=False)``), or a decoded ``{"array", "sampling_rate"}`` dict. Returns float32 mono.
+    """
+    if isinstance(value, (str, os.PathLike)):
+        return load_audio(value, sampling_rate, name=name)
+    if isinstance(value, dict):
+        label = name or value.get("path") or "<audio>"
+        if value.get("array") is not None:
+            array = np.asarray(value["array"], dtype=np.float32)
+            if array.ndim == 2:  # (channels, samples) as datasets stores multi-channel audio
+                array = array.mean(axis=0)
+            array = validate_waveform(array, label)
+            return np.ascontiguousarray(_resample(array, int(value["sampling_rate"]), sampling_rate), dtype=np.float32)
+        if value.get("bytes"):
+            return load_audio(value["bytes"], sampling_rate, name=label)
+        if value.get("path"):
+            return load_audio(value["path"], sampling_rate, name=label)
+    raise AudioError(f"{name or '<audio>'}: cannot decode audio cell of type {type(value).__name__}")
+
+
 def save_audio(path: Union[str, os.PathLike], waveform: np.ndarray, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> None:
     """Write float audio to ``path`` (format from the extension: .flac, .wav, .ogg), 16-bit where it applies."""
     waveform = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0)
