@@ -1,0 +1,53 @@
+"""Corpora: LibriSpeech / Libri-light layouts, the built-in corpus, any Hugging Face dataset.
+
+``load_corpus(spec)`` is the one entry point (CONTRIBUTING.md "Corpora" lists the splits and columns).
+Submodules are imported on first use so ``import repr_asr.data`` stays cheap (no ``datasets`` import,
+no file system work).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "CorpusError": "repr_asr.data.librispeech",
+    "SPLITS": "repr_asr.data.librispeech",
+    "load_librispeech": "repr_asr.data.librispeech",
+    "load_hf": "repr_asr.data.hf",
+    "PHONES": "repr_asr.data.phones",
+    "read_alignments": "repr_asr.data.phones",
+    "write_alignments": "repr_asr.data.phones",
+    "normalize_text": "repr_asr.data.text",
+    "find_oov": "repr_asr.data.text",
+    "LengthGroupedBatchSampler": "repr_asr.data.batching",
+    "AudioCollator": "repr_asr.data.batching",
+}
+
+__all__ = sorted([*_LAZY, "load_corpus"])
+
+
+def load_corpus(spec: str, **options):
+    """Load a corpus from a ``--data`` spec as a ``datasets.DatasetDict``.
+
+    ``spec`` is ``librispeech:PATH``, ``builtin:PATH`` (the built-in corpus, a LibriSpeech root) or
+    ``hf:NAME_OR_PATH`` (a ``save_to_disk`` folder or a hub dataset); ``options`` go to the loader
+    (:func:`repr_asr.data.librispeech.load_librispeech`, :func:`repr_asr.data.hf.load_hf`).
+    """
+    kind, sep, location = str(spec).partition(":")
+    if not sep or not location:
+        raise ValueError(f"corpus spec {spec!r} must be 'librispeech:PATH', 'builtin:PATH' or 'hf:NAME_OR_PATH'")
+    if kind in ("librispeech", "builtin"):
+        from .librispeech import load_librispeech
+
+        return load_librispeech(location, builtin=(kind == "builtin"), **options)
+    if kind == "hf":
+        from .hf import load_hf
+
+        return load_hf(location, **options)
+    raise ValueError(f"corpus spec {spec!r}: unknown kind {kind!r} (expected librispeech, builtin or hf)")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'repr_asr.data' has no attribute {name!r}")
