@@ -133,12 +133,22 @@ def num_frames(sample_lengths: torch.Tensor, hop_length: int) -> torch.Tensor:
     return torch.div(sample_lengths, hop_length, rounding_mode="floor") + 1
 
 
+def _hold_last_frame(x: torch.Tensor, frame_lengths: Optional[torch.Tensor]) -> torch.Tensor:
+    """Repeat each utterance's last real frame over its padding; ``x`` is ``(batch, dim, frames)``."""
+    if frame_lengths is None:
+        return x
+    last = (frame_lengths.clamp(min=1) - 1).to(x.device)
+    index = torch.minimum(torch.arange(x.shape[-1], device=x.device)[None, :], last[:, None])  # (B, T)
+    return x.gather(2, index[:, None, :].expand_as(x))
+
+
 class SpectralFrontEnd(nn.Module):
     """Waveform ``(batch, samples)`` → features ``(batch, frames, dim)`` at 100 Hz.
 
     ``kind`` is ``"fbank"`` (``n_mels`` log-mel energies), ``"mfcc"`` (``n_mfcc`` cepstra with Δ and ΔΔ,
     so ``3 * n_mfcc`` dims) or ``"waveform"`` (the raw samples framed into 10 ms hops of ``hop`` dims).
-    Windows are 25 ms with a 10 ms hop, centred, so frame ``t`` covers samples around ``t * hop``.
+    Windows are 25 ms with a 10 ms hop, centred with zero padding, so frame ``t`` covers samples around
+    ``t * hop`` and the real frames of a padded batch equal those of each utterance alone.
 
     The module holds no parameters or buffers: the window, mel and DCT matrices are built on first use
     on the input's device (torchaudio.functional), so checkpoints stay free of constants and the
@@ -172,7 +182,8 @@ class SpectralFrontEnd(nn.Module):
             self._constants[device] = (window, mel, dct)
         return self._constants[device]
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+    def forward(self, waveform: torch.Tensor, frame_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``frame_lengths`` ``(batch,)``, when given, keeps Δ/ΔΔ of the last real frames free of padding."""
         # Spectral features in float32 even under autocast: log of small energies is fragile in bf16.
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             waveform = waveform.float()
@@ -183,13 +194,18 @@ class SpectralFrontEnd(nn.Module):
             window, mel, dct = self._matrices(waveform.device)
             spec = torch.stft(
                 waveform, self.n_fft, self.hop_length, self.win_length, window,
-                center=True, pad_mode="reflect" if waveform.shape[-1] > self.n_fft // 2 else "constant",
+                # Zero (not reflect) padding at the edges: an utterance alone then gives exactly the
+                # features it gets inside a zero-padded batch.
+                center=True, pad_mode="constant",
                 return_complex=True,
             ).abs().pow(2)  # (B, freqs, T)
             log_mel = torch.log(spec.transpose(1, 2) @ mel + 1e-6)  # (B, T, n_mels)
             if self.kind == "fbank":
                 return log_mel
             cep = (log_mel @ dct).transpose(1, 2)  # (B, n_mfcc, T)
-            d1 = torchaudio.functional.compute_deltas(cep, win_length=5)
+            # Deltas pad by repeating the edge frame; holding each utterance's last real frame over
+            # its padding gives it the deltas it would get alone.
+            cep = _hold_last_frame(cep, frame_lengths)
+            d1 = _hold_last_frame(torchaudio.functional.compute_deltas(cep, win_length=5), frame_lengths)
             d2 = torchaudio.functional.compute_deltas(d1, win_length=5)
             return torch.cat([cep, d1, d2], dim=1).transpose(1, 2)  # (B, T, 3*n_mfcc)

@@ -68,8 +68,9 @@ class SpectralModel(UpstreamMixin, PreTrainedModel):
         **kwargs,
     ) -> UpstreamOutput:
         sample_lengths = lengths_from_mask(attention_mask, input_values)
-        features = self.front_end(input_values)  # (B, T, D)
-        frame_lengths = self.front_end.frame_lengths(sample_lengths).clamp(max=features.shape[1])
+        frame_lengths = self.front_end.frame_lengths(sample_lengths)
+        features = self.front_end(input_values, frame_lengths)  # (B, T, D)
+        frame_lengths = frame_lengths.clamp(max=features.shape[1])
         if self.config.normalize_features:
             features = masked_cmvn(features, frame_lengths)
         return UpstreamOutput(
