@@ -10,9 +10,9 @@ class SpectralConfig(PreTrainedConfig):
 
     Args:
         input_features (`str`, defaults to `"fbank"`): `"fbank"` (80 log-mel) or `"mfcc"` (13 + Δ + ΔΔ).
-        sampling_rate (`int`, defaults to 16000): input sample rate.
-        n_mels (`int`, defaults to 80): mel bands for `"fbank"` (and the mel stage of `"mfcc"`).
-        n_mfcc (`int`, defaults to 13): cepstra for `"mfcc"`.
+        sampling_rate (`int`, defaults to `16000`): input sample rate.
+        n_mels (`int`, defaults to `80`): mel bands for `"fbank"` (and the mel stage of `"mfcc"`).
+        n_mfcc (`int`, defaults to `13`): cepstra for `"mfcc"`.
         normalize_features (`bool`, defaults to `True`): per-utterance mean/variance normalisation over
             real frames only (CMVN), so padding never changes an utterance's features.
         probe_points (`list[str]`, defaults to `["features"]`): the one probe point.
