@@ -1,0 +1,24 @@
+"""Gather downstream runs into one comparison: comparison.md, comparison.csv, comparison.png.
+
+    python recipes/compare.py --runs runs/ctc/* --output_dir results
+"""
+
+import argparse
+
+from repr_asr.evaluation.report import load_runs, markdown_tables, write_comparison
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", required=True, help="run folders holding results.json (searched recursively)")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--split", default="test", help="evaluation split shown in the tables (default: test)")
+    args = parser.parse_args()
+    runs = load_runs(args.runs)
+    paths = write_comparison(runs, args.output_dir, args.split)
+    print(markdown_tables(runs, args.split))
+    print("written: " + ", ".join(paths.values()))
+
+
+if __name__ == "__main__":
+    main()
