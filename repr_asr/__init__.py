@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
 from .audio import AudioError, load_audio, mu_law_decode, mu_law_encode
 from .feature_extraction import ReprFeatureExtractor
+from .models.masked_recon import MaskedReconConfig, MaskedReconModel
 from .models.spectral.configuration_spectral import SpectralConfig
 from .models.spectral.modeling_spectral import SpectralModel
 
@@ -21,6 +22,7 @@ def _register(config_cls, model_cls):
 
 
 _register(SpectralConfig, SpectralModel)
+_register(MaskedReconConfig, MaskedReconModel)
 
 __all__ = [
     "AudioError",
