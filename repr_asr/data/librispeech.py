@@ -1,0 +1,352 @@
+"""LibriSpeech / Libri-light reader (also the reader of the built-in corpus, which uses the same layout).
+
+Layout read from ``PATH`` (a LibriSpeech root):
+
+* ``PATH/<split>/<SPK>/<CHAPTER>/<SPK>-<CHAPTER>-<UTT>.flac`` with ``<SPK>-<CHAPTER>.trans.txt`` beside them
+  (``UTT_ID TRANSCRIPT`` per line); every folder of ``PATH`` laid out like this is a split
+  (``train-clean-100``, ``dev-clean``, ...) and keeps its name. ``.wav`` files are accepted too.
+* ``PATH/SPEAKERS.TXT`` (``ID | SEX | SUBSET | MINUTES | NAME``) gives genders; without it gender is ``""``.
+* Libri-light's ``librispeech_finetuning/`` inside ``PATH`` or beside it (``PATH/..``):
+  ``1h/{0..5}/{clean,other}`` and ``9h/{clean,other}``, each a tree like a split above, and
+  ``phones/`` with frame-wise phone alignments (:mod:`repr_asr.data.phones`).
+
+Splits of the result: every split folder under its own name, plus
+
+* ``pretrain``: the ``train-*`` splits present, concatenated;
+* ``train-10min`` = ``1h/<fold>`` (fold 0 by default; clean and other), ``train-1h`` = all of ``1h/``,
+  ``train-10h`` = ``1h/`` + ``9h/``, as Libri-light defines them;
+* ``dev`` = ``dev-clean``, ``test`` = ``test-clean``.
+
+A split without data is left out of the result and asking for it raises :class:`MissingSplitError` saying what
+is missing and where it was looked for; the splits that exist load normally. Audio is not decoded here:
+``audio`` holds the file path (``repr_asr.audio.decode_audio`` reads it) and ``duration`` comes from the file
+header (``soundfile.info``), read in parallel and cached (see :func:`audio_durations`).
+
+Bad files: a transcript line whose audio file is missing, a malformed line, a duplicate utterance id or an
+unreadable audio header raise :class:`CorpusError` naming the file (and line). An audio file without a
+transcript line also raises, unless ``allow_untranscribed=True``, which keeps it with ``text=""`` (unlabeled
+audio is fine for pretraining).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional, Union
+
+import datasets
+import soundfile
+
+from .phones import read_alignments
+from .text import normalize_text
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("pretrain", "train-10h", "train-1h", "train-10min", "dev", "test")
+AUDIO_EXTENSIONS = (".flac", ".wav")
+FINETUNING_DIR = "librispeech_finetuning"
+_TRANS_NAME = re.compile(r"^(?P<spk>[^-\s]+)-(?P<chapter>[^-\s]+)\.trans\.txt$")
+
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "audio": datasets.Value("string"),
+        "text": datasets.Value("string"),
+        "speaker_id": datasets.Value("string"),
+        "gender": datasets.Value("string"),
+        "duration": datasets.Value("float64"),
+        "phones": {
+            "phone": datasets.List(datasets.Value("string")),
+            "start": datasets.List(datasets.Value("float64")),
+            "end": datasets.List(datasets.Value("float64")),
+        },
+    }
+)
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be read; the message names the file, folder or split."""
+
+
+class MissingSplitError(CorpusError, KeyError):
+    """Asked for a split the corpus has no data for."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class Corpus(datasets.DatasetDict):
+    """A ``DatasetDict`` whose missing standard splits raise :class:`MissingSplitError` with the reason."""
+
+    def __init__(self, *args, missing: Optional[dict[str, str]] = None, source: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.missing = dict(missing or {})
+        self.source = source
+
+    def __missing__(self, key):
+        reason = getattr(self, "missing", {}).get(key, "no split of that name")
+        available = ", ".join(sorted(self)) or "none"
+        raise MissingSplitError(f"corpus {self.source}: no data for split {key!r}: {reason} (available: {available})")
+
+
+def empty_phones() -> dict[str, list]:
+    return {"phone": [], "start": [], "end": []}
+
+
+# ------------------------------------------------------------------------------------------------
+# durations
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("REPR_ASR_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "repr_asr"))
+
+
+def _header_duration(path: str) -> float:
+    try:
+        info = soundfile.info(path)
+    except Exception as error:  # noqa: BLE001 - libsndfile raises several types
+        raise CorpusError(f"{path}: cannot read the audio header ({error})") from error
+    if info.frames <= 0:
+        raise CorpusError(f"{path}: audio file holds no samples")
+    return info.frames / info.samplerate
+
+
+def audio_durations(paths: list[str], cache: bool = True, num_threads: int = 8) -> list[float]:
+    """Duration in seconds of each audio file, from its header.
+
+    Headers are read by a thread pool (libsndfile releases the GIL). With ``cache`` the results are kept in
+    ``$REPR_ASR_CACHE`` (default ``~/.cache/repr_asr``) ``/durations/<hash of the folder>.json``, keyed by
+    path and validated by size and modification time, so reloading a large corpus reads no headers.
+    """
+    if not paths:
+        return []
+    stats = {}
+    cached: dict = {}
+    cache_file = None
+    if cache:
+        folder = os.path.commonpath([os.path.abspath(p) for p in paths])
+        cache_file = _cache_root() / "durations" / (hashlib.sha1(folder.encode()).hexdigest()[:16] + ".json")
+        try:
+            cached = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            cached = {}
+    durations: dict[str, float] = {}
+    todo = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as error:
+            raise CorpusError(f"{path}: cannot read audio file ({error.strerror})") from error
+        stats[path] = [st.st_size, st.st_mtime_ns]
+        hit = cached.get(path)
+        if hit is not None and hit[:2] == stats[path]:
+            durations[path] = hit[2]
+        else:
+            todo.append(path)
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, min(num_threads, len(todo) // 64 + 1))) as pool:
+            for path, duration in zip(todo, pool.map(_header_duration, todo)):
+                durations[path] = duration
+        if cache_file is not None:
+            cached.update({p: [*stats[p], durations[p]] for p in todo})
+            try:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(cached))
+                os.replace(tmp, cache_file)
+            except OSError as error:  # a read-only home is no reason to fail
+                logger.warning("cannot write the duration cache %s: %s", cache_file, error)
+    return [durations[p] for p in paths]
+
+
+# ------------------------------------------------------------------------------------------------
+# one LibriSpeech-style tree
+
+
+def _scan_tree(root: Path, allow_untranscribed: bool) -> list[dict]:
+    """Rows (without duration/gender/phones) of a ``SPK/CHAPTER/`` tree, sorted by utterance id."""
+    rows = []
+    seen: dict[str, Path] = {}
+    for speaker_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for chapter_dir in sorted(p for p in speaker_dir.iterdir() if p.is_dir()):
+            audio = {}
+            transcripts = []
+            for entry in os.scandir(chapter_dir):
+                name = entry.name
+                stem, ext = os.path.splitext(name)
+                if ext.lower() in AUDIO_EXTENSIONS:
+                    if stem in audio:
+                        raise CorpusError(f"{chapter_dir}: utterance {stem} has two audio files ({audio[stem]}, {entry.path})")
+                    audio[stem] = entry.path
+                elif name.endswith(".trans.txt"):
+                    transcripts.append(Path(entry.path))
+            texts: dict[str, str] = {}
+            for trans in sorted(transcripts):
+                match = _TRANS_NAME.match(trans.name)
+                prefix = f"{match['spk']}-{match['chapter']}-" if match else None
+                with open(trans, encoding="utf-8") as handle:
+                    for line_number, line in enumerate(handle, 1):
+                        if not line.strip():
+                            continue
+                        utt_id, _, text = line.strip().partition(" ")
+                        if prefix and not utt_id.startswith(prefix):
+                            raise CorpusError(
+                                f"{trans}:{line_number}: utterance id {utt_id!r} does not start with {prefix!r} "
+                                "(expected 'SPK-CHAPTER-UTT TRANSCRIPT')"
+                            )
+                        if utt_id in texts:
+                            raise CorpusError(f"{trans}:{line_number}: utterance {utt_id} is transcribed twice")
+                        if utt_id not in audio:
+                            raise CorpusError(
+                                f"{trans}:{line_number}: utterance {utt_id} has no audio file "
+                                f"({chapter_dir / utt_id}{{{','.join(AUDIO_EXTENSIONS)}}} not found)"
+                            )
+                        texts[utt_id] = normalize_text(text)
+            for utt_id in sorted(audio):
+                if utt_id not in texts and not allow_untranscribed:
+                    raise CorpusError(
+                        f"{audio[utt_id]}: audio file without a transcript line in {chapter_dir}/*.trans.txt "
+                        "(pass allow_untranscribed=True to keep it with empty text)"
+                    )
+                if utt_id in seen:
+                    raise CorpusError(f"{audio[utt_id]}: utterance {utt_id} also appears as {seen[utt_id]}")
+                seen[utt_id] = Path(audio[utt_id])
+                rows.append(
+                    {"id": utt_id, "audio": audio[utt_id], "text": texts.get(utt_id, ""), "speaker_id": speaker_dir.name}
+                )
+    rows.sort(key=lambda row: row["id"])
+    return rows
+
+
+def _is_split_dir(path: Path) -> bool:
+    """A LibriSpeech split: ``SPK/CHAPTER/*.trans.txt`` below it (checked on the first speaker with a chapter)."""
+    if not path.is_dir() or path.name == FINETUNING_DIR:
+        return False
+    for speaker_dir in sorted(p for p in path.iterdir() if p.is_dir()):
+        for chapter_dir in sorted(p for p in speaker_dir.iterdir() if p.is_dir()):
+            if any(name.endswith(".trans.txt") for name in os.listdir(chapter_dir)):
+                return True
+    return False
+
+
+def read_speakers(path: Path) -> dict[str, str]:
+    """``SPEAKERS.TXT`` → ``{speaker_id: "M" | "F"}`` (``;`` lines are comments)."""
+    genders = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip() or line.lstrip().startswith(";"):
+                continue
+            fields = [f.strip() for f in line.split("|")]
+            if len(fields) < 2 or fields[1].upper() not in ("M", "F"):
+                raise CorpusError(f"{path}:{line_number}: expected 'ID | SEX | ...' with SEX M or F, got {line.strip()!r}")
+            genders[fields[0]] = fields[1].upper()
+    return genders
+
+
+def _find_finetuning(root: Path) -> Optional[Path]:
+    for candidate in (root / FINETUNING_DIR, root.parent / FINETUNING_DIR):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def load_librispeech(
+    path: Union[str, os.PathLike],
+    builtin: bool = False,
+    fold: int = 0,
+    allow_untranscribed: bool = False,
+    cache_durations: bool = True,
+    with_phones: bool = True,
+) -> Corpus:
+    """Load a LibriSpeech root (and Libri-light's ``librispeech_finetuning/``) as a :class:`Corpus`.
+
+    Args:
+        path: the LibriSpeech root (the folder holding ``train-clean-100/``, ``dev-clean/``, ...).
+        builtin: the root is the built-in corpus; a missing corpus then says how to build it.
+        fold: which 10-minute fold of ``librispeech_finetuning/1h/`` is ``train-10min`` (0-5, default 0).
+        allow_untranscribed: keep audio files that have no transcript line, with ``text=""``
+            (default False: they raise :class:`CorpusError`).
+        cache_durations: cache header durations (see :func:`audio_durations`).
+        with_phones: fill ``phones`` from ``librispeech_finetuning/phones/`` when present.
+    """
+    root = Path(path).expanduser()
+    has_corpus = root.is_dir() and (any(_is_split_dir(p) for p in root.iterdir()) or _find_finetuning(root) is not None)
+    if not has_corpus:
+        if builtin:
+            raise CorpusError(
+                f"no built-in corpus at {root}: build it with `python recipes/make_corpus.py --output_dir {root}`"
+            )
+        raise CorpusError(
+            f"{root}: not a LibriSpeech root (expected split folders such as {root}/dev-clean/SPK/CHAPTER/*.trans.txt "
+            f"or {root}/{FINETUNING_DIR}/)"
+        )
+
+    # Every tree to read: LibriSpeech splits and Libri-light's folds, each read once.
+    trees: dict[str, Path] = {p.name: p for p in sorted(root.iterdir()) if _is_split_dir(p)}
+    finetuning = _find_finetuning(root)
+    folds: dict[str, list[str]] = {"1h": [], "9h": []}
+    if finetuning is not None:
+        for sub in sorted((finetuning / "1h").glob("*/*")) + sorted((finetuning / "9h").glob("*")):
+            if sub.is_dir() and sub.name in ("clean", "other"):
+                key = str(sub.relative_to(finetuning))
+                trees[f"{FINETUNING_DIR}/{key}"] = sub
+                folds[key.split("/")[0]].append(f"{FINETUNING_DIR}/{key}")
+
+    rows_of = {name: _scan_tree(tree, allow_untranscribed) for name, tree in trees.items()}
+    all_rows = [row for rows in rows_of.values() for row in rows]
+    durations = audio_durations([row["audio"] for row in all_rows], cache=cache_durations)
+    speakers_file = root / "SPEAKERS.TXT"
+    genders = read_speakers(speakers_file) if speakers_file.is_file() else {}
+    phones = {}
+    if with_phones and finetuning is not None and (finetuning / "phones").is_dir():
+        phones = read_alignments(finetuning / "phones")
+    for row, duration in zip(all_rows, durations):
+        row["duration"] = duration
+        row["gender"] = genders.get(row["speaker_id"], "")
+        row["phones"] = phones.get(row["id"], empty_phones())
+
+    def build(names: list[str]) -> datasets.Dataset:
+        rows = [row for name in names for row in rows_of[name]]
+        ids = [row["id"] for row in rows]
+        if len(set(ids)) != len(ids):
+            first = next(i for i in ids if ids.count(i) > 1)
+            where = [str(trees[n]) for n in names if any(r["id"] == first for r in rows_of[n])]
+            raise CorpusError(f"utterance {first} appears in several folders: {', '.join(where)}")
+        columns = {key: [row[key] for row in rows] for key in FEATURES}
+        return datasets.Dataset.from_dict(columns, features=FEATURES)
+
+    splits: dict[str, datasets.Dataset] = {}
+    missing: dict[str, str] = {}
+    for name in sorted(n for n in trees if not n.startswith(FINETUNING_DIR)):
+        splits[name] = build([name])
+
+    train_sets = sorted(n for n in splits if n.startswith("train"))
+    if train_sets:
+        splits["pretrain"] = build(train_sets)
+    else:
+        missing["pretrain"] = f"no train-* split folder under {root}"
+    where = f"{root / FINETUNING_DIR} or {root.parent / FINETUNING_DIR}"
+    fold_names = [n for n in folds["1h"] if n.split("/")[2] == str(fold)]
+    labeled = {
+        "train-10min": (fold_names, f"no {FINETUNING_DIR}/1h/{fold}/{{clean,other}} in {where}"),
+        "train-1h": (folds["1h"], f"no {FINETUNING_DIR}/1h/ folds in {where}"),
+        "train-10h": (folds["1h"] + folds["9h"] if folds["9h"] and folds["1h"] else [], f"needs both {FINETUNING_DIR}/1h/ and 9h/ in {where}"),
+    }
+    for split, (names, reason) in labeled.items():
+        if names:
+            splits[split] = build(names)
+        else:
+            missing[split] = reason
+    for split, original in (("dev", "dev-clean"), ("test", "test-clean")):
+        if original in splits:
+            splits[split] = splits[original]
+        else:
+            missing[split] = f"no {original}/ folder under {root}"
+    if missing:
+        logger.info("corpus %s: splits without data: %s", root, ", ".join(sorted(missing)))
+    return Corpus(splits, missing=missing, source=f"{'builtin' if builtin else 'librispeech'}:{root}")
