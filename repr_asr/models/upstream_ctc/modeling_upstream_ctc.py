@@ -1,0 +1,248 @@
+"""The downstream ASR model: any upstream's features → CTC head → characters or sentencepiece units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput
+
+from ..upstream import lengths_from_mask, mask_from_lengths
+from .configuration_upstream_ctc import UpstreamForCTCConfig
+
+
+@dataclass
+class UpstreamCTCOutput(CausalLMOutput):
+    """``CausalLMOutput`` (``loss``, ``logits`` ``(batch, frames, vocab)``) plus what CTC training needs.
+
+    Attributes:
+        output_lengths: ``(batch,)`` real output frames per utterance (the CTC input lengths).
+        metrics: with labels: ``ctc_loss`` and ``too_long`` (number of utterances in the batch whose
+            labels cannot be aligned to their frames; their loss is zeroed, not dropped silently).
+    """
+
+    output_lengths: Optional[torch.Tensor] = None
+    metrics: Optional[dict] = None
+
+
+def ctc_min_frames(labels: torch.Tensor) -> torch.Tensor:
+    """``(batch,)`` fewest frames CTC needs for each label row (padded with -100): the label length plus
+    one blank between every pair of equal neighbours."""
+    valid = labels >= 0
+    repeats = (labels[:, 1:] == labels[:, :-1]) & valid[:, 1:] & valid[:, :-1]
+    return valid.sum(-1) + repeats.sum(-1)
+
+
+class CTCHead(nn.Module):
+    """Features ``(batch, frames, dim)`` → logits ``(batch, ceil(frames / stride), vocab)``."""
+
+    def __init__(self, config: UpstreamForCTCConfig, input_dim: int):
+        super().__init__()
+        self.config = config
+        self.dropout = nn.Dropout(config.dropout)
+        dim = input_dim
+        self.lstm = None
+        if config.head_type == "bilstm":
+            self.lstm = nn.LSTM(
+                input_dim, config.head_hidden_size, num_layers=config.head_num_layers, batch_first=True,
+                bidirectional=True, dropout=config.dropout if config.head_num_layers > 1 else 0.0,
+            )
+            dim = 2 * config.head_hidden_size
+        if config.reduction_stride > 1:
+            self.output = nn.Conv1d(dim, config.vocab_size, config.reduction_kernel, stride=config.reduction_stride)
+        else:
+            self.output = nn.Linear(dim, config.vocab_size)
+
+    def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
+        stride = self.config.reduction_stride
+        return torch.div(frame_lengths + stride - 1, stride, rounding_mode="floor")  # ceil; 0 stays 0
+
+    def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        mask = mask_from_lengths(frame_lengths, features.shape[1]).unsqueeze(-1)  # (B, T, 1)
+        x = self.dropout(features) * mask
+        if self.lstm is not None:
+            # Packed so the backward direction starts at each utterance's last real frame, not in padding.
+            packed = nn.utils.rnn.pack_padded_sequence(
+                x, frame_lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+            )
+            x, _ = self.lstm(packed)
+            x, _ = nn.utils.rnn.pad_packed_sequence(x, batch_first=True, total_length=features.shape[1])
+            x = self.dropout(x) * mask  # (B, T, 2H)
+        if isinstance(self.output, nn.Conv1d):
+            # Right-pad with kernel-1 zeros: ceil(T/stride) outputs, and each real output window sees only
+            # real frames and zeros, exactly as the utterance alone would (padding never leaks in).
+            x = F.pad(x.transpose(1, 2), (0, self.config.reduction_kernel - 1))  # (B, D, T + k - 1)
+            return self.output(x).transpose(1, 2)  # (B, ceil(T/stride), V)
+        return self.output(x)  # (B, T, V)
+
+
+class UpstreamForCTC(PreTrainedModel):
+    """An upstream (frozen or fine-tuned) with a CTC head; loadable with ``AutoModelForCTC`` and usable
+    by ``transformers.pipeline("automatic-speech-recognition", model=DIR)``.
+
+    Example:
+        >>> import torch, repr_asr
+        >>> from repr_asr.models import load_upstream
+        >>> from repr_asr.models.upstream_ctc import UpstreamForCTC
+        >>> model = UpstreamForCTC.from_upstream(load_upstream("fbank"), vocab_size=30, pad_token_id=0)
+        >>> model(torch.zeros(1, 16000)).logits.shape
+        torch.Size([1, 101, 30])
+    """
+
+    config_class = UpstreamForCTCConfig
+    base_model_prefix = "upstream_ctc"
+    main_input_name = "input_values"
+    supports_gradient_checkpointing = False
+
+    def __init__(self, config: UpstreamForCTCConfig):
+        super().__init__(config)
+        self.upstream = AutoModel.from_config(config.build_upstream_config())
+        self.probe_point = config.probe_point or self.upstream.default_probe_point
+        dims = self.upstream.probe_dims()
+        rates = self.upstream.probe_samples_per_frame()
+        if self.probe_point not in dims:
+            raise ValueError(
+                f"probe_point {self.probe_point!r} is not one of the upstream's probe points {list(dims)}"
+            )
+        # Weighted sum: only points at the probe point's frame rate and dimension can be summed frame by frame.
+        self.weighted_probe_points = [
+            p for p in self.upstream.probe_points
+            if dims[p] == dims[self.probe_point] and rates[p] == rates[self.probe_point]
+        ] if config.weighted_sum else [self.probe_point]
+        self.layer_weights = (
+            nn.Parameter(torch.zeros(len(self.weighted_probe_points))) if config.weighted_sum else None
+        )
+        self.head = CTCHead(config, dims[self.probe_point])
+        self.time_masking = (
+            torchaudio.transforms.TimeMasking(config.time_mask_width, iid_masks=True)
+            if config.time_mask_width > 0 else None
+        )
+        self.feature_masking = (
+            torchaudio.transforms.FrequencyMasking(config.feature_mask_width, iid_masks=True)
+            if config.feature_mask_width > 0 else None
+        )
+        # The HF ASR pipeline reads this to map output frames back to samples.
+        config.inputs_to_logits_ratio = int(rates[self.probe_point]) * config.reduction_stride
+        self._train_step = 0
+        if config.freeze_upstream:
+            self.upstream.requires_grad_(False)
+        self.post_init()
+
+    # ------------------------------------------------------------------ construction for recipes
+
+    @classmethod
+    def from_upstream(cls, upstream: PreTrainedModel, vocab_size: int, pad_token_id: int = 0, **head_options):
+        """A CTC model around ``upstream`` (a loaded upstream model, e.g. ``load_upstream(path)``), keeping its weights."""
+        config = UpstreamForCTCConfig(
+            upstream_config=upstream.config.to_dict(), vocab_size=vocab_size, pad_token_id=pad_token_id,
+            **head_options,
+        )
+        model = cls(config)
+        model.upstream.load_state_dict(upstream.state_dict())
+        return model
+
+    # ------------------------------------------------------------------ frozen / fine-tuned
+
+    def upstream_is_frozen(self) -> bool:
+        """True while the upstream gets no gradient (always when frozen, else during the first N steps)."""
+        return self.config.freeze_upstream or self._train_step < self.config.freeze_upstream_steps
+
+    def on_train_step(self, step: int) -> None:
+        """Called by the trainer before optimisation step ``step`` (0-based); ends the frozen warm-up."""
+        self._train_step = int(step)
+        self.train(self.training)  # re-apply the upstream's mode
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.upstream_is_frozen():
+            self.upstream.eval()  # a frozen upstream is a fixed feature extractor: no dropout, no stat updates
+        return self
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimizer groups: the upstream's (``lr_scale = upstream_lr_scale``) and the head's (``lr_scale = 1``).
+
+        Only parameters with ``requires_grad`` are listed, and a group with none (a spectral or
+        permanently frozen upstream) is left out; the trainer multiplies its learning rate by ``lr_scale``.
+        """
+        upstream = [p for p in self.upstream.parameters() if p.requires_grad]
+        upstream_ids = {id(p) for p in self.upstream.parameters()}
+        head = [p for p in self.parameters() if p.requires_grad and id(p) not in upstream_ids]
+        groups = [
+            {"params": upstream, "lr_scale": float(self.config.upstream_lr_scale)},
+            {"params": head, "lr_scale": 1.0},
+        ]
+        return [g for g in groups if g["params"]]
+
+    # ------------------------------------------------------------------ lengths
+
+    def output_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
+        """``(batch,)`` output frames (CTC input lengths) for ``(batch,)`` real sample counts."""
+        return self.head.output_lengths(self.upstream.frame_lengths(sample_lengths, self.probe_point))
+
+    # ------------------------------------------------------------------ forward
+
+    def _features(self, input_values: torch.Tensor, attention_mask: Optional[torch.Tensor]):
+        frozen = self.upstream_is_frozen()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            out = self.upstream(
+                input_values, attention_mask=attention_mask, output_hidden_states=True
+            )
+        states = dict(zip(self.upstream.probe_points, out.hidden_states))
+        sample_lengths = lengths_from_mask(attention_mask, input_values)
+        if self.layer_weights is None:
+            features = states[self.probe_point]
+        else:
+            stacked = [states[p] for p in self.weighted_probe_points]
+            frames = min(s.shape[1] for s in stacked)  # points at one rate may differ by an edge frame
+            stacked = torch.stack([s[:, :frames] for s in stacked], dim=0)  # (P, B, T, D)
+            weights = torch.softmax(self.layer_weights, dim=0).to(stacked.dtype)
+            features = (weights[:, None, None, None] * stacked).sum(0)  # (B, T, D)
+        frame_lengths = self.upstream.frame_lengths(sample_lengths, self.probe_point).clamp(max=features.shape[1])
+        return features.to(self.head.output.weight.dtype), frame_lengths
+
+    def _spec_augment(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.training or (self.time_masking is None and self.feature_masking is None):
+            return features
+        x = features.transpose(1, 2)  # (B, D, T): torchaudio masks (..., freq, time)
+        for _ in range(self.config.feature_mask_count if self.feature_masking is not None else 0):
+            x = self.feature_masking(x)
+        for _ in range(self.config.time_mask_count if self.time_masking is not None else 0):
+            x = self.time_masking(x)
+        return x.transpose(1, 2)  # (B, T, D)
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        return_dict: bool = True,
+        **kwargs,
+    ) -> UpstreamCTCOutput:
+        """``input_values`` ``(batch, samples)``, ``attention_mask`` ``(batch, samples)``, ``labels``
+        ``(batch, max_label_len)`` padded with -100 → logits ``(batch, frames, vocab)`` (+ CTC loss)."""
+        features, frame_lengths = self._features(input_values, attention_mask)
+        features = self._spec_augment(features)
+        logits = self.head(features, frame_lengths)  # (B, T_out, V)
+        output_lengths = self.head.output_lengths(frame_lengths).clamp(max=logits.shape[1])
+
+        loss = metrics = None
+        if labels is not None:
+            if labels.max() >= self.config.vocab_size:
+                raise ValueError(f"labels hold id {int(labels.max())} >= vocab_size {self.config.vocab_size}")
+            label_mask = labels >= 0
+            target_lengths = label_mask.sum(-1)
+            too_long = (ctc_min_frames(labels) > output_lengths).sum()
+            log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)  # (T_out, B, V)
+            with torch.backends.cudnn.flags(enabled=False):  # cudnn's CTC has extra constraints on lengths
+                loss = F.ctc_loss(
+                    log_probs, labels.masked_select(label_mask), output_lengths, target_lengths,
+                    blank=self.config.pad_token_id, reduction=self.config.ctc_loss_reduction,
+                    zero_infinity=self.config.ctc_zero_infinity,
+                )
+            metrics = {"ctc_loss": loss.detach(), "too_long": too_long.detach()}
+        return UpstreamCTCOutput(loss=loss, logits=logits, output_lengths=output_lengths, metrics=metrics)
