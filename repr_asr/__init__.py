@@ -24,6 +24,17 @@ def _register(config_cls, model_cls):
 _register(SpectralConfig, SpectralModel)
 _register(MaskedReconConfig, MaskedReconModel)
 
+# The CTC model (AutoModelForCTC) and its tokenizers (AutoTokenizer finds them by class name).
+from transformers import AutoModelForCTC, AutoTokenizer  # noqa: E402
+
+from .models.upstream_ctc import UpstreamForCTC, UpstreamForCTCConfig  # noqa: E402
+from .tokenization import SentencePieceCTCTokenizer  # noqa: E402
+
+AutoConfig.register(UpstreamForCTCConfig.model_type, UpstreamForCTCConfig, exist_ok=True)
+AutoModelForCTC.register(UpstreamForCTCConfig, UpstreamForCTC, exist_ok=True)
+AutoFeatureExtractor.register(UpstreamForCTCConfig, ReprFeatureExtractor, exist_ok=True)
+AutoTokenizer.register(UpstreamForCTCConfig, tokenizer_class=SentencePieceCTCTokenizer, exist_ok=True)
+
 __all__ = [
     "AudioError",
     "ReprFeatureExtractor",
