@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
 
 from .audio import AudioError, load_audio, mu_law_decode, mu_law_encode
 from .feature_extraction import ReprFeatureExtractor
+from .models.cpc import CPCConfig, CPCModel
 from .models.masked_recon import MaskedReconConfig, MaskedReconModel
 from .models.spectral.configuration_spectral import SpectralConfig
 from .models.spectral.modeling_spectral import SpectralModel
@@ -22,6 +23,7 @@ def _register(config_cls, model_cls):
 
 
 _register(SpectralConfig, SpectralModel)
+_register(CPCConfig, CPCModel)
 _register(MaskedReconConfig, MaskedReconModel)
 
 # The CTC model (AutoModelForCTC) and its tokenizers (AutoTokenizer finds them by class name).
@@ -37,6 +39,8 @@ AutoTokenizer.register(UpstreamForCTCConfig, tokenizer_class=SentencePieceCTCTok
 
 __all__ = [
     "AudioError",
+    "CPCConfig",
+    "CPCModel",
     "ReprFeatureExtractor",
     "SpectralConfig",
     "SpectralModel",
