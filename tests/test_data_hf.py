@@ -1,0 +1,121 @@
+"""hf: corpora — a save_to_disk folder with its own column and split names."""
+
+import io
+
+import datasets
+import numpy as np
+import pytest
+import soundfile
+
+from repr_asr.audio import decode_audio
+from repr_asr.data import SPLITS, load_corpus
+from repr_asr.data.librispeech import CorpusError
+
+SR = 16000
+
+
+def _wave(seconds, seed):
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal(int(seconds * SR))).astype(np.float32)
+
+
+def _flac_bytes(wave):
+    buffer = io.BytesIO()
+    soundfile.write(buffer, wave, SR, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _save(tmp_path, with_test=True):
+    """train: 20 utterances of 0.2-0.585 s as embedded FLAC bytes; validation (and test) as file paths."""
+    waves = {}
+
+    def rows(split, n, as_path):
+        out = {"utt": [], "sound": [], "sentence": [], "client": [], "sex": []}
+        for i in range(n):
+            utt = f"{split}-{i}"
+            wave = _wave(0.2 + 0.02 * i, hash(utt) % 1000)
+            waves[utt] = wave
+            if as_path:
+                path = tmp_path / "wav" / f"{utt}.wav"
+                path.parent.mkdir(exist_ok=True)
+                soundfile.write(str(path), wave, SR, subtype="FLOAT")
+                cell = {"path": str(path), "bytes": None}
+            else:
+                cell = {"path": f"{utt}.flac", "bytes": _flac_bytes(wave)}
+            out["utt"].append(utt)
+            out["sound"].append(cell)
+            out["sentence"].append(f"It's number {i}, isn't it?")
+            out["client"].append(f"spk{i % 3}")
+            out["sex"].append(["female", "male", None][i % 3])
+        return datasets.Dataset.from_dict(out).cast_column("sound", datasets.Audio(sampling_rate=SR))
+
+    source = {"train": rows("train", 20, False), "validation": rows("validation", 3, True)}
+    if with_test:
+        source["test"] = rows("test", 2, True)
+    folder = tmp_path / "saved"
+    datasets.DatasetDict(source).save_to_disk(str(folder))
+    return folder, waves
+
+
+OPTIONS = dict(audio_column="sound", text_column="sentence", id_column="utt", speaker_column="client", gender_column="sex")
+
+
+def test_save_to_disk_round_trip_with_renamed_columns(tmp_path):
+    folder, waves = _save(tmp_path)
+    corpus = load_corpus(f"hf:{folder}", **OPTIONS)
+    for split in SPLITS:
+        assert set(corpus[split].column_names) == {"id", "audio", "text", "speaker_id", "gender", "duration", "phones"}
+    assert corpus["dev"]["id"] == ["validation-0", "validation-1", "validation-2"]
+    assert corpus["validation"]["id"] == corpus["dev"]["id"]  # source name kept
+    assert corpus["test"]["id"] == ["test-0", "test-1"]
+    row = corpus["train"][4]
+    assert row["id"] == "train-4"
+    assert row["text"] == "IT'S NUMBER 4 ISN'T IT"
+    assert row["speaker_id"] == "spk1" and row["gender"] == "M"
+    assert corpus["train"][2]["gender"] == ""  # None → unknown
+    assert row["phones"] == {"phone": [], "start": [], "end": []}
+    for split in ("train", "dev"):
+        for row in corpus[split]:
+            wave = decode_audio(row["audio"], name=row["id"])
+            assert row["duration"] == pytest.approx(len(waves[row["id"]]) / SR, abs=1e-6)
+            np.testing.assert_allclose(wave, waves[row["id"]], atol=1e-4)  # 16-bit FLAC / float WAV
+
+
+def test_derived_splits_nest_and_are_seeded(tmp_path):
+    folder, _ = _save(tmp_path, with_test=False)
+    seconds = {"train-10h": 3.0, "train-1h": 1.5, "train-10min": 0.5}
+    corpus = load_corpus(f"hf:{folder}", subset_seconds=seconds, seed=1, **OPTIONS)
+    again = load_corpus(f"hf:{folder}", subset_seconds=seconds, seed=1, **OPTIONS)
+    other = load_corpus(f"hf:{folder}", subset_seconds=seconds, seed=2, **OPTIONS)
+    ids = {s: set(corpus[s]["id"]) for s in SPLITS}
+    assert ids["train-10min"] < ids["train-1h"] < ids["train-10h"] <= ids["pretrain"]
+    for split, limit in seconds.items():
+        total = sum(corpus[split]["duration"])
+        assert total <= limit + 1e-9
+        assert total > limit - 0.6  # one more utterance (< 0.6 s) would have exceeded the limit
+    assert len(ids["test"]) == 1 and not ids["test"] & ids["pretrain"]  # 5 % of 20 held out
+    assert ids["dev"] == {"validation-0", "validation-1", "validation-2"}
+    assert all(set(again[s]["id"]) == ids[s] for s in SPLITS)
+    assert any(set(other[s]["id"]) != ids[s] for s in SPLITS)
+
+
+def test_bad_options_name_column_and_folder(tmp_path):
+    folder, _ = _save(tmp_path)
+    with pytest.raises(CorpusError, match="no column 'transcript'.*text_column"):
+        load_corpus(f"hf:{folder}", **{**OPTIONS, "text_column": "transcript"})
+    not_saved = tmp_path / "empty"
+    not_saved.mkdir()
+    with pytest.raises(CorpusError, match=f"{not_saved}: not a dataset saved with save_to_disk"):
+        load_corpus(f"hf:{not_saved}")
+
+
+def test_single_dataset_and_missing_columns(tmp_path):
+    wave = _wave(0.3, 0)
+    path = tmp_path / "a.wav"
+    soundfile.write(str(path), wave, SR)
+    ds = datasets.Dataset.from_dict({"audio": [str(path)] * 4, "text": ["a b", "c", "d", "e"]})
+    ds.save_to_disk(str(tmp_path / "single"))
+    corpus = load_corpus(f"hf:{tmp_path / 'single'}")
+    assert corpus["pretrain"][0]["audio"] == str(path)  # a path column stays a path
+    assert set(corpus["train"]["speaker_id"]) == {""}
+    assert corpus["train"]["id"] == ["train-000000", "train-000001", "train-000002", "train-000003"]
