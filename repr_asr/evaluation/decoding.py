@@ -1,0 +1,163 @@
+"""CTC decoding: greedy (argmax, collapse repeats, drop blanks) and beam search with torchaudio's
+flashlight-text ``ctc_decoder``, lexicon-free or with a lexicon, optionally with a KenLM/ARPA n-gram.
+
+Emissions are ``(batch, frames, vocab)`` logits or log-probabilities with ``(batch,)`` real frame
+counts (``UpstreamCTCOutput.output_lengths``); the tokenizer is one of :mod:`repr_asr.tokenization`'s
+(blank = ``<pad>`` = id 0).
+
+Beam-search modes:
+
+- lexicon-free (``lexicon=None``): any token sequence; ``lm`` must then be a *token* LM
+  (``build_ngram(..., unit="token", tokenizer=tok)``), or None;
+- lexicon (``lexicon=`` a file, or ``lexicon_words=`` a word list, e.g. the LM's vocabulary): output
+  words come from the lexicon only; ``lm`` is a *word* LM (``build_ngram(..., unit="word")``).
+
+The word boundary ("silence") token is ``|`` for character models; sentencepiece pieces carry the
+boundary inside (``▁THE``), so the blank serves as silence there (as in fairseq's wav2letter decoder).
+"""
+
+from __future__ import annotations
+
+import os
+from itertools import groupby
+from typing import Iterable, Optional, Sequence
+
+import torch
+
+from ..tokenization import SP_SPACE, SentencePieceCTCTokenizer, normalize_transcript, token_strings
+
+
+def ctc_collapse(ids: Sequence[int], blank_id: int = 0) -> list[int]:
+    """Merge runs of the same id, then drop blanks: ``[a a - a b b] → [a a b]``."""
+    return [int(key) for key, _ in groupby(ids) if int(key) != blank_id]
+
+
+def greedy_ids(emissions: torch.Tensor, lengths: Optional[torch.Tensor] = None, blank_id: int = 0) -> list[list[int]]:
+    """Best path per utterance of ``(batch, frames, vocab)`` emissions, collapsed (ids, blank removed)."""
+    best = emissions.argmax(-1).cpu()  # (B, T)
+    lengths = lengths.cpu().tolist() if lengths is not None else [best.shape[1]] * best.shape[0]
+    return [ctc_collapse(best[b, : int(n)].tolist(), blank_id) for b, n in enumerate(lengths)]
+
+
+def greedy_decode(emissions: torch.Tensor, tokenizer, lengths: Optional[torch.Tensor] = None) -> list[str]:
+    """Greedy CTC transcripts: argmax per frame, then the tokenizer's CTC decoding."""
+    ids = greedy_ids(emissions, lengths, tokenizer.pad_token_id)
+    # Already collapsed: decoding again must not merge legitimate double letters.
+    return [tokenizer.decode(seq, group_tokens=False, skip_special_tokens=False) for seq in ids]
+
+
+def _silence_token(tokenizer) -> str:
+    if isinstance(tokenizer, SentencePieceCTCTokenizer):
+        return tokenizer.pad_token
+    return tokenizer.word_delimiter_token
+
+
+def spell(word: str, tokenizer) -> list[str]:
+    """The token spelling of one word in the lexicon: characters + ``|``, or sentencepiece pieces."""
+    if isinstance(tokenizer, SentencePieceCTCTokenizer):
+        return tokenizer.sp_model.encode(word, out_type=str)
+    return list(word) + [tokenizer.word_delimiter_token]
+
+
+def write_lexicon(words: Iterable[str], tokenizer, path: str) -> str:
+    """Write a flashlight lexicon (``WORD t1 t2 ...`` per line) for ``words``; words with a unit the
+    tokenizer lacks are skipped (the decoder could never emit them). Returns ``path``."""
+    vocab = tokenizer.get_vocab()
+    unk = tokenizer.unk_token
+    seen = set()
+    lines = []
+    for word in words:
+        word = normalize_transcript(word)
+        if not word or " " in word or word in seen:
+            continue
+        tokens = spell(word, tokenizer)
+        if not tokens or any(t not in vocab or t == unk for t in tokens):
+            continue
+        seen.add(word)
+        lines.append(word + " " + " ".join(tokens))
+    if not lines:
+        raise ValueError("no word of the lexicon can be spelled with this tokenizer's units")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+class BeamSearchDecoder:
+    """Beam search over CTC emissions with torchaudio's ``ctc_decoder`` (flashlight-text).
+
+    Args:
+        tokenizer: the model's CTC tokenizer (its vocabulary, in id order, is the decoder's token set).
+        lexicon: a lexicon file (``WORD t1 t2 ...``), or None for lexicon-free decoding.
+        lexicon_words: words to build a lexicon from instead (written to ``work_dir/lexicon.txt``).
+        lm: an ARPA (or KenLM binary) file, or None for no LM.
+        lm_weight, word_score, beam_size, beam_threshold: the usual flashlight knobs.
+        work_dir: where a built lexicon is written (default: next to ``lm``, else the current folder).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        lexicon: Optional[str] = None,
+        lexicon_words: Optional[Iterable[str]] = None,
+        lm: Optional[str] = None,
+        lm_weight: float = 2.0,
+        word_score: float = 0.0,
+        beam_size: int = 50,
+        beam_threshold: float = 50.0,
+        work_dir: Optional[str] = None,
+    ):
+        from torchaudio.models.decoder import ctc_decoder
+
+        self.tokenizer = tokenizer
+        if lexicon is None and lexicon_words is not None:
+            work_dir = work_dir or (os.path.dirname(os.path.abspath(lm)) if lm else os.getcwd())
+            lexicon = write_lexicon(lexicon_words, tokenizer, os.path.join(work_dir, "lexicon.txt"))
+        for path, what in ((lexicon, "lexicon"), (lm, "language model")):
+            if path is not None and not os.path.isfile(path):
+                raise FileNotFoundError(f"{what} file not found: {path}")
+        self.lexicon = lexicon
+        tokens = token_strings(tokenizer)
+        self.blank_id = tokenizer.pad_token_id
+        lm_dict = None
+        if lm is not None and lexicon is None:
+            # Token LM: torchaudio builds the LM's index map from an unordered map, so token i would be
+            # scored as some other token; an explicit dictionary file in id order keeps them aligned.
+            work_dir = work_dir or os.path.dirname(os.path.abspath(lm))
+            lm_dict = os.path.join(work_dir, "lm_tokens.txt")
+            with open(lm_dict, "w", encoding="utf-8") as f:
+                f.write("\n".join(tokens) + "\n")
+        self.decoder = ctc_decoder(
+            lexicon=lexicon,
+            tokens=tokens,
+            lm=lm,
+            lm_dict=lm_dict,
+            nbest=1,
+            beam_size=beam_size,
+            beam_threshold=beam_threshold,
+            lm_weight=lm_weight,
+            word_score=word_score,
+            blank_token=tokenizer.pad_token,
+            sil_token=_silence_token(tokenizer),
+            unk_word=tokenizer.unk_token,
+        )
+
+    def __call__(self, emissions: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> list[str]:
+        """Transcripts of ``(batch, frames, vocab)`` emissions (log-softmax is applied here)."""
+        log_probs = torch.log_softmax(emissions.detach().float(), dim=-1).cpu().contiguous()  # (B, T, V)
+        if lengths is not None:
+            lengths = lengths.detach().cpu().to(torch.int32)
+        results = self.decoder(log_probs, lengths)
+        texts = []
+        for hyps in results:
+            if not hyps:
+                texts.append("")
+                continue
+            best = hyps[0]
+            if self.lexicon is not None:
+                texts.append(" ".join(w for w in best.words if w))
+            else:
+                # torchaudio already merged the frame path's repeats and removed blanks.
+                ids = [i for i in best.tokens.tolist() if i != self.blank_id]
+                texts.append(self.tokenizer.decode(ids, group_tokens=False, skip_special_tokens=False))
+        return texts

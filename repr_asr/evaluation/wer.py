@@ -1,0 +1,56 @@
+"""Word and character error rates with jiwer, over a whole set (errors summed, not averaged per utterance)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jiwer
+
+
+def _check(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[list[str], list[str]]:
+    references, hypotheses = list(references), list(hypotheses)
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    if not references:
+        raise ValueError("no utterances to score")
+    for i, ref in enumerate(references):
+        if not ref.strip():
+            raise ValueError(f"reference {i} is empty: WER is undefined for it")
+    return references, hypotheses
+
+
+def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus WER: (substitutions + deletions + insertions) / reference words."""
+    references, hypotheses = _check(references, hypotheses)
+    return float(jiwer.wer(references, hypotheses))
+
+
+def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus CER over characters (spaces count as characters, as in jiwer)."""
+    references, hypotheses = _check(references, hypotheses)
+    return float(jiwer.cer(references, hypotheses))
+
+
+def error_counts(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
+    """WER and CER with their edit counts, ready for ``results.json``::
+
+        {"wer", "cer", "substitutions", "deletions", "insertions", "hits", "reference_words",
+         "char_substitutions", "char_deletions", "char_insertions", "reference_chars", "utterances"}
+    """
+    references, hypotheses = _check(references, hypotheses)
+    words = jiwer.process_words(references, hypotheses)
+    chars = jiwer.process_characters(references, hypotheses)
+    return {
+        "wer": float(words.wer),
+        "cer": float(chars.cer),
+        "substitutions": words.substitutions,
+        "deletions": words.deletions,
+        "insertions": words.insertions,
+        "hits": words.hits,
+        "reference_words": words.substitutions + words.deletions + words.hits,
+        "char_substitutions": chars.substitutions,
+        "char_deletions": chars.deletions,
+        "char_insertions": chars.insertions,
+        "reference_chars": chars.substitutions + chars.deletions + chars.hits,
+        "utterances": len(references),
+    }
