@@ -305,4 +305,5 @@ def test_paper_scale_defaults_and_yaml_configs():
         assert spec["model_type"] == "masked_recon"
         MaskedReconConfig(**spec["model"])  # every key is a valid, consistent field
         assert {"max_steps", "batch_size", "learning_rate"} <= set(spec["training"])
-        assert spec["data"]["crop_seconds"] > 0
+        crop = spec["data"].get("crop_samples", spec["data"].get("crop_seconds"))
+        assert crop is not None and crop > 0
