@@ -12,6 +12,7 @@ from .models.cpc import CPCConfig, CPCModel
 from .models.masked_recon import MaskedReconConfig, MaskedReconModel
 from .models.spectral.configuration_spectral import SpectralConfig
 from .models.spectral.modeling_spectral import SpectralModel
+from .models.wavenet_ae import WaveNetAEConfig, WaveNetAEModel
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ def _register(config_cls, model_cls):
 _register(SpectralConfig, SpectralModel)
 _register(CPCConfig, CPCModel)
 _register(MaskedReconConfig, MaskedReconModel)
+_register(WaveNetAEConfig, WaveNetAEModel)
 
 # The CTC model (AutoModelForCTC) and its tokenizers (AutoTokenizer finds them by class name).
 from transformers import AutoModelForCTC, AutoTokenizer  # noqa: E402
@@ -44,6 +46,8 @@ __all__ = [
     "ReprFeatureExtractor",
     "SpectralConfig",
     "SpectralModel",
+    "WaveNetAEConfig",
+    "WaveNetAEModel",
     "load_audio",
     "mu_law_decode",
     "mu_law_encode",
