@@ -15,27 +15,27 @@ class CPCConfig(PreTrainedConfig):
     InfoNCE over future encoder frames ("modified CPC", arXiv 2002.02848; code: facebookresearch/CPC_audio).
 
     Args:
-        sampling_rate (`int`, defaults to 16000): input sample rate.
+        sampling_rate (`int`, defaults to `16000`): input sample rate.
         conv_kernel (`list[int]`, defaults to `[10, 8, 4, 4, 4]`): kernel size of each encoder conv layer.
         conv_stride (`list[int]`, defaults to `[5, 4, 2, 2, 2]`): stride of each encoder conv layer; their
             product (160) is the samples per frame of both probe points (100 Hz at 16 kHz).
         conv_padding (`list[int]`, defaults to `[3, 2, 1, 1, 1]`): zero padding on both sides of each layer's
             input; with the defaults a crop of `n * 160` samples gives exactly `n` frames.
-        conv_dim (`int`, defaults to 256): channels of every encoder layer (the dimension of probe `"enc"`).
+        conv_dim (`int`, defaults to `256`): channels of every encoder layer (the dimension of probe `"enc"`).
         conv_norm (`str`, defaults to `"channel"`): `"channel"` normalises each frame over its channels
             (CPC_audio's ChannelNorm: one frame's statistics only, so padding never changes a real frame),
             `"none"` skips normalisation.
         context_type (`str`, defaults to `"lstm"`): the causal context network, `"lstm"` or `"gru"`.
-        context_layers (`int`, defaults to 1): recurrent layers of the context network.
-        context_hidden_size (`int`, defaults to 256): its hidden size (the dimension of probe `"ctx"`).
-        prediction_steps (`int`, defaults to 12): K, the future frames predicted from each context frame,
+        context_layers (`int`, defaults to `1`): recurrent layers of the context network.
+        context_hidden_size (`int`, defaults to `256`): its hidden size (the dimension of probe `"ctx"`).
+        prediction_steps (`int`, defaults to `12`): K, the future frames predicted from each context frame,
             one linear predictor per step.
-        num_negatives (`int`, defaults to 128): negatives per context frame, shared by the K steps.
+        num_negatives (`int`, defaults to `128`): negatives per context frame, shared by the K steps.
         negative_sampling (`str`, defaults to `"speaker"`): where negatives come from, always real frames
             only: `"utterance"` (the same utterance), `"speaker"` (every utterance of the batch with the same
             `speaker_ids` entry; an utterance with no or a negative speaker id samples from itself), or
             `"batch"` (every utterance of the batch).
-        predictor_dropout (`float`, defaults to 0.0): dropout on the context frames fed to the predictors.
+        predictor_dropout (`float`, defaults to `0.0`): dropout on the context frames fed to the predictors.
         probe_points (`list[str]`, defaults to `["enc", "ctx"]`): probe points returned in `hidden_states`,
             in this order; any ordering of a subset of `"enc"` and `"ctx"`.
         default_probe_point (`str`, defaults to `"ctx"`): the probe point of `last_hidden_state`.
