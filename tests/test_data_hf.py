@@ -62,7 +62,10 @@ OPTIONS = dict(audio_column="sound", text_column="sentence", id_column="utt", sp
 
 def test_save_to_disk_round_trip_with_renamed_columns(tmp_path):
     folder, waves = _save(tmp_path)
+    before = sorted(p.name for p in folder.rglob("*"))
     corpus = load_corpus(f"hf:{folder}", **OPTIONS)
+    assert sorted(p.name for p in folder.rglob("*")) == before  # nothing written into the source folder
+    assert corpus["train"].features["audio"] == datasets.Audio(decode=False)
     for split in SPLITS:
         assert set(corpus[split].column_names) == {"id", "audio", "text", "speaker_id", "gender", "duration", "phones"}
     assert corpus["dev"]["id"] == ["validation-0", "validation-1", "validation-2"]
@@ -113,9 +116,10 @@ def test_single_dataset_and_missing_columns(tmp_path):
     wave = _wave(0.3, 0)
     path = tmp_path / "a.wav"
     soundfile.write(str(path), wave, SR)
-    ds = datasets.Dataset.from_dict({"audio": [str(path)] * 4, "text": ["a b", "c", "d", "e"]})
+    ds = datasets.Dataset.from_dict({"audio": [str(path)] * 4, "text": ["a b", None, "d", "e"]})
     ds.save_to_disk(str(tmp_path / "single"))
     corpus = load_corpus(f"hf:{tmp_path / 'single'}")
     assert corpus["pretrain"][0]["audio"] == str(path)  # a path column stays a path
     assert set(corpus["train"]["speaker_id"]) == {""}
+    assert corpus["train"]["text"] == ["A B", "", "D", "E"]
     assert corpus["train"]["id"] == ["train-000000", "train-000001", "train-000002", "train-000003"]

@@ -11,6 +11,8 @@ import importlib
 
 _LAZY = {
     "CorpusError": "repr_asr.data.librispeech",
+    "MissingSplitError": "repr_asr.data.librispeech",
+    "Corpus": "repr_asr.data.librispeech",
     "SPLITS": "repr_asr.data.librispeech",
     "load_librispeech": "repr_asr.data.librispeech",
     "load_hf": "repr_asr.data.hf",

@@ -83,7 +83,7 @@ def _standardise(
     def convert(batch, indices):
         n = len(indices)
         ids = [str(x) for x in batch[has["id"]]] if has["id"] else [f"{split}-{i:06d}" for i in indices]
-        texts = [normalize_text(t) if normalize else str(t) for t in batch[text_column]] if text_column else [""] * n
+        texts = [("" if t is None else normalize_text(t) if normalize else str(t)) for t in batch[text_column]] if text_column else [""] * n
         speakers = ["" if s is None else str(s) for s in batch[has["speaker"]]] if has["speaker"] else [""] * n
         genders = [_GENDERS.get(str(g).strip().lower(), "") for g in batch[has["gender"]]] if has["gender"] else [""] * n
         if has_duration:
@@ -93,13 +93,17 @@ def _standardise(
         phones = batch["phones"] if has_phones else [empty_phones() for _ in range(n)]
         return {"id": ids, "text": texts, "speaker_id": speakers, "gender": genders, "duration": durations, "phones": phones}
 
-    features = datasets.Features({**{k: v for k, v in FEATURES.items() if k != "audio"}, audio_column: ds.features[audio_column]})
-    ds = ds.map(
-        convert, batched=True, with_indices=True, features=features,
-        remove_columns=[c for c in columns if c != audio_column], desc=f"standardising {split}",
+    # Only the small columns are computed (in memory); the audio column is joined back untouched, so its
+    # bytes are neither copied nor written as cache files into the source folder.
+    features = datasets.Features({k: v for k, v in FEATURES.items() if k != "audio"})
+    small = ds.map(
+        convert, batched=True, with_indices=True, features=features, remove_columns=columns,
+        keep_in_memory=True, desc=f"standardising {split}",
     )
+    audio = ds.select_columns([audio_column])
     if audio_column != "audio":
-        ds = ds.rename_column(audio_column, "audio")
+        audio = audio.rename_column(audio_column, "audio")
+    ds = datasets.concatenate_datasets([audio, small], axis=1)
     return ds.select_columns(list(FEATURES))
 
 
