@@ -1,0 +1,23 @@
+"""Pretrain an upstream (wavenet_ae, cpc, masked_recon) with the shared training loop.
+
+    accelerate launch recipes/pretrain.py --config configs/pretrain/NAME.yaml --output_dir DIR \
+        [--data builtin:data/builtin] [--max_steps N --save_steps N --seed S --resume] [--section.key value ...]
+
+Also runs as plain ``python recipes/pretrain.py ...`` (one process). Writes DIR/final/ (save_pretrained
++ feature extractor + model card), DIR/checkpoints/, DIR/logs/, DIR/metrics.jsonl and DIR/config.yaml.
+"""
+
+import json
+
+from repr_asr.training import load_config, parse_recipe_args, run_pretraining
+
+
+def main(argv=None):
+    args, overrides = parse_recipe_args(argv, description=__doc__.splitlines()[0])
+    run = load_config(args.config, overrides)
+    metrics = run_pretraining(run, args.output_dir, resume=args.resume, config_path=args.config)
+    print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()

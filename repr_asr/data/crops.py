@@ -1,0 +1,124 @@
+"""Fixed-length random crops of a corpus split: the training examples of every upstream's pretraining.
+
+Item ``i`` of epoch ``e`` is a crop of utterance ``i`` whose offset is drawn from a generator seeded
+with ``(seed, e, i)`` only, so the crops of a resumed run are the crops the uninterrupted run saw,
+whatever the worker count or the order in which items are fetched.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..audio import DEFAULT_SAMPLING_RATE, decode_audio
+
+
+class RandomCropDataset(torch.utils.data.Dataset):
+    """``crop_samples``-long crops of every utterance of ``split`` (a ``datasets.Dataset`` with an ``audio`` column).
+
+    Args:
+        split: the corpus split (columns ``id``, ``audio`` and, for ``speakers``, ``speaker_id``).
+        crop_samples: samples per crop. Utterances shorter than that are zero-padded and their
+            ``attention_mask`` is 0 over the padding.
+        seed: seeds the crop offsets together with the epoch and the item index.
+        speakers: optional speaker-id list; each item then carries ``speaker_ids``, the index of its
+            speaker in this list (a speaker missing from it raises an error naming the utterance).
+        cache_audio: keep every decoded utterance in memory (small corpora; one copy per DataLoader worker).
+        normalize: zero-mean unit-variance normalisation of each crop over its real samples
+            (as ``ReprFeatureExtractor(do_normalize=True)`` does).
+        sampling_rate: the rate audio is decoded at.
+
+    Items are dicts of numpy arrays: ``input_values`` ``(crop_samples,)`` float32, ``attention_mask``
+    ``(crop_samples,)`` int32 and, with ``speakers``, ``speaker_ids`` (int). ``collate_crops`` stacks them.
+    """
+
+    def __init__(
+        self,
+        split,
+        crop_samples: int,
+        seed: int = 0,
+        speakers: Optional[Sequence[str]] = None,
+        cache_audio: bool = False,
+        normalize: bool = False,
+        sampling_rate: int = DEFAULT_SAMPLING_RATE,
+    ):
+        if crop_samples < 1:
+            raise ValueError(f"crop_samples must be >= 1, got {crop_samples}")
+        if "audio" not in split.column_names:
+            raise ValueError(f"the split has no `audio` column (columns: {split.column_names})")
+        self.split = split
+        self.crop_samples = int(crop_samples)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.cache_audio = cache_audio
+        self.normalize = normalize
+        self.sampling_rate = sampling_rate
+        self._cache: dict[int, np.ndarray] = {}
+        self.speaker_index = None
+        self._speaker_ids = None
+        if speakers is not None:
+            if "speaker_id" not in split.column_names:
+                raise ValueError(f"speakers were given but the split has no `speaker_id` column (columns: {split.column_names})")
+            self.speaker_index = {str(s): i for i, s in enumerate(speakers)}
+            self._speaker_ids = [str(s) for s in split["speaker_id"]]
+        self._ids = split["id"] if "id" in split.column_names else [str(i) for i in range(len(split))]
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Crops change with the epoch (called by the Trainer before each epoch)."""
+        self.epoch = int(epoch)
+
+    def _audio(self, index: int) -> np.ndarray:
+        if index in self._cache:
+            return self._cache[index]
+        # Only the audio column is read: the rest of the row (phones, text) is not needed here.
+        cell = self.split.select_columns(["audio"])[index]["audio"]
+        waveform = decode_audio(cell, self.sampling_rate, name=f"utterance {self._ids[index]}")
+        if self.cache_audio:
+            self._cache[index] = waveform
+        return waveform
+
+    def crop_offset(self, index: int, num_samples: int) -> int:
+        """Start of the crop of item ``index`` in the current epoch: a function of (seed, epoch, index) only."""
+        if num_samples <= self.crop_samples:
+            return 0
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return int(rng.integers(0, num_samples - self.crop_samples + 1))
+
+    def __getitem__(self, index: int) -> dict:
+        waveform = self._audio(index)
+        offset = self.crop_offset(index, len(waveform))
+        piece = waveform[offset : offset + self.crop_samples]
+        real = len(piece)
+        if self.normalize:
+            piece = (piece - piece.mean()) / np.sqrt(piece.var() + 1e-7)
+        values = np.zeros(self.crop_samples, dtype=np.float32)
+        values[:real] = piece
+        mask = np.zeros(self.crop_samples, dtype=np.int32)
+        mask[:real] = 1
+        item = {"input_values": values, "attention_mask": mask}
+        if self.speaker_index is not None:
+            speaker = self._speaker_ids[index]
+            if speaker not in self.speaker_index:
+                raise KeyError(
+                    f"utterance {self._ids[index]}: speaker {speaker!r} is not in the model's speaker list "
+                    f"({len(self.speaker_index)} speakers)"
+                )
+            item["speaker_ids"] = self.speaker_index[speaker]
+        return item
+
+
+def collate_crops(items: list[dict]) -> dict:
+    """Stack equal-length crops: ``input_values`` ``(batch, samples)`` float32, ``attention_mask``
+    ``(batch, samples)`` long, and ``speaker_ids`` ``(batch,)`` long when the items carry them."""
+    batch = {
+        "input_values": torch.from_numpy(np.stack([item["input_values"] for item in items])),
+        "attention_mask": torch.from_numpy(np.stack([item["attention_mask"] for item in items]).astype(np.int64)),
+    }
+    if "speaker_ids" in items[0]:
+        batch["speaker_ids"] = torch.tensor([item["speaker_ids"] for item in items], dtype=torch.long)
+    return batch

@@ -1,0 +1,130 @@
+"""Pretraining of any upstream (wavenet_ae, cpc, masked_recon) on random crops of a corpus split."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from accelerate import PartialState
+from accelerate.utils import set_seed
+
+from .config import RunConfig
+from .trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+# Keys that may legitimately change between a run and its resumption.
+_RESUMABLE_CHANGES = {("training", "max_steps"), ("training", "save_steps"), ("training", "log_steps"),
+                      ("training", "eval_steps"), ("training", "save_total_limit"), ("training", "num_workers")}
+
+
+def pretraining_forward(model, batch):
+    """The pretraining step: the model computes its own loss and metrics."""
+    return model(**batch, compute_loss=True)
+
+
+def _speaker_list(split) -> list[str]:
+    return sorted({str(s) for s in split["speaker_id"]}) if "speaker_id" in split.column_names else []
+
+
+def _warn_config_changes(saved_path: Path, run: RunConfig) -> None:
+    with open(saved_path) as handle:
+        saved = yaml.safe_load(handle) or {}
+    now = run.to_dict()
+    changed = []
+    for section in ("model", "data", "training"):
+        for key in sorted(set(saved.get(section) or {}) | set(now[section])):
+            if (section, key) in _RESUMABLE_CHANGES or section == "model" and key == "speakers":
+                continue
+            if (saved.get(section) or {}).get(key) != now[section].get(key):
+                changed.append(f"{section}.{key}: {(saved.get(section) or {}).get(key)!r} -> {now[section].get(key)!r}")
+    if saved.get("model_type") != now["model_type"]:
+        changed.append(f"model_type: {saved.get('model_type')!r} -> {now['model_type']!r}")
+    if changed:
+        logger.warning("resuming with a config that differs from %s: %s", saved_path, "; ".join(changed))
+
+
+def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool = False, config_path: Optional[str] = None) -> dict:
+    """Pretrain ``run.model_type`` on ``run.data`` with the shared Trainer; writes ``output_dir/final/``.
+
+    The model config is ``AutoConfig.for_model(model_type, **run.model)``; a config with an empty
+    ``speakers`` list gets the sorted speaker ids of the training split. Every batch carries
+    ``speaker_ids`` (indices into that list, or into the split's own sorted speaker list for models
+    without one, e.g. CPC's same-speaker negatives); models that do not use them ignore them.
+    Returns the final metrics.
+    """
+    import repr_asr  # noqa: F401  (registers every model type)
+    from transformers import AutoModel
+
+    from ..data import load_corpus
+    from ..data.crops import RandomCropDataset, collate_crops
+    from ..feature_extraction import ReprFeatureExtractor
+
+    output_dir = Path(output_dir)
+    state = PartialState()
+    set_seed(run.training.seed)  # parameter initialisation
+
+    corpus = load_corpus(run.data.spec)
+    if run.data.split not in corpus:
+        raise KeyError(f"corpus {run.data.spec} has no split {run.data.split!r} (data.split); splits: {sorted(corpus)}")
+    split = corpus[run.data.split]
+    if len(split) == 0:
+        raise ValueError(f"split {run.data.split!r} of {run.data.spec} is empty")
+
+    model_config = run.build_model_config()
+    model_speakers = hasattr(model_config, "speakers")
+    if model_speakers and not model_config.speakers:
+        model_config.speakers = _speaker_list(split)
+    speakers = list(model_config.speakers) if model_speakers else _speaker_list(split)
+    model = AutoModel.from_config(model_config)
+    sampling_rate = getattr(model_config, "sampling_rate", 16000)
+
+    crops = dict(crop_samples=run.data.crop_samples, cache_audio=run.data.cache_audio, normalize=run.data.normalize, sampling_rate=sampling_rate)
+    train_set = RandomCropDataset(split, seed=run.training.seed, speakers=speakers or None, **crops)
+
+    eval_set = None
+    if run.data.eval_split:
+        if run.data.eval_split not in corpus:
+            raise KeyError(f"corpus {run.data.spec} has no split {run.data.eval_split!r} (data.eval_split); splits: {sorted(corpus)}")
+        held_out = corpus[run.data.eval_split]
+        eval_speakers = speakers if model_speakers else _speaker_list(held_out)
+        if model_speakers and eval_speakers:
+            # A speaker-conditioned model can only be evaluated on speakers it has an embedding for.
+            known = set(eval_speakers)
+            held_out = held_out.filter(lambda s: str(s) in known, input_columns="speaker_id")
+        held_out = held_out.select(range(min(run.data.max_eval_utterances, len(held_out))))
+        if len(held_out) == 0:
+            logger.warning("eval split %r has no usable utterance (unknown speakers?): no evaluation", run.data.eval_split)
+        else:
+            eval_set = RandomCropDataset(held_out, seed=run.training.seed, speakers=eval_speakers or None, **crops)
+
+    if state.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        saved = output_dir / "config.yaml"
+        if resume and saved.exists():
+            _warn_config_changes(saved, run)
+        resolved = RunConfig(run.model_type, dict(run.model, **({"speakers": speakers} if model_speakers else {})), run.data, run.training)
+        resolved.save(saved)
+    state.wait_for_everyone()
+
+    trainer = Trainer(
+        model,
+        train_set,
+        collate_crops,
+        run.training,
+        output_dir,
+        forward_fn=pretraining_forward,
+        eval_dataset=eval_set,
+        feature_extractor=ReprFeatureExtractor(sampling_rate=sampling_rate, do_normalize=run.data.normalize),
+        card_info={
+            "task": "unsupervised pretraining",
+            "model_type": run.model_type,
+            "config": config_path or "(in code)",
+            "data": f"{run.data.spec} split {run.data.split} ({len(split)} utterances, {len(speakers)} speakers), "
+            f"{run.data.crop_samples}-sample random crops",
+        },
+    )
+    return trainer.train(resume=resume)

@@ -1,0 +1,501 @@
+"""The one training loop every recipe shares (pretraining and CTC fine-tuning), on Accelerate.
+
+What a run folder holds::
+
+    DIR/checkpoints/checkpoint-STEP/   resumable state (model, optimizer, scheduler, RNG, sampler, trainer state)
+    DIR/logs/                          TensorBoard events
+    DIR/metrics.jsonl                  one JSON line per logged step (step, loss, lr, every metric term, speed)
+    DIR/final/                         save_pretrained folder + feature extractor + README.md model card
+
+Exact resume: the data order is a function of (seed, epoch) only (Accelerate's seedable sampler, and
+datasets with ``set_epoch``), the batches already consumed in the current epoch are skipped with
+``skip_first_batches``, and the torch / numpy / python RNG states come back from the checkpoint.
+The DataLoader has its own generator so that starting an epoch never draws from the global RNG
+that the model's random ops (dropout, jitter, masking, negatives) use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .checkpoint import (
+    CHECKPOINT_PREFIX,
+    TMP_PREFIX,
+    CheckpointError,
+    finalize_checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    remove_leftovers,
+    rotate_checkpoints,
+)
+from .config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+_SCHEDULE_NAMES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+
+
+def default_forward(model, batch):
+    return model(**batch)
+
+
+def build_scheduler(optimizer, config: TrainingConfig):
+    """Linear warm-up to the peak LR, then ``config.lr_schedule`` decay to 0 at ``max_steps`` (transformers' schedules)."""
+    return get_scheduler(
+        _SCHEDULE_NAMES[config.lr_schedule],
+        optimizer,
+        num_warmup_steps=config.warmup_steps,
+        num_training_steps=config.max_steps,
+    )
+
+
+def _decays(name: str, param: torch.nn.Parameter) -> bool:
+    # No weight decay on biases, norm gains and other vectors (the usual AdamW practice).
+    return param.ndim >= 2 and not name.endswith(".bias")
+
+
+class Trainer:
+    """Trains ``model`` for ``config.max_steps`` optimisation steps; see the module docstring.
+
+    Args:
+        model: a ``torch.nn.Module`` (a ``PreTrainedModel`` for the ``final/`` export).
+        train_dataset: a map-style dataset; if it has ``set_epoch(epoch)`` it is called before each epoch.
+        collate_fn: list of items → batch dict (the keyword arguments of ``forward_fn``).
+        config: the ``TrainingConfig``.
+        output_dir: the run folder.
+        forward_fn: ``forward_fn(model, batch)`` → an output with a scalar ``.loss`` and an optional
+            ``.metrics`` dict of scalars; default ``model(**batch)``.
+        param_groups: optional ``[{"params": iterable, "lr_scale": float}, ...]`` (each group's LR is
+            ``learning_rate * lr_scale``); default: every parameter of the model at scale 1. Parameters
+            frozen now may be unfrozen later by ``step_callback``; they are in the optimizer from the start.
+        eval_fn: optional ``eval_fn(model, accelerator)`` → ``{name: float}``, run every ``eval_steps``
+            and at the end (inside ``torch.no_grad`` with the model in eval mode, on a forked RNG so it
+            never changes the training's random streams). Reduce across processes with
+            ``accelerator.gather_for_metrics``.
+        step_callback: optional ``step_callback(step, model)`` called after each optimisation step
+            (``step`` counts completed steps), e.g. to unfreeze the upstream after N steps.
+        eval_dataset: optional dataset evaluated with ``forward_fn`` (mean loss and metrics, prefixed
+            ``eval_``) when no ``eval_fn`` is given.
+        feature_extractor: saved into ``final/`` (default ``ReprFeatureExtractor()``).
+        card_info: ``{name: value}`` lines for the model card (data spec, config file, ...).
+
+    The unwrapped model's ``on_train_step(step)`` is called before each optimisation step when it exists.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        train_dataset,
+        collate_fn: Callable,
+        config: TrainingConfig,
+        output_dir: str | os.PathLike,
+        forward_fn: Optional[Callable] = None,
+        param_groups: Optional[list[dict]] = None,
+        eval_fn: Optional[Callable] = None,
+        step_callback: Optional[Callable] = None,
+        eval_dataset=None,
+        feature_extractor=None,
+        card_info: Optional[dict] = None,
+    ):
+        config.validate()
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.checkpoint_root = self.output_dir / "checkpoints"
+        self.metrics_path = self.output_dir / "metrics.jsonl"
+        self.forward_fn = forward_fn or default_forward
+        self.eval_fn = eval_fn
+        self.step_callback = step_callback
+        self.train_dataset = train_dataset
+        self.feature_extractor = feature_extractor
+        self.card_info = dict(card_info or {})
+
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            mixed_precision=config.mixed_precision,
+            log_with="tensorboard",
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
+            # Data order depends only on (data_seed, epoch), identically on every process.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+            # Some parameters get no gradient in some steps (frozen upstream, unused probe heads).
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        set_seed(config.seed)
+
+        loader = DataLoader(
+            train_dataset,
+            batch_size=config.batch_size,
+            shuffle=config.shuffle,
+            collate_fn=collate_fn,
+            num_workers=config.num_workers,
+            pin_memory=config.pin_memory,
+            drop_last=config.drop_last,
+            # Its own generator: starting an epoch must not draw from the global torch RNG.
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+        eval_loader = None
+        if eval_dataset is not None and len(eval_dataset) > 0:
+            eval_loader = DataLoader(
+                eval_dataset, batch_size=config.batch_size, shuffle=False, collate_fn=collate_fn, num_workers=config.num_workers
+            )
+
+        optimizer = torch.optim.AdamW(
+            self._optimizer_groups(model, param_groups),
+            lr=config.learning_rate,
+            betas=(config.adam_beta1, config.adam_beta2),
+            eps=config.adam_epsilon,
+        )
+        scheduler = build_scheduler(optimizer, config)
+        self.model, self.optimizer, self.train_loader = self.accelerator.prepare(model, optimizer, loader)
+        self.eval_loader = self.accelerator.prepare(eval_loader) if eval_loader is not None else None
+        # The scheduler is stepped by hand once per optimisation step (Accelerate's wrapper would
+        # step it once per process); registering it puts it in save_state / load_state.
+        self.scheduler = scheduler
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        if len(self.train_loader) == 0:
+            raise ValueError(f"the training DataLoader yields no batch ({len(train_dataset)} examples, batch_size {config.batch_size})")
+
+    # ------------------------------------------------------------------------------------------
+    def _optimizer_groups(self, model, param_groups):
+        groups = param_groups or [{"params": list(model.named_parameters()), "lr_scale": 1.0}]
+        named = {id(p): n for n, p in model.named_parameters()}
+        seen = set()
+        out = []
+        for group in groups:
+            scale = float(group.get("lr_scale", 1.0))
+            decay, no_decay = [], []
+            for item in group["params"]:
+                name, param = item if isinstance(item, tuple) else (named.get(id(item), ""), item)
+                if id(param) in seen:
+                    raise ValueError(f"parameter {name or '<unnamed>'} appears in two param_groups")
+                seen.add(id(param))
+                (decay if _decays(name, param) else no_decay).append(param)
+            lr = self.config.learning_rate * scale
+            if decay:
+                out.append({"params": decay, "lr": lr, "weight_decay": self.config.weight_decay, "lr_scale": scale})
+            if no_decay:
+                out.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, "lr_scale": scale})
+        if not out:
+            raise ValueError("the model has no parameters to train")
+        return out
+
+    @property
+    def unwrapped_model(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    def _set_epoch(self, loader, epoch: int) -> None:
+        loader.set_epoch(epoch)
+        # Accelerate forwards set_epoch to the dataset only in some sharding set-ups; do it always.
+        if hasattr(self.train_dataset, "set_epoch"):
+            self.train_dataset.set_epoch(epoch)
+
+    # ------------------------------------------------------------------------------------------
+    def save_checkpoint(self, step: int, epoch: int, batches_in_epoch: int) -> Optional[Path]:
+        """Write ``checkpoints/checkpoint-STEP`` atomically (all processes must call it)."""
+        acc = self.accelerator
+        if batches_in_epoch >= len(self.train_loader):  # saved at an epoch's very end: resume at the next one
+            epoch, batches_in_epoch = epoch + 1, 0
+        final_dir = self.checkpoint_root / f"{CHECKPOINT_PREFIX}{step}"
+        tmp_dir = self.checkpoint_root / f"{TMP_PREFIX}{CHECKPOINT_PREFIX}{step}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            self.checkpoint_root.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp_dir))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            state = {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch, "max_steps": self.config.max_steps}
+            finalize_checkpoint(tmp_dir, final_dir, state)
+            rotate_checkpoints(self.checkpoint_root, self.config.save_total_limit)
+        acc.wait_for_everyone()
+        return final_dir
+
+    def _restore(self) -> tuple[int, int, int]:
+        found = latest_checkpoint(self.checkpoint_root)
+        if found is None:
+            logger.warning("--resume: no checkpoint in %s, starting from scratch", self.checkpoint_root)
+            return 0, 0, 0
+        path, state = found
+        self.accelerator.load_state(str(path))
+        logger.info("resumed from %s (step %d)", path, state["step"])
+        self.accelerator.print(f"resuming from {path}")
+        return int(state["step"]), int(state["epoch"]), int(state["batches_in_epoch"])
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric lines a killed run wrote after the checkpoint we resume from."""
+        if not self.metrics_path.exists():
+            return
+        kept = []
+        with open(self.metrics_path) as handle:
+            for line in handle:
+                try:
+                    if json.loads(line)["step"] <= step:
+                        kept.append(line if line.endswith("\n") else line + "\n")
+                except (json.JSONDecodeError, KeyError):
+                    continue  # a line cut by the kill
+        with open(self.metrics_path, "w") as handle:
+            handle.writelines(kept)
+
+    def _write_metrics(self, record: dict) -> None:
+        with open(self.metrics_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        """``eval_fn`` or the mean loss / metrics over ``eval_dataset``; never changes the training's RNG."""
+        if self.eval_fn is None and self.eval_loader is None:
+            return {}
+        model = self.model
+        was_training = model.training
+        model.eval()
+        # A fixed-seed fork: evaluation is repeatable and leaves the training streams untouched.
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(self.config.seed)
+            if self.eval_fn is not None:
+                results = dict(self.eval_fn(model, self.accelerator))
+            else:
+                results = self._evaluate_loader()
+        model.train(was_training)
+        return results
+
+    def _evaluate_loader(self) -> dict:
+        sums: dict = {}
+        count = 0
+        for batch in self.eval_loader:
+            with self.accelerator.autocast():
+                output = self.forward_fn(self.model, batch)
+            size = next(v for v in batch.values() if torch.is_tensor(v)).shape[0]
+            terms = {"loss": output.loss, **(getattr(output, "metrics", None) or {})}
+            for name, value in terms.items():
+                # One copy per example so gather_for_metrics can drop the padding duplicates of the last batch.
+                per_example = torch.as_tensor(value, device=self.accelerator.device).detach().float().reshape(1).expand(size)
+                gathered = self.accelerator.gather_for_metrics(per_example.contiguous())
+                sums[name] = sums.get(name, 0.0) + float(gathered.sum())
+            count += int(self.accelerator.gather_for_metrics(torch.ones(size, device=self.accelerator.device)).sum())
+        return {f"eval_{name}": total / max(count, 1) for name, total in sums.items()}
+
+    # ------------------------------------------------------------------------------------------
+    def train(self, resume: bool = False) -> dict:
+        """Run to ``max_steps`` (continuing from the newest complete checkpoint when ``resume``); returns final metrics."""
+        acc, config = self.accelerator, self.config
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(self.checkpoint_root)
+            if not resume and list_checkpoints(self.checkpoint_root):
+                raise CheckpointError(
+                    f"{self.checkpoint_root} already holds checkpoints: pass --resume to continue that run, "
+                    "or choose another --output_dir"
+                )
+        acc.wait_for_everyone()
+        step, epoch, batches_in_epoch = self._restore() if resume else (0, 0, 0)
+        if acc.is_main_process:
+            if step > 0:
+                self._truncate_metrics(step)
+            elif self.metrics_path.exists():
+                self.metrics_path.unlink()
+        acc.init_trackers("train")
+
+        model = self.model
+        model.train()
+        last_saved = step if resume and step > 0 else -1
+        window: dict = {}
+        window_steps = 0
+        step_loss = torch.zeros((), device=acc.device)
+        step_terms: dict = {}
+        micro = 0
+        grad_norm = None
+        final_metrics: dict = {}
+        start_time, start_step = time.time(), step
+        samples_per_step = config.batch_size * config.gradient_accumulation_steps * acc.num_processes
+        progress = tqdm(total=config.max_steps, initial=step, disable=not acc.is_local_main_process, desc="train")
+
+        while step < config.max_steps:
+            loader = acc.skip_first_batches(self.train_loader, batches_in_epoch) if batches_in_epoch else self.train_loader
+            self._set_epoch(loader, epoch)
+            for batch in loader:
+                if micro == 0:
+                    unwrapped = self.unwrapped_model
+                    if hasattr(unwrapped, "on_train_step"):
+                        unwrapped.on_train_step(step)
+                with acc.accumulate(model):
+                    with acc.autocast():
+                        output = self.forward_fn(model, batch)
+                    loss = output.loss
+                    if loss is None or loss.ndim != 0:
+                        raise ValueError("forward_fn must return an output whose .loss is a scalar tensor")
+                    acc.backward(loss)
+                    if acc.sync_gradients and config.max_grad_norm > 0:
+                        grad_norm = acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    self.optimizer.step()
+                    if acc.sync_gradients and not acc.optimizer_step_was_skipped:
+                        self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                batches_in_epoch += 1
+                micro += 1
+                step_loss = step_loss + loss.detach().float()
+                for name, value in (getattr(output, "metrics", None) or {}).items():
+                    step_terms[name] = step_terms.get(name, 0.0) + torch.as_tensor(value, device=acc.device).detach().float()
+                if not acc.sync_gradients:
+                    continue
+
+                # ---- one optimisation step is complete ----
+                step += 1
+                progress.update(1)
+                window["loss"] = window.get("loss", 0.0) + step_loss / micro
+                for name, total in step_terms.items():
+                    window[name] = window.get(name, 0.0) + total / micro
+                if grad_norm is not None:
+                    window["grad_norm"] = window.get("grad_norm", 0.0) + torch.as_tensor(grad_norm, device=acc.device).float()
+                window_steps += 1
+                step_loss, step_terms, micro = torch.zeros((), device=acc.device), {}, 0
+
+                if self.step_callback is not None:
+                    self.step_callback(step, self.unwrapped_model)
+
+                if step % config.log_steps == 0 or step == config.max_steps:
+                    names = sorted(window)
+                    # Mean over the window's steps, then over processes.
+                    stacked = torch.stack([torch.as_tensor(window[n], device=acc.device).float() for n in names]) / window_steps
+                    reduced = acc.reduce(stacked, reduction="mean").tolist()
+                    elapsed = time.time() - start_time
+                    record = {"step": step, "epoch": epoch, **{n: v for n, v in zip(names, reduced)}}
+                    record["lr"] = self.scheduler.get_last_lr()[0]
+                    record["elapsed_s"] = round(elapsed, 3)
+                    record["steps_per_s"] = (step - start_step) / elapsed if elapsed > 0 else 0.0
+                    record["samples_per_s"] = record["steps_per_s"] * samples_per_step
+                    if not all(math.isfinite(v) for v in reduced):
+                        logger.warning("non-finite training metrics at step %d: %s", step, record)
+                    if acc.is_main_process:
+                        self._write_metrics(record)
+                    acc.log({f"train/{k}": v for k, v in record.items() if k not in ("step",)}, step=step)
+                    progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                    final_metrics.update(record)
+                    window, window_steps = {}, 0
+
+                if config.eval_steps and step % config.eval_steps == 0 and step < config.max_steps:
+                    self._log_eval(step, final_metrics)
+
+                if config.save_steps and step % config.save_steps == 0:
+                    self.save_checkpoint(step, epoch, batches_in_epoch)
+                    last_saved = step
+                if step >= config.max_steps:
+                    break
+            else:
+                # The epoch ran out: the next one starts from its first batch.
+                epoch += 1
+                batches_in_epoch = 0
+                continue
+            break  # max_steps reached
+
+        progress.close()
+        self._log_eval(step, final_metrics)
+        if last_saved != step:
+            self.save_checkpoint(step, epoch, batches_in_epoch)
+        final_metrics["step"] = step
+        self.save_final(final_metrics)
+        acc.end_training()
+        return final_metrics
+
+    def _log_eval(self, step: int, into: dict) -> None:
+        results = self.evaluate()
+        if not results:
+            return
+        results = {k if k.startswith("eval_") else f"eval_{k}": float(v) for k, v in results.items()}
+        if self.accelerator.is_main_process:
+            self._write_metrics({"step": step, **results})
+        self.accelerator.log({k.replace("eval_", "eval/", 1): v for k, v in results.items()}, step=step)
+        into.update(results)
+
+    # ------------------------------------------------------------------------------------------
+    def save_final(self, metrics: dict) -> Optional[Path]:
+        """``DIR/final/``: ``save_pretrained`` (safetensors), the feature extractor and a model card."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        final = self.output_dir / "final"
+        if acc.is_main_process:
+            tmp = self.output_dir / f"{TMP_PREFIX}final"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model = self.unwrapped_model
+            if not hasattr(model, "save_pretrained"):
+                raise TypeError(f"{type(model).__name__} has no save_pretrained: the final export needs a PreTrainedModel")
+            model.save_pretrained(str(tmp))
+            extractor = self.feature_extractor
+            if extractor is None:
+                from ..feature_extraction import ReprFeatureExtractor
+
+                extractor = ReprFeatureExtractor(sampling_rate=getattr(model.config, "sampling_rate", 16000))
+            extractor.save_pretrained(str(tmp))
+            (tmp / "README.md").write_text(self.model_card(model, metrics))
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        acc.wait_for_everyone()
+        return final
+
+    def model_card(self, model, metrics: dict) -> str:
+        config = getattr(model, "config", None)
+        model_type = getattr(config, "model_type", type(model).__name__)
+        params = sum(p.numel() for p in model.parameters())
+        lines = [
+            "---",
+            "library_name: transformers",
+            "tags: [repr-asr, speech, representation-learning]",
+            "---",
+            "",
+            f"# {model_type} ({type(model).__name__})",
+            "",
+            f"Trained with repr-asr's shared training loop for {metrics.get('step', 0)} steps "
+            f"({params:,} parameters).",
+            "",
+            "## Run",
+            "",
+        ]
+        for key, value in self.card_info.items():
+            lines.append(f"- **{key}**: `{value}`")
+        c = self.config
+        lines += [
+            f"- **steps**: {c.max_steps}, batch size {c.batch_size} × {c.gradient_accumulation_steps} accumulation "
+            f"× {self.accelerator.num_processes} process(es)",
+            f"- **optimiser**: AdamW, lr {c.learning_rate:g}, {c.warmup_steps} warm-up steps, {c.lr_schedule} decay, "
+            f"weight decay {c.weight_decay:g}, clip {c.max_grad_norm:g}",
+            f"- **seed**: {c.seed}, **mixed precision**: {c.mixed_precision}",
+            "",
+            "## Final metrics",
+            "",
+            "| metric | value |",
+            "| --- | --- |",
+        ]
+        for key in sorted(metrics):
+            value = metrics[key]
+            if isinstance(value, float):
+                lines.append(f"| {key} | {value:.6g} |")
+            else:
+                lines.append(f"| {key} | {value} |")
+        lines += [
+            "",
+            "## Use",
+            "",
+            "```python",
+            "import repr_asr  # registers the model types",
+            "from transformers import AutoFeatureExtractor, AutoModel",
+            "model = AutoModel.from_pretrained(PATH)",
+            "extractor = AutoFeatureExtractor.from_pretrained(PATH)",
+            "inputs = extractor(waveform, sampling_rate=16000, return_tensors='pt')",
+            "features = model(**inputs).last_hidden_state  # (batch, frames, dim)",
+            "```",
+            "",
+        ]
+        return "\n".join(lines)

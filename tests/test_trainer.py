@@ -1,0 +1,378 @@
+"""The shared training loop: config + overrides, LR schedules, metrics, checkpoints, exact resume, final export.
+
+The model is a tiny real upstream (masked reconstruction: dropout + random masking, so resuming must
+restore the RNG streams too); the data are random crops of FLAC files written into tmp_path.
+"""
+
+import ast
+import inspect
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from datasets import Dataset
+
+import repr_asr  # noqa: F401
+from repr_asr.data.crops import RandomCropDataset, collate_crops
+from repr_asr.training import (
+    CheckpointError,
+    ConfigError,
+    PretrainDataConfig,
+    Trainer,
+    TrainingConfig,
+    build_scheduler,
+    latest_checkpoint,
+    list_checkpoints,
+    load_config,
+    parse_overrides,
+    pretraining_forward,
+    verify_checkpoint,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 16000
+TINY_MODEL = dict(
+    n_mels=16, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, mask_span=3
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# Config and overrides
+
+
+def _write_yaml(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_yaml_and_overrides(tmp_path):
+    cfg = _write_yaml(
+        tmp_path / "c.yaml",
+        """
+        model_type: masked_recon
+        model:
+          hidden_size: 32
+          num_attention_heads: 4
+        data:
+          crop_samples: 8000
+        training:
+          max_steps: 100
+          learning_rate: 1e-3
+        """,
+    )
+    run = load_config(
+        cfg,
+        ["--training.max_steps", "7", "--model.num_hidden_layers=2", "--seed", "3", "--data", "builtin:/x/y",
+         "--data.cache_audio", "true", "--training.warmup_steps", "2", "--model.probe_points", "[input, layer_1]"],
+    )
+    assert run.model_type == "masked_recon"
+    assert run.model == {"hidden_size": 32, "num_attention_heads": 4, "num_hidden_layers": 2, "probe_points": ["input", "layer_1"]}
+    assert run.training.max_steps == 7 and run.training.seed == 3 and run.training.warmup_steps == 2
+    # "1e-3" is a string for PyYAML's YAML 1.1 resolver; the float field still gets a float.
+    assert isinstance(run.training.learning_rate, float) and run.training.learning_rate == 1e-3
+    assert run.data.spec == "builtin:/x/y" and run.data.cache_audio is True and run.data.crop_samples == 8000
+    # The resolved config round-trips.
+    run.save(tmp_path / "resolved.yaml")
+    again = load_config(tmp_path / "resolved.yaml")
+    assert again.to_dict() == run.to_dict()
+    assert run.build_model_config().num_hidden_layers == 2
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--training.max_stepz", "3"], ["training.max_stepz", "max_steps", "save_steps"]),
+        (["--data.crop", "3"], ["data.crop", "crop_samples"]),
+        (["--optim.lr", "3"], ["optim.lr", "model, data, training"]),
+        (["--lr", "3"], ["--lr", "--max_steps"]),
+        (["--training.max_steps"], ["--training.max_steps", "no value"]),
+        (["--training.max_steps", "ten"], ["training.max_steps", "integer"]),
+        (["--training.lr_schedule", "exp"], ["lr_schedule", "cosine"]),
+        (["--model.hidden_sise", "8"], ["model.hidden_sise", "masked_recon", "hidden_size", "the command line"]),
+    ],
+)
+def test_override_errors_name_the_key(tmp_path, args, words):
+    cfg = _write_yaml(tmp_path / "c.yaml", "model_type: masked_recon\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(cfg, args)
+    for word in words:
+        assert word in str(error.value), (word, str(error.value))
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    cfg = _write_yaml(tmp_path / "bad.yaml", "model_type: masked_recon\noptimizer: {lr: 1}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*optimizer"):
+        load_config(cfg)
+    cfg = _write_yaml(tmp_path / "bad2.yaml", "model_type: masked_recon\ntraining: {batchsize: 1}\n")
+    with pytest.raises(ConfigError, match=r"training\.batchsize in .*bad2\.yaml.*batch_size"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_override_values_are_parsed_not_evaluated():
+    parsed = parse_overrides(["--model.x", "__import__('os').getcwd()", "--model.y", "{a: 1}", "--seed", "-4"])
+    assert parsed[("model", "x")] == "__import__('os').getcwd()"
+    assert parsed[("model", "y")] == {"a": 1}
+    assert parsed[("training", "seed")] == -4
+
+
+DOC_ENTRY = re.compile(r"^\s{4,}(\w+) \(`[^`]+`, defaults to `(.*?)`\)", re.MULTILINE)
+
+
+@pytest.mark.parametrize("cls", [TrainingConfig, PretrainDataConfig])
+def test_dataclass_fields_documented_with_their_defaults(cls):
+    documented = dict(DOC_ENTRY.findall(cls.__doc__))
+    for f in fields(cls):
+        assert f.name in documented, f"{cls.__name__}.{f.name} is not documented"
+        text = documented[f.name]
+        try:
+            expected = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            expected = {"true": True, "false": False}.get(text.lower(), text.strip("\"'"))
+        assert f.default == expected, f"{cls.__name__}.{f.name}: docstring {text!r}, code {f.default!r}"
+
+
+# ------------------------------------------------------------------------------------------------
+# LR schedule
+
+
+def _lrs(schedule, warmup=4, steps=20, scales=(1.0,)):
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in scales]
+    optimizer = torch.optim.AdamW([{"params": [p], "lr": 0.1 * s} for p, s in zip(params, scales)], lr=0.1)
+    scheduler = build_scheduler(optimizer, TrainingConfig(max_steps=steps, warmup_steps=warmup, lr_schedule=schedule, learning_rate=0.1))
+    lrs = []
+    for _ in range(steps):
+        lrs.append(list(scheduler.get_last_lr()))
+        optimizer.step()
+        scheduler.step()
+    lrs.append(list(scheduler.get_last_lr()))
+    return np.array(lrs)  # (steps + 1, groups)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+def test_lr_schedule_warmup_and_decay(schedule):
+    lrs = _lrs(schedule)[:, 0]
+    np.testing.assert_allclose(lrs[:5], 0.1 * np.arange(5) / 4)  # linear warm-up to the peak at step 4
+    after = lrs[4:]
+    assert np.all(np.diff(after) <= 1e-12)
+    if schedule == "constant":
+        np.testing.assert_allclose(after, 0.1)
+    else:
+        assert after[-1] == pytest.approx(0.0, abs=1e-12)
+        mid = lrs[4 + 8]  # halfway through the decay
+        assert mid == pytest.approx(0.05, rel=1e-6)  # both linear and half-cosine pass through half the peak
+        quarter = lrs[4 + 4]
+        assert quarter == pytest.approx(0.075 if schedule == "linear" else 0.1 * (1 + np.cos(np.pi / 4)) / 2, rel=1e-6)
+
+
+def test_lr_scale_of_param_groups_is_kept():
+    lrs = _lrs("cosine", scales=(1.0, 0.1))
+    np.testing.assert_allclose(lrs[:, 1], lrs[:, 0] * 0.1, rtol=1e-9, atol=1e-15)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training on a tiny corpus
+
+
+def write_corpus(root: Path, n: int = 6) -> Dataset:
+    """n FLAC utterances (0.15 - 0.4 s of sines in noise) from 2 speakers, as a corpus split."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = {"id": [], "audio": [], "speaker_id": []}
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        t = np.arange(int((0.15 + 0.05 * i) * SR)) / SR
+        wave = 0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.05 * rng.standard_normal(t.size)
+        path = root / f"utt{i}.flac"
+        soundfile.write(str(path), wave.astype(np.float32), SR, subtype="PCM_16")
+        rows["id"].append(f"utt{i}")
+        rows["audio"].append(str(path))
+        rows["speaker_id"].append(f"spk{i % 2}")
+    return Dataset.from_dict(rows)
+
+
+def make_trainer(split, out, seed=0, step_callback=None, **training):
+    torch.manual_seed(seed)
+    model = repr_asr.MaskedReconModel(repr_asr.MaskedReconConfig(**TINY_MODEL))
+    config = TrainingConfig(
+        **{
+            "max_steps": 8, "batch_size": 2, "learning_rate": 3e-3, "warmup_steps": 2, "log_steps": 2,
+            "save_steps": 4, "seed": seed, **training,
+        }
+    )
+    dataset = RandomCropDataset(split, crop_samples=4000, seed=seed, speakers=["spk0", "spk1"], cache_audio=True)
+    return Trainer(model, dataset, collate_crops, config, out, forward_fn=pretraining_forward, step_callback=step_callback,
+                   card_info={"data": "tiny test corpus"})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def test_random_crops_are_a_function_of_seed_epoch_index(corpus):
+    data = RandomCropDataset(corpus, crop_samples=4000, seed=1, speakers=["spk0", "spk1"])
+    first = [data[i]["input_values"] for i in range(len(data))]
+    again = RandomCropDataset(corpus, crop_samples=4000, seed=1, speakers=["spk0", "spk1"], cache_audio=True)
+    for i in reversed(range(len(data))):  # order of access does not matter
+        np.testing.assert_array_equal(again[i]["input_values"], first[i])
+    data.set_epoch(1)
+    longest = len(data) - 1  # 0.4 s > 0.25 s crop: its offset changes with the epoch
+    assert not np.array_equal(data[longest]["input_values"], first[longest])
+    # The 0.15 s utterance is padded: mask zeros exactly over the padding.
+    short = data[0]
+    assert short["attention_mask"].sum() == int(0.15 * SR) and not short["input_values"][int(0.15 * SR):].any()
+    batch = collate_crops([data[0], data[1]])
+    assert batch["input_values"].shape == (2, 4000) and batch["speaker_ids"].tolist() == [0, 1]
+    with pytest.raises(KeyError, match="utt1.*spk1"):
+        RandomCropDataset(corpus, crop_samples=4000, speakers=["spk0"])[1]
+
+
+def test_train_metrics_checkpoints_and_final_export(corpus, tmp_path):
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    seen = []
+    trainer = make_trainer(corpus, tmp_path / "run", max_steps=9, save_steps=3, save_total_limit=2,
+                           step_callback=lambda step, model: seen.append(step))
+    metrics = trainer.train()
+    assert seen == list(range(1, 10))
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4, 6, 8, 9]
+    for line in lines:
+        for key in ("loss", "lr", "grad_norm", "elapsed_s", "samples_per_s"):
+            assert key in line and np.isfinite(line[key])
+    model_terms = set(lines[0]) - {"step", "epoch", "loss", "lr", "grad_norm", "elapsed_s", "steps_per_s", "samples_per_s"}
+    assert model_terms, "the model's metrics dict is logged term by term"
+    assert lines[0]["lr"] == pytest.approx(3e-3)  # end of the 2-step warm-up
+    assert metrics["step"] == 9 and metrics["loss"] == lines[-1]["loss"]
+    # Only the two newest checkpoints stay, each verifiable; TensorBoard events exist.
+    assert [p.name for p in list_checkpoints(tmp_path / "run" / "checkpoints")] == ["checkpoint-6", "checkpoint-9"]
+    assert verify_checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint-9")["step"] == 9
+    assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents*"))
+
+    final = tmp_path / "run" / "final"
+    assert (final / "model.safetensors").exists() and "9 steps" in (final / "README.md").read_text()
+    loaded = AutoModel.from_pretrained(final)
+    extractor = AutoFeatureExtractor.from_pretrained(final)
+    assert type(extractor).__name__ == "ReprFeatureExtractor"
+    trained = trainer.unwrapped_model.state_dict()
+    for name, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, trained[name], rtol=0, atol=0)
+    inputs = extractor([np.zeros(3200, np.float32)], sampling_rate=SR, return_tensors="pt")
+    assert loaded.eval()(**inputs).last_hidden_state.shape[-1] == 16
+
+
+def test_on_train_step_called_before_each_step(corpus, tmp_path):
+    trainer = make_trainer(corpus, tmp_path / "run", max_steps=4, gradient_accumulation_steps=2, save_steps=0)
+    calls = []
+    model = trainer.unwrapped_model
+    model.on_train_step = lambda step: calls.append(step)  # an instance hook, as a model with schedules has
+    trainer.train()
+    assert calls == [0, 1, 2, 3]
+
+
+def test_refuses_to_overwrite_checkpoints_without_resume(corpus, tmp_path):
+    make_trainer(corpus, tmp_path / "run", max_steps=2, save_steps=2).train()
+    with pytest.raises(CheckpointError, match="--resume"):
+        make_trainer(corpus, tmp_path / "run", max_steps=2, save_steps=2).train()
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact resume after SIGKILL
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from datasets import Dataset
+from test_trainer import make_trainer
+
+def die(step, model):
+    if step == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind, as a crash or an OOM killer
+
+split = Dataset.load_from_disk({split!r})
+make_trainer(split, {out!r}, seed=5, step_callback=die, **{kwargs!r}).train()
+"""
+
+
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_after_sigkill_is_exact(corpus, tmp_path):
+    # 6 utterances, batch 2, accumulation 2: 3 batches per epoch, so steps cross epoch ends
+    # (a step closed by the end of the dataloader) and the checkpoint at step 5 is mid-epoch.
+    kwargs = dict(max_steps=10, save_steps=5, gradient_accumulation_steps=2, log_steps=1)
+    corpus.save_to_disk(str(tmp_path / "split"))
+    killed = tmp_path / "killed"
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(ROOT / "tests"), kill_at=7, split=str(tmp_path / "split"), out=str(killed), kwargs=kwargs))
+    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert [p.name for p in list_checkpoints(killed / "checkpoints")] == ["checkpoint-5"]
+    assert not (killed / "final").exists()
+
+    resumed = make_trainer(corpus, killed, seed=5, **kwargs)
+    resumed_metrics = resumed.train(resume=True)
+    reference = make_trainer(corpus, tmp_path / "reference", seed=5, **kwargs)
+    reference_metrics = reference.train()
+
+    assert resumed_metrics["loss"] == reference_metrics["loss"]
+    a, b = _params(resumed.unwrapped_model), _params(reference.unwrapped_model)
+    for name in b:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=f"parameter {name} differs after resume")
+    # metrics.jsonl of the resumed run has each step once, with the reference run's losses.
+    got = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    want = [json.loads(line) for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
+    assert [g["step"] for g in got] == list(range(1, 11))
+    assert [g["loss"] for g in got] == [w["loss"] for w in want]
+
+
+# ------------------------------------------------------------------------------------------------
+# Atomic checkpoints
+
+
+def test_leftover_temp_and_corrupt_checkpoints_are_not_resumed(corpus, tmp_path, caplog):
+    out = tmp_path / "run"
+    make_trainer(corpus, out, max_steps=4, save_steps=2, save_total_limit=0).train()
+    root = out / "checkpoints"
+    # A save interrupted before its rename: never a candidate.
+    partial = root / ".tmp-checkpoint-6"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"\0" * 10)
+    assert latest_checkpoint(root)[0].name == "checkpoint-4"
+    # Truncate the newest checkpoint's weights: named in the error, skipped for the older one.
+    weights = root / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"checkpoint-4.*model\.safetensors"):
+        verify_checkpoint(root / "checkpoint-4")
+    with caplog.at_level("WARNING"):
+        path, state = latest_checkpoint(root)
+    assert path.name == "checkpoint-2" and state["step"] == 2
+    assert "checkpoint-4" in caplog.text
+    # A checkpoint without its trainer state (the file written last) is incomplete.
+    (root / "checkpoint-2" / "trainer_state.json").unlink()
+    with pytest.raises(CheckpointError, match=r"no usable checkpoint(.|\n)*checkpoint-4(.|\n)*checkpoint-2"):
+        latest_checkpoint(root)
+
+    # Resuming skips the broken ones, removes the temp folder, and finishes.
+    out2 = tmp_path / "run2"
+    make_trainer(corpus, out2, max_steps=4, save_steps=2, save_total_limit=0).train()
+    (out2 / "checkpoints" / "checkpoint-4" / "optimizer.bin").write_bytes(b"garbage")
+    (out2 / "checkpoints" / ".tmp-checkpoint-6").mkdir()
+    metrics = make_trainer(corpus, out2, max_steps=6, save_steps=2, save_total_limit=0).train(resume=True)
+    assert metrics["step"] == 6
+    assert not (out2 / "checkpoints" / ".tmp-checkpoint-6").exists()
+    steps = [json.loads(line)["step"] for line in (out2 / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]
