@@ -19,52 +19,54 @@ class MaskedReconConfig(PreTrainedConfig):
     `noise_proportion=0` (and `downsample_rate=3`) for Mockingjay.
 
     Front end:
-        sampling_rate (`int`, defaults to 16000): input sample rate.
-        n_mels (`int`, defaults to 80): log-mel bands (25 ms windows, 10 ms hop), normalised per utterance
+        sampling_rate (`int`, defaults to `16000`): input sample rate.
+        n_mels (`int`, defaults to `80`): log-mel bands (25 ms windows, 10 ms hop), normalised per utterance
             over its real frames.
-        downsample_rate (`int`, defaults to 1): consecutive frames stacked into one encoder frame
+        downsample_rate (`int`, defaults to `1`): consecutive frames stacked into one encoder frame
             (Mockingjay uses 3: 30 ms frames of `3 * n_mels` dims); the reconstruction target is the
             stacked frame.
 
     Encoder:
-        hidden_size (`int`, defaults to 768): width of the Transformer.
-        num_hidden_layers (`int`, defaults to 3): Transformer layers.
-        num_attention_heads (`int`, defaults to 12): attention heads; must divide `hidden_size`.
-        intermediate_size (`int`, defaults to 3072): width of the feed-forward block.
+        hidden_size (`int`, defaults to `768`): width of the Transformer.
+        num_hidden_layers (`int`, defaults to `3`): Transformer layers.
+        num_attention_heads (`int`, defaults to `12`): attention heads; must divide `hidden_size`.
+        intermediate_size (`int`, defaults to `3072`): width of the feed-forward block.
         hidden_act (`str`, defaults to `"gelu"`): `"gelu"` or `"relu"` in the feed-forward block and head.
-        hidden_dropout (`float`, defaults to 0.1): dropout on the input projection, the attention output
+        hidden_dropout (`float`, defaults to `0.1`): dropout on the input projection, the attention output
             and the feed-forward output.
-        attention_dropout (`float`, defaults to 0.1): dropout on the attention weights.
-        layer_norm_eps (`float`, defaults to 1e-12): LayerNorm epsilon (BERT's value, as in Mockingjay).
+        attention_dropout (`float`, defaults to `0.1`): dropout on the attention weights.
+        layer_norm_eps (`float`, defaults to `1e-12`): LayerNorm epsilon (BERT's value, as in Mockingjay).
         pre_layer_norm (`bool`, defaults to `False`): `False` is BERT / Mockingjay post-LN (LayerNorm after
             each residual sum); `True` normalises before each block and adds a final LayerNorm, which is
             then part of the last layer's probe point.
         position_embedding (`str`, defaults to `"sinusoidal"`): `"sinusoidal"` (Mockingjay; no weights, any
             length) or `"learned"` (an embedding of `max_position_embeddings` rows).
-        max_position_embeddings (`int`, defaults to 4096): longest input, in encoder frames, for `"learned"`
+        max_position_embeddings (`int`, defaults to `4096`): longest input, in encoder frames, for `"learned"`
             positions (4096 frames = 41 s at 100 Hz); unused for `"sinusoidal"`.
-        initializer_range (`float`, defaults to 0.02): std of the normal initialisation of linear layers.
+        initializer_range (`float`, defaults to `0.02`): std of the normal initialisation of linear layers.
 
     Masking (training only, i.e. `compute_loss=True`; never at feature extraction):
-        mask_proportion (`float`, defaults to 0.15): fraction of each utterance's real frames masked in time,
+        mask_proportion (`float`, defaults to `0.15`): fraction of each utterance's real frames masked in time,
             as non-overlapping spans.
-        mask_span (`int`, defaults to 7): frames per time-masked span (Mockingjay: 7 at 10 ms).
-        mask_zero_prob (`float`, defaults to 0.8): probability a masked span is zeroed.
-        mask_random_prob (`float`, defaults to 0.1): probability a masked span is replaced by randomly drawn
+        mask_span (`int`, defaults to `7`): frames per time-masked span (Mockingjay: 7 at 10 ms).
+        mask_zero_prob (`float`, defaults to `0.8`): probability a masked span is zeroed.
+        mask_random_prob (`float`, defaults to `0.1`): probability a masked span is replaced by randomly drawn
             real frames of the same utterance; the rest (0.1) is left unchanged but still reconstructed.
-        freq_mask_proportion (`float`, defaults to 0.2): upper bound of the width, as a fraction of the
+        freq_mask_proportion (`float`, defaults to `0.2`): upper bound of the width, as a fraction of the
             `n_mels` bands, of the one contiguous band zeroed over every frame of an utterance; the width is
             drawn uniformly from `0 .. floor(freq_mask_proportion * n_mels)` (TERA). 0 disables it.
-        noise_proportion (`float`, defaults to 0.15): probability an utterance's input gets Gaussian noise
+        noise_proportion (`float`, defaults to `0.15`): probability an utterance's input gets Gaussian noise
             (TERA). 0 disables it.
-        noise_std (`float`, defaults to 0.2): std of that noise (on the normalised features).
+        noise_std (`float`, defaults to `0.2`): std of that noise (on the normalised features).
 
     Head and probes:
         reconstruction_head (`str`, defaults to `"mlp"`): `"mlp"` (linear, activation, LayerNorm, linear, as
             Mockingjay's prediction head) or `"linear"`; used only for the pretraining loss.
-        probe_points (`list[str]`, defaults to `None`): `None` means `["input", "layer_1", ...,
-            "layer_N"]`: the input projection (with positions, LayerNorm) and each Transformer layer.
-        default_probe_point (`str`, defaults to `None`): `None` means the last layer, `"layer_N"`.
+        probe_points (`list[str]`, defaults to `["input", "layer_1", "layer_2", "layer_3"]`): the input
+            projection (with positions, LayerNorm) and each Transformer layer; when not given (`None`),
+            `["input", "layer_1", ..., "layer_N"]` for `num_hidden_layers` N.
+        default_probe_point (`str`, defaults to `"layer_3"`): when not given, the last entry of
+            `probe_points` (the last layer by default).
     """
 
     model_type = "masked_recon"
