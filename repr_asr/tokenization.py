@@ -116,7 +116,7 @@ class SentencePieceCTCTokenizer(PreTrainedTokenizer):
 
         self.vocab_file = vocab_file
         self.sp_model = spm.SentencePieceProcessor(model_file=vocab_file)
-        if self.sp_model.id_to_piece(0) != pad_token or self.sp_model.pad_id() != 0:
+        if self.sp_model.id_to_piece(0) != str(pad_token) or self.sp_model.pad_id() != 0:
             raise ValueError(f"{vocab_file}: sentencepiece model must have {pad_token!r} (the CTC blank) at id 0")
         kwargs.pop("bos_token", None)
         kwargs.pop("eos_token", None)

@@ -12,8 +12,9 @@ Beam-search modes:
 - lexicon (``lexicon=`` a file, or ``lexicon_words=`` a word list, e.g. the LM's vocabulary): output
   words come from the lexicon only; ``lm`` is a *word* LM (``build_ngram(..., unit="word")``).
 
-The word boundary ("silence") token is ``|`` for character models; sentencepiece pieces carry the
-boundary inside (``▁THE``), so the blank serves as silence there (as in fairseq's wav2letter decoder).
+The word boundary ("silence") token is ``|`` for character models. Sentencepiece models decode
+lexicon-free only (see ``BeamSearchDecoder``), with ``▁`` (or the blank when there is no bare ``▁``
+piece) as silence.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def greedy_decode(emissions: torch.Tensor, tokenizer, lengths: Optional[torch.Te
 
 def _silence_token(tokenizer) -> str:
     if isinstance(tokenizer, SentencePieceCTCTokenizer):
-        return tokenizer.pad_token
+        return SP_SPACE if SP_SPACE in tokenizer.get_vocab() else tokenizer.pad_token
     return tokenizer.word_delimiter_token
 
 
@@ -110,6 +111,14 @@ class BeamSearchDecoder:
         from torchaudio.models.decoder import ctc_decoder
 
         self.tokenizer = tokenizer
+        if isinstance(tokenizer, SentencePieceCTCTokenizer) and (lexicon is not None or lexicon_words is not None):
+            # flashlight's lexicon decoder lets a CTC repeat stay inside a word only before the word's last
+            # token: a word ending in a multi-frame piece (``▁SAT``) is emitted again on every frame. Character
+            # spellings end in the repeatable silence ``|`` and do not have the problem.
+            raise ValueError(
+                "lexicon decoding supports character tokenizers only; for sentencepiece use lexicon-free "
+                "decoding with a token LM (build_ngram(..., unit='token', tokenizer=tok))"
+            )
         if lexicon is None and lexicon_words is not None:
             work_dir = work_dir or (os.path.dirname(os.path.abspath(lm)) if lm else os.getcwd())
             lexicon = write_lexicon(lexicon_words, tokenizer, os.path.join(work_dir, "lexicon.txt"))
