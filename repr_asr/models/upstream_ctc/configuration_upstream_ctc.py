@@ -13,11 +13,11 @@ class UpstreamForCTCConfig(PreTrainedConfig):
     r"""An upstream (nested, so one folder rebuilds everything) with a CTC head on its features.
 
     Args:
-        upstream_config (`dict`, defaults to `None`): the upstream's ``config.to_dict()``, including its
-            ``model_type``; a ``PreTrainedConfig`` is accepted and stored as its dict. `None` means a
-            filterbank ``SpectralConfig`` (the no-pretraining baseline).
-        vocab_size (`int`, defaults to 32): number of CTC output units, blank included.
-        pad_token_id (`int`, defaults to 0): the padding token, which is also the CTC blank.
+        upstream_config (`dict`, defaults to `{"model_type": "spectral", "input_features": "fbank"}`): the
+            upstream's ``config.to_dict()``, including its ``model_type``; a ``PreTrainedConfig`` is accepted
+            and stored as its dict. `None` gives the default: filterbanks, the no-pretraining baseline.
+        vocab_size (`int`, defaults to `32`): number of CTC output units, blank included.
+        pad_token_id (`int`, defaults to `0`): the padding token, which is also the CTC blank.
         probe_point (`str`, defaults to `None`): the upstream probe point whose features the head reads;
             `None` means the upstream's ``default_probe_point``.
         weighted_sum (`bool`, defaults to `False`): feed a learned softmax-weighted sum of probe points
@@ -26,24 +26,24 @@ class UpstreamForCTCConfig(PreTrainedConfig):
             ``UpstreamForCTC.weighted_probe_points``.
         freeze_upstream (`bool`, defaults to `True`): never train the upstream (features only); its
             parameters get no gradient and it stays in eval mode even while the model trains.
-        freeze_upstream_steps (`int`, defaults to 0): with ``freeze_upstream=False``, keep the upstream
+        freeze_upstream_steps (`int`, defaults to `0`): with ``freeze_upstream=False``, keep the upstream
             frozen (no gradient, eval mode) for the first N optimisation steps (``on_train_step``), so the
             randomly initialised head settles before gradients reach the upstream.
-        upstream_lr_scale (`float`, defaults to 1.0): learning-rate multiplier for the upstream's parameter
+        upstream_lr_scale (`float`, defaults to `1.0`): learning-rate multiplier for the upstream's parameter
             group in ``parameter_groups()`` (fine-tuning usually wants < 1).
         head_type (`str`, defaults to `"linear"`): `"linear"` (one projection per frame) or `"bilstm"`.
-        head_hidden_size (`int`, defaults to 256): BiLSTM units per direction.
-        head_num_layers (`int`, defaults to 1): BiLSTM layers (1 or 2).
-        reduction_kernel (`int`, defaults to 8): kernel of the output Conv1d when ``reduction_stride > 1``.
-        reduction_stride (`int`, defaults to 1): frame-rate reduction of the output layer; with N > 1 the
+        head_hidden_size (`int`, defaults to `256`): BiLSTM units per direction.
+        head_num_layers (`int`, defaults to `1`): BiLSTM layers (1 or 2).
+        reduction_kernel (`int`, defaults to `8`): kernel of the output Conv1d when ``reduction_stride > 1``.
+        reduction_stride (`int`, defaults to `1`): frame-rate reduction of the output layer; with N > 1 the
             output layer is a Conv1d(kernel ``reduction_kernel``, stride N) as in Libri-light's letter
             baseline (BiLSTM → Conv1d(8, stride 4)). Output frames per utterance: ``ceil(frames / N)``.
-        time_mask_width (`int`, defaults to 0): SpecAugment on the features in training only: maximum width
+        time_mask_width (`int`, defaults to `0`): SpecAugment on the features in training only: maximum width
             (frames) of each time mask; 0 disables time masking.
-        time_mask_count (`int`, defaults to 2): number of time masks per utterance.
-        feature_mask_width (`int`, defaults to 0): maximum width (dims) of each feature mask; 0 disables it.
-        feature_mask_count (`int`, defaults to 2): number of feature masks per utterance.
-        dropout (`float`, defaults to 0.1): dropout on the head's input and on the BiLSTM output.
+        time_mask_count (`int`, defaults to `2`): number of time masks per utterance.
+        feature_mask_width (`int`, defaults to `0`): maximum width (dims) of each feature mask; 0 disables it.
+        feature_mask_count (`int`, defaults to `2`): number of feature masks per utterance.
+        dropout (`float`, defaults to `0.1`): dropout on the head's input and on the BiLSTM output.
         ctc_loss_reduction (`str`, defaults to `"mean"`): torch ``ctc_loss`` reduction: `"mean"` (each
             utterance's loss divided by its label length, then averaged) or `"sum"`.
         ctc_zero_infinity (`bool`, defaults to `True`): zero the loss of utterances whose labels cannot fit
