@@ -1,0 +1,404 @@
+"""Phone discriminability (ABX) with the Libri-light / ZeroSpeech 2021 conventions, batched in torch.
+
+An ABX triplet asks whether a token X of phone ``a`` lies closer to another token A of ``a`` than to a
+token B of phone ``b`` (same triphone context ``prev_next``). The conventions of Libri-light's
+``eval/ABX_src`` (and its packaged successor ``zerospeech-libriabx2``) are followed exactly:
+
+* the ``.item`` file: a header line, then ``fileID onset offset phone prev next speaker`` per token;
+* a token's frames are ``ceil(r * onset - 0.5) <= t < floor(r * offset - 0.5)`` at ``r`` frames per
+  second (frame ``t`` centred at ``(t + 0.5) / r``); tokens with no frame are dropped;
+* frames are L2-normalised (an all-zero frame is put at the largest distance from every other frame),
+  the frame distance is the angle ``acos(cos) / π``, and two tokens are compared by DTW whose summed
+  cost is divided by the length of its path (traced back preferring the diagonal, then ``j - 1``,
+  then ``i - 1``);
+* within speaker: A, B, X all from one speaker, X ≠ A, both drawn from the group of ``a``; across
+  speaker: A and B from one speaker, X from another (at most ``max_x_across`` other speakers, drawn at
+  random); groups larger than ``max_size_group`` tokens are subsampled at random;
+* each ``(context, speaker, a, b)`` cell scores the share of triplets answered wrongly (ties count
+  half); scores are averaged over contexts (and X speakers), then over speakers, then over the
+  ordered phone pairs ``(a, b)``.
+
+Differences from the reference code, none of which changes a score: distances are computed for
+all needed token pairs at once in padded batches (the reference loops over pairs in Cython), and each
+pair is computed once. Subsampling uses Python's ``random`` with the same seed and the same draws in
+the same order as the reference; the order of tokens within a group follows the item file, whereas
+the reference follows the order its directory walk finds the feature files, so subsampled scores can
+differ from the reference by sampling noise (scores without subsampling are identical).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+ITEM_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
+DEFAULT_SEED = 3459  # the reference evaluator's default seed
+DEFAULT_MAX_SIZE_GROUP = 10
+DEFAULT_MAX_X_ACROSS = 5
+
+
+class ItemFileError(ValueError):
+    """An ``.item`` file or item list that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One phone token: ``phone`` of utterance ``file`` between ``onset`` and ``offset`` seconds."""
+
+    file: str
+    onset: float
+    offset: float
+    phone: str
+    prev: str
+    next: str
+    speaker: str
+
+
+# --- item files -------------------------------------------------------------------------------------
+
+
+def make_items(
+    utterances: Iterable[Mapping],
+    skip_phones: Sequence[str] = ("SIL",),
+) -> list[Item]:
+    """Triphone items from corpus rows with ``id``, ``speaker_id`` and ``phones``
+    (``{"phone": [...], "start": [...], "end": [...]}`` in seconds).
+
+    Every phone that has a neighbour on both sides becomes an item with context ``prev``/``next``;
+    phones in ``skip_phones`` (silence by default) are never the centre phone but may be context.
+    Rows with no phone timings give no items.
+    """
+    items: list[Item] = []
+    for row in utterances:
+        utt_id = str(row["id"])
+        phones = row.get("phones") or {}
+        labels, starts, ends = phones.get("phone") or [], phones.get("start") or [], phones.get("end") or []
+        if not (len(labels) == len(starts) == len(ends)):
+            raise ItemFileError(f"utterance {utt_id}: phones has {len(labels)} labels, {len(starts)} starts, {len(ends)} ends")
+        for i in range(1, len(labels) - 1):
+            if labels[i] in skip_phones:
+                continue
+            if not float(starts[i]) < float(ends[i]):
+                raise ItemFileError(f"utterance {utt_id}: phone {i} ({labels[i]}) starts at {starts[i]} s, not before its end {ends[i]} s")
+            items.append(Item(utt_id, float(starts[i]), float(ends[i]), str(labels[i]), str(labels[i - 1]), str(labels[i + 1]), str(row["speaker_id"])))
+    return items
+
+
+def write_item_file(path: Union[str, os.PathLike], items: Iterable[Item]) -> Path:
+    """Write ``items`` as an ``.item`` file (header line, then one token per line, times in seconds)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [ITEM_HEADER + "\n"]
+    for item in items:
+        fields = (item.file, item.phone, item.prev, item.next, item.speaker)
+        if any(not f or any(c.isspace() for c in f) for f in fields):
+            raise ItemFileError(f"{path}: item {item} has an empty field or one with whitespace")
+        lines.append(f"{item.file} {item.onset:.4f} {item.offset:.4f} {item.phone} {item.prev} {item.next} {item.speaker}\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def read_item_file(path: Union[str, os.PathLike]) -> list[Item]:
+    """Read an ``.item`` file (its first line is a header and is skipped, as the reference does)."""
+    items = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if number == 1 or not line.strip():
+                continue
+            fields = line.split()
+            if len(fields) != 7:
+                raise ItemFileError(f"{path}:{number}: expected 7 fields (file onset offset phone prev next speaker), got {len(fields)}")
+            try:
+                onset, offset = float(fields[1]), float(fields[2])
+            except ValueError:
+                raise ItemFileError(f"{path}:{number}: onset/offset {fields[1]!r} {fields[2]!r} are not numbers") from None
+            items.append(Item(fields[0], onset, offset, fields[3], fields[4], fields[5], fields[6]))
+    return items
+
+
+# --- distances and DTW ------------------------------------------------------------------------------
+
+
+def normalize_frames(features: torch.Tensor) -> torch.Tensor:
+    """``(frames, dim)`` → ``(frames, dim + 1)`` unit vectors; an all-zero frame becomes a vector at
+    angle π from every non-zero frame and 0 from other zero frames (the reference's convention)."""
+    features = features.float()
+    norm = features.pow(2).sum(-1, keepdim=True)  # (T, 1)
+    zero = norm.squeeze(-1) == 0
+    out = features / torch.sqrt(norm).clamp(min=1e-30)
+    out[zero] = 1.0 / math.sqrt(features.shape[-1])
+    border = torch.full((features.shape[0], 1), 1e-12, dtype=out.dtype)
+    border[zero] = -2e12
+    return torch.cat([out, border], dim=-1)
+
+
+def angular_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``(N, Lx, D)`` × ``(N, Ly, D)`` normalised frames → ``(N, Lx, Ly)`` angles ``acos(cos) / π``."""
+    return torch.bmm(x, y.transpose(1, 2)).clamp(-1.0, 1.0).acos() / math.pi
+
+
+def dtw_batch(distances: torch.Tensor, lengths_x: torch.Tensor, lengths_y: torch.Tensor) -> torch.Tensor:
+    """Path-length-normalised DTW of ``N`` frame-distance matrices at once.
+
+    Args:
+        distances: ``(N, Lx, Ly)``; pair ``n`` uses ``distances[n, :lengths_x[n], :lengths_y[n]]``.
+        lengths_x, lengths_y: ``(N,)`` real sizes, each at least 1.
+
+    Returns ``(N,)`` float32: the cheapest monotonic path's summed distance (steps right, down or
+    diagonal) divided by the number of cells on the path found by backtracking from the end, choosing
+    the diagonal on ties, then the left cell, then the cell above.
+    """
+    n, lx, ly = distances.shape
+    if n == 0:
+        return distances.new_zeros(0)
+    lengths_x, lengths_y = lengths_x.long(), lengths_y.long()
+    if bool((lengths_x < 1).any() or (lengths_y < 1).any()):
+        raise ValueError("dtw_batch: every sequence needs at least one frame")
+    d = distances.float()
+    # cost[n, i + 1, j + 1] is the best cost to reach cell (i, j); row and column 0 are an inf border
+    # with a 0 corner, so the first row and column need no special case.
+    cost = torch.full((n, lx + 1, ly + 1), math.inf, dtype=torch.float32)
+    cost[:, 0, 0] = 0.0
+    for k in range(lx + ly - 1):  # anti-diagonals i + j = k: each depends on the two before it only
+        i = torch.arange(max(0, k - ly + 1), min(k, lx - 1) + 1)
+        j = k - i
+        best = torch.minimum(torch.minimum(cost[:, i, j + 1], cost[:, i, j]), cost[:, i + 1, j])  # (N, cells)
+        cost[:, i + 1, j + 1] = d[:, i, j] + best
+    rows = torch.arange(n)
+    total = cost[rows, lengths_x, lengths_y]
+    # Backtrack all pairs together, one step per iteration, until each reaches the first row or column.
+    i, j = lengths_x - 1, lengths_y - 1
+    path = torch.ones(n, dtype=torch.long)
+    while True:
+        active = (i > 0) & (j > 0)
+        if not bool(active.any()):
+            break
+        up, left, diag = cost[rows, i, j + 1], cost[rows, i + 1, j], cost[rows, i, j]
+        take_diag = (diag <= left) & (diag <= up)
+        take_left = ~take_diag & (left <= up)
+        take_up = ~take_diag & ~take_left
+        i = i - (active & (take_diag | take_up)).long()
+        j = j - (active & (take_diag | take_left)).long()
+        path = path + active.long()
+    path = path + i + j  # the rest of the path runs straight along the first row or column
+    # The reference divides a float32 cost by an integer in double precision.
+    return (total.double() / path.double()).float()
+
+
+# --- ABX --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Tokens:
+    """Tokens that kept at least one frame, with integer ids in order of first appearance."""
+
+    frames: list[torch.Tensor]  # normalised (frames, dim + 1) per token
+    context: list[int]
+    phone: list[int]
+    speaker: list[int]
+    phones: list[str]
+    speakers: list[str]
+
+
+def _token_frames(items: Sequence[Item], features: Mapping[str, object], frame_rate: float, context_mode: str) -> _Tokens:
+    ids: dict[str, dict[str, int]] = {"context": {}, "phone": {}, "speaker": {}}
+
+    def index(kind: str, key: str) -> int:
+        return ids[kind].setdefault(key, len(ids[kind]))
+
+    normalised: dict[str, torch.Tensor] = {}
+    tokens = _Tokens([], [], [], [], [], [])
+    for item in items:
+        # Ids over all items, as the reference assigns them while reading the item file.
+        c = index("context", f"{item.prev}+{item.next}" if context_mode == "within" else "any")
+        p, s = index("phone", item.phone), index("speaker", item.speaker)
+        if item.file not in normalised:
+            if item.file not in features:
+                raise KeyError(f"ABX: no features for file {item.file!r} named in the item list")
+            array = torch.as_tensor(np.asarray(features[item.file]), dtype=torch.float32)
+            if array.ndim != 2 or array.shape[0] == 0:
+                raise ValueError(f"ABX: features of file {item.file!r} must be (frames, dim) with frames > 0, got {tuple(array.shape)}")
+            normalised[item.file] = normalize_frames(array)
+        file_frames = normalised[item.file]
+        start = max(0, int(math.ceil(frame_rate * item.onset - 0.5)))
+        end = min(file_frames.shape[0], int(math.floor(frame_rate * item.offset - 0.5)))
+        if start >= file_frames.shape[0] or end <= start:
+            continue
+        tokens.frames.append(file_frames[start:end])
+        tokens.context.append(c)
+        tokens.phone.append(p)
+        tokens.speaker.append(s)
+    tokens.phones = list(ids["phone"])
+    tokens.speakers = list(ids["speaker"])
+    return tokens
+
+
+class _PairDistances:
+    """Collects the (row token, column token) pairs the triplets need, then computes each once."""
+
+    def __init__(self, tokens: _Tokens):
+        self.tokens = tokens
+        self.index: dict[tuple[int, int], int] = {}  # (row token, column token) -> slot
+        self.values: Optional[torch.Tensor] = None
+
+    def need(self, rows: Sequence[int], cols: Sequence[int], symmetric: bool) -> torch.Tensor:
+        """Register ``d(rows[i], cols[j])`` and return their slots as a ``(len(rows), len(cols))`` index
+        matrix; with ``symmetric`` (rows == cols) only ``i < j`` is computed and mirrored, as the
+        reference does, and the diagonal points at a dummy slot (-1)."""
+        slots = torch.full((len(rows), len(cols)), -1, dtype=torch.long)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                if symmetric and i == j:
+                    continue
+                key = (c, r) if symmetric and i > j else (r, c)
+                slots[i, j] = self.index.setdefault(key, len(self.index))
+        return slots
+
+    def compute(self, max_floats: int = 2**24) -> None:
+        pairs = list(self.index)
+        frames = self.tokens.frames
+        lengths = torch.tensor([[frames[r].shape[0], frames[c].shape[0]] for r, c in pairs], dtype=torch.long).reshape(-1, 2)
+        values = torch.zeros(len(pairs), dtype=torch.float32)
+        # Pairs of similar sizes share a batch, so padding stays small.
+        order = sorted(range(len(pairs)), key=lambda k: (int(lengths[k, 0]), int(lengths[k, 1])))
+        dim = frames[0].shape[1] if frames else 1
+        start = 0
+        while start < len(order):
+            lx, ly = int(lengths[order[start], 0]), int(lengths[order[start], 1])
+            stop = start
+            # Grow the batch while the padded tensors stay within max_floats.
+            while stop < len(order):
+                lx = max(lx, int(lengths[order[stop], 0]))
+                ly = max(ly, int(lengths[order[stop], 1]))
+                if stop > start and (stop - start + 1) * (lx + ly) * dim + (stop - start + 1) * lx * ly * 3 > max_floats:
+                    break
+                stop += 1
+            batch = order[start:stop]
+            x = torch.nn.utils.rnn.pad_sequence([frames[pairs[k][0]] for k in batch], batch_first=True)  # (N, Lx, D)
+            y = torch.nn.utils.rnn.pad_sequence([frames[pairs[k][1]] for k in batch], batch_first=True)  # (N, Ly, D)
+            values[batch] = dtw_batch(angular_distances(x, y), lengths[batch, 0], lengths[batch, 1])
+            start = stop
+        self.values = values
+
+    def matrix(self, slots: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.values, self.values.new_zeros(1)])[slots]  # slot -1: the dummy 0
+
+
+def _cell_error(dxa: torch.Tensor, dxb: torch.Tensor, symmetric: bool) -> float:
+    """Share of (x, a, b) triplets where x is closer to b than to a (ties count half)."""
+    nx, na = dxa.shape
+    if symmetric:  # x and a come from the same group; x == a is not a triplet
+        dxa = dxa.clone()
+        dxa.fill_diagonal_(float(dxb.max()) + 1)
+        n_pos = na * (na - 1)
+    else:
+        n_pos = na * nx
+    a, b = dxa[:, :, None], dxb[:, None, :]  # (Nx, Na, 1), (Nx, 1, Nb)
+    correct = (a < b).sum().item() + 0.5 * (a == b).sum().item()
+    return 1.0 - correct / (n_pos * dxb.shape[1])
+
+
+def _mean_over(cells: Mapping[tuple, float], keep: Sequence[int]) -> dict[tuple, float]:
+    """Average cell scores sharing the coordinates ``keep``."""
+    sums: dict[tuple, list] = defaultdict(lambda: [0.0, 0])
+    for key, value in cells.items():
+        entry = sums[tuple(key[k] for k in keep)]
+        entry[0] += value
+        entry[1] += 1
+    return {key: total / count for key, (total, count) in sums.items()}
+
+
+def _aggregate(cells: Mapping[tuple, float]) -> Optional[float]:
+    """Cells keyed ``(speaker, a, b, context[, x speaker])`` → mean over context (and X speaker), then
+    speaker, then phone pair."""
+    if not cells:
+        return None
+    per_speaker = _mean_over(cells, keep=(0, 1, 2))  # (speaker, a, b)
+    per_pair = _mean_over(per_speaker, keep=(1, 2))  # (a, b)
+    return float(sum(per_pair.values()) / len(per_pair))
+
+
+def abx_error(
+    features: Mapping[str, object],
+    items: Sequence[Item],
+    frame_rate: float,
+    speaker_modes: Sequence[str] = ("within", "across"),
+    context_mode: str = "within",
+    max_size_group: int = DEFAULT_MAX_SIZE_GROUP,
+    max_x_across: int = DEFAULT_MAX_X_ACROSS,
+    seed: int = DEFAULT_SEED,
+) -> dict:
+    """ABX error rates (fractions in [0, 1]) of ``features`` on ``items``.
+
+    Args:
+        features: ``{file id: (frames, dim)}`` arrays or tensors, one per utterance named in ``items``.
+        items: phone tokens (:func:`make_items` or :func:`read_item_file`).
+        frame_rate: frames per second of ``features`` (the reference's ``1 / feature_size``).
+        speaker_modes: any of ``"within"`` and ``"across"``.
+        context_mode: ``"within"`` (A, B, X share the triphone context: Libri-light's ABX) or
+            ``"any"`` (context ignored: ZeroSpeech 2021's phoneme ABX).
+        max_size_group: a group of more tokens is subsampled to this many per triplet set.
+        max_x_across: across speaker, X comes from at most this many other speakers.
+        seed: seeds Python's ``random`` for the subsampling, reseeded for each speaker mode.
+
+    Returns ``{"within": error or None, "across": error or None, "tokens": n, "cells": {mode: n}}``;
+    a mode without any triplet scores ``None``.
+    """
+    if context_mode not in ("within", "any"):
+        raise ValueError(f"context_mode must be 'within' or 'any', got {context_mode!r}")
+    for mode in speaker_modes:
+        if mode not in ("within", "across"):
+            raise ValueError(f"speaker mode must be 'within' or 'across', got {mode!r}")
+    tokens = _token_frames(items, features, frame_rate, context_mode)
+    # groups[(context, speaker)][phone] = token indices, in item order (the reference sorts stably).
+    groups: dict[tuple[int, int], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for t in range(len(tokens.frames)):
+        groups[(tokens.context[t], tokens.speaker[t])][tokens.phone[t]].append(t)
+    result: dict = {"tokens": len(tokens.frames), "cells": {}}
+    for mode in speaker_modes:
+        rng = random.Random(seed)
+
+        def sample(group: list[int]) -> list[int]:
+            return rng.sample(group, k=max_size_group) if len(group) > max_size_group else list(group)
+
+        distances = _PairDistances(tokens)
+        plans = []  # (cell key, keys of d(x, a), keys of d(x, b), symmetric)
+        for (c, s) in sorted(groups):
+            by_phone = groups[(c, s)]
+            phones = sorted(by_phone)
+            if len(phones) < 2:
+                continue
+            for pa in phones:
+                if mode == "within":
+                    if len(by_phone[pa]) < 2:
+                        continue
+                    for pb in phones:
+                        if pb == pa:
+                            continue
+                        b = sample(by_phone[pb])
+                        a = sample(by_phone[pa])
+                        plans.append(((s, pa, pb, c), distances.need(a, a, True), distances.need(a, b, False), True))
+                else:
+                    others = [groups[(c, s2)][pa] for (c2, s2) in sorted(groups) if c2 == c and s2 != s and pa in groups[(c2, s2)]]
+                    if len(others) > max_x_across:
+                        others = rng.sample(others, k=max_x_across)
+                    for x_group in others:
+                        for pb in phones:
+                            if pb == pa:
+                                continue
+                            a, b, x = sample(by_phone[pa]), sample(by_phone[pb]), sample(x_group)
+                            sx = tokens.speaker[x_group[0]]
+                            plans.append(((s, pa, pb, c, sx), distances.need(x, a, False), distances.need(x, b, False), False))
+        distances.compute()
+        cells = {key: _cell_error(distances.matrix(ka), distances.matrix(kb), sym) for key, ka, kb, sym in plans}
+        result[mode] = _aggregate(cells)
+        result["cells"][mode] = len(cells)
+    return result
