@@ -402,3 +402,77 @@ def abx_error(
         result[mode] = _aggregate(cells)
         result["cells"][mode] = len(cells)
     return result
+
+
+def evaluate_abx(
+    upstream: str,
+    data: str,
+    split: str = "dev",
+    probe_points: Optional[Sequence[str]] = None,
+    context_mode: str = "within",
+    max_utterances: Optional[int] = None,
+    item_file: Union[str, os.PathLike, None] = None,
+    write_items: Union[str, os.PathLike, None] = None,
+    cache_dir: Optional[str] = None,
+    device: str = "cpu",
+    max_size_group: int = DEFAULT_MAX_SIZE_GROUP,
+    max_x_across: int = DEFAULT_MAX_X_ACROSS,
+    seed: int = DEFAULT_SEED,
+) -> dict:
+    """ABX of ``upstream`` (``fbank``, ``mfcc`` or a pretrained folder) at each probe point on ``split``
+    of the corpus ``data``. Items come from ``item_file`` when given, else from the split's phone
+    timings (written to ``write_items`` when given). Returns the ``results.json`` dictionary with
+    ``metrics[probe_point] = {"within": %, "across": %, ...}`` (error rates in percent)."""
+    from ..models import load_upstream
+    from .features import extract_features, load_split, upstream_name
+
+    dataset = load_split(data, split, max_utterances, seed=0)
+    if item_file is not None:
+        items = read_item_file(item_file)
+        known = set(dataset["id"])
+        items = [item for item in items if item.file in known]
+    else:
+        items = make_items(dataset.select_columns(["id", "speaker_id", "phones"]))
+        if write_items is not None:
+            write_item_file(write_items, items)
+    if not items:
+        raise ValueError(f"corpus {data} split {split}: no ABX items (the split has no phone timings, or the item file names none of its utterances)")
+    model = load_upstream(upstream)
+    split_features = extract_features(
+        model, dataset, probe_points, cache_dir=cache_dir, cache_key=f"{upstream}|{data}|{split}", device=device
+    )
+    modes = ["within", "across"]
+    metrics = {}
+    for point in split_features.features:
+        scores = abx_error(
+            split_features.as_dict(point), items, split_features.frame_rates[point], modes, context_mode,
+            max_size_group, max_x_across, seed,
+        )
+        metrics[point] = {
+            "frame_rate": split_features.frame_rates[point],
+            **{mode: (None if scores[mode] is None else 100.0 * scores[mode]) for mode in modes},
+            "tokens": scores["tokens"],
+            "cells": scores["cells"],
+        }
+    return {
+        "task": "abx",
+        "upstream": str(upstream),
+        "upstream_name": upstream_name(upstream),
+        "model_type": getattr(model.config, "model_type", None),
+        "data": data,
+        "split": split,
+        "num_utterances": len(dataset),
+        "num_items": len(items),
+        "item_file": str(item_file or write_items or ""),
+        "probe_points": list(split_features.features),
+        "frozen": True,
+        "abx": {
+            "context_mode": context_mode,
+            "distance": "angular (acos of cosine) / pi, DTW normalised by path length",
+            "max_size_group": max_size_group,
+            "max_x_across": max_x_across,
+            "seed": seed,
+        },
+        "units": {"within": "percent error", "across": "percent error"},
+        "metrics": metrics,
+    }

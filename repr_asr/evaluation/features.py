@@ -196,3 +196,24 @@ def extract_features(
         features.update({p: [] for p in todo})
     return SplitFeatures(ids=ids, features={p: features[p] for p in probe_points}, frame_rates=frame_rates,
                          info={"cache_key": cache_key, "probe_points": probe_points})
+
+
+def load_split(data: str, split: str, max_utterances: Optional[int] = None, seed: int = 0):
+    """Rows of ``split`` of the corpus ``data`` (a ``--data`` spec); ``max_utterances`` keeps a seeded
+    random subset (so a small subset still spans several speakers)."""
+    from ..data import load_corpus
+
+    corpus = load_corpus(data)
+    try:
+        dataset = corpus[split]
+    except KeyError as error:
+        raise KeyError(f"corpus {data}: no split {split!r} ({error})") from None
+    if max_utterances is not None and max_utterances < len(dataset):
+        dataset = dataset.shuffle(seed=seed).select(range(max_utterances))
+    return dataset
+
+
+def upstream_name(upstream: str) -> str:
+    """A short name for tables: ``fbank`` / ``mfcc`` or the folder name of a pretrained upstream."""
+    path = Path(str(upstream).rstrip("/"))
+    return path.parent.name if path.name == "final" else path.name

@@ -1,0 +1,48 @@
+"""Probe frozen features: framewise phone, speaker and gender classifiers and log-mel regression.
+
+    python recipes/probe.py --upstream PATH|fbank|mfcc --data SPEC --output_dir DIR \
+        [--split dev] [--probe_points NAME ...] [--tasks phone speaker gender fbank] [--max_utterances N]
+
+Writes DIR/results.json (what was run + metrics per probe point) and caches the features in
+DIR/features/ (reused by a later run on the same upstream, data and split).
+"""
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import fields
+
+from repr_asr.evaluation.probes import TASKS, ProbeConfig, evaluate_probes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--upstream", required=True, help="fbank, mfcc, or a save_pretrained folder")
+    parser.add_argument("--data", required=True, help="builtin:PATH, librispeech:PATH or hf:NAME_OR_PATH")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--probe_points", nargs="+", default=None, help="default: every probe point of the upstream")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--max_utterances", type=int, default=None, help="a seeded random subset of the split")
+    parser.add_argument("--cache_dir", default=None, help="feature cache (default: DIR/features)")
+    parser.add_argument("--device", default="cpu")
+    for field in fields(ProbeConfig):  # every ProbeConfig field, e.g. --hidden_size 256 --epochs 10
+        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = ProbeConfig(**{f.name: getattr(args, f.name) for f in fields(ProbeConfig)})
+    os.makedirs(args.output_dir, exist_ok=True)
+    results = evaluate_probes(
+        args.upstream, args.data, args.split, args.probe_points, args.tasks, args.max_utterances, config,
+        cache_dir=args.cache_dir or os.path.join(args.output_dir, "features"), device=args.device,
+    )
+    path = os.path.join(args.output_dir, "results.json")
+    with open(path, "w") as handle:
+        json.dump(results, handle, indent=1)
+    print(json.dumps(results["metrics"], indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
