@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +13,7 @@ import yaml
 from accelerate import PartialState
 from accelerate.utils import set_seed
 
-from .config import RunConfig
+from .config import RunConfig, config_class_for, model_config_keys
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,14 @@ def pretraining_forward(model, batch):
 
 def _speaker_list(split) -> list[str]:
     return sorted({str(s) for s in split["speaker_id"]}) if "speaker_id" in split.column_names else []
+
+
+def _speaker_conditioning_on(model_type: str, model_kwargs: dict) -> bool:
+    """The model's ``speaker_conditioning`` flag as configured (a config with ``speakers`` but no flag: on)."""
+    if "speaker_conditioning" in model_kwargs:
+        return bool(model_kwargs["speaker_conditioning"])
+    param = inspect.signature(config_class_for(model_type).__init__).parameters.get("speaker_conditioning")
+    return True if param is None or param.default is inspect.Parameter.empty else bool(param.default)
 
 
 def _warn_config_changes(saved_path: Path, run: RunConfig) -> None:
@@ -50,8 +60,8 @@ def _warn_config_changes(saved_path: Path, run: RunConfig) -> None:
 def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool = False, config_path: Optional[str] = None) -> dict:
     """Pretrain ``run.model_type`` on ``run.data`` with the shared Trainer; writes ``output_dir/final/``.
 
-    The model config is ``AutoConfig.for_model(model_type, **run.model)``; a config with an empty
-    ``speakers`` list gets the sorted speaker ids of the training split. Every batch carries
+    The model config is ``AutoConfig.for_model(model_type, **run.model)``; a config with speaker
+    conditioning on and an empty ``speakers`` list gets the sorted speaker ids of the training split. Every batch carries
     ``speaker_ids`` (indices into that list, or into the split's own sorted speaker list for models
     without one, e.g. CPC's same-speaker negatives); models that do not use them ignore them.
     Returns the final metrics.
@@ -74,10 +84,15 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     if len(split) == 0:
         raise ValueError(f"split {run.data.split!r} of {run.data.spec} is empty")
 
+    # Only a speaker-conditioned model owns a speaker list (its embedding rows), filled before the
+    # config is built since it validates it; for the others the batch's speaker_ids index the split's
+    # own sorted list (e.g. CPC's same-speaker negatives).
+    model_kwargs = dict(run.model)
+    model_speakers = "speakers" in model_config_keys(run.model_type) and _speaker_conditioning_on(run.model_type, model_kwargs)
+    if model_speakers and not model_kwargs.get("speakers"):
+        model_kwargs["speakers"] = _speaker_list(split)
+    run = replace(run, model=model_kwargs)
     model_config = run.build_model_config()
-    model_speakers = hasattr(model_config, "speakers")
-    if model_speakers and not model_config.speakers:
-        model_config.speakers = _speaker_list(split)
     speakers = list(model_config.speakers) if model_speakers else _speaker_list(split)
     model = AutoModel.from_config(model_config)
     sampling_rate = getattr(model_config, "sampling_rate", 16000)
@@ -106,8 +121,7 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
         saved = output_dir / "config.yaml"
         if resume and saved.exists():
             _warn_config_changes(saved, run)
-        resolved = RunConfig(run.model_type, dict(run.model, **({"speakers": speakers} if model_speakers else {})), run.data, run.training)
-        resolved.save(saved)
+        run.save(saved)
     state.wait_for_everyone()
 
     trainer = Trainer(

@@ -316,6 +316,7 @@ class Trainer:
         step_loss = torch.zeros((), device=acc.device)
         step_terms: dict = {}
         micro = 0
+        hook_terms: dict = {}
         grad_norm = None
         final_metrics: dict = {}
         start_time, start_step = time.time(), step
@@ -329,7 +330,8 @@ class Trainer:
                 if micro == 0:
                     unwrapped = self.unwrapped_model
                     if hasattr(unwrapped, "on_train_step"):
-                        unwrapped.on_train_step(step)
+                        # Schedules inside the model (KL warm-up, dead-code revival); what it returns is logged.
+                        hook_terms = dict(unwrapped.on_train_step(step) or {})
                 with acc.accumulate(model):
                     with acc.autocast():
                         output = self.forward_fn(model, batch)
@@ -357,6 +359,9 @@ class Trainer:
                 window["loss"] = window.get("loss", 0.0) + step_loss / micro
                 for name, total in step_terms.items():
                     window[name] = window.get(name, 0.0) + total / micro
+                for name, value in hook_terms.items():
+                    window[name] = window.get(name, 0.0) + torch.as_tensor(value, device=acc.device).float()
+                hook_terms = {}
                 if grad_norm is not None:
                     window["grad_norm"] = window.get("grad_norm", 0.0) + torch.as_tensor(grad_norm, device=acc.device).float()
                 window_steps += 1
