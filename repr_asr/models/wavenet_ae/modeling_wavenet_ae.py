@@ -171,7 +171,7 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         features, frame_lengths = self._features(input_values, sample_lengths)
         enc, lengths = self.encoder(features.to(self.projection.weight.dtype), frame_lengths)  # (B, T, H)
         mask = mask_from_lengths(lengths, enc.shape[1])  # (B, T)
-        proj = self.projection(enc)  # (B, T, P)
+        proj = self.projection(enc) * mask.unsqueeze(-1).to(enc.dtype)  # (B, T, P), zero past each length
         bn = self.bottleneck(proj, mask)
         latents = bn.latents
         if self.config.sparse_emission_window > 1:
