@@ -196,6 +196,14 @@ def dtw_batch(distances: torch.Tensor, lengths_x: torch.Tensor, lengths_y: torch
 # --- ABX --------------------------------------------------------------------------------------------
 
 
+def token_frame_range(onset: float, offset: float, frame_rate: float, num_frames: int) -> tuple[int, int]:
+    """Frames ``[start, end)`` of a token, as the reference evaluator cuts them (frame ``t`` centred at
+    ``(t + 0.5) / frame_rate``); ``end <= start`` means the token has no frame and is dropped."""
+    start = max(0, int(math.ceil(frame_rate * onset - 0.5)))
+    end = min(num_frames, int(math.floor(frame_rate * offset - 0.5)))
+    return start, (end if start < num_frames else start)
+
+
 @dataclass
 class _Tokens:
     """Tokens that kept at least one frame, with integer ids in order of first appearance."""
@@ -228,9 +236,8 @@ def _token_frames(items: Sequence[Item], features: Mapping[str, object], frame_r
                 raise ValueError(f"ABX: features of file {item.file!r} must be (frames, dim) with frames > 0, got {tuple(array.shape)}")
             normalised[item.file] = normalize_frames(array)
         file_frames = normalised[item.file]
-        start = max(0, int(math.ceil(frame_rate * item.onset - 0.5)))
-        end = min(file_frames.shape[0], int(math.floor(frame_rate * item.offset - 0.5)))
-        if start >= file_frames.shape[0] or end <= start:
+        start, end = token_frame_range(item.onset, item.offset, frame_rate, file_frames.shape[0])
+        if end <= start:
             continue
         tokens.frames.append(file_frames[start:end])
         tokens.context.append(c)
