@@ -54,6 +54,7 @@ def last_sample_read(frame, config):
         (dict(probe_points=["enc", "bottleneck"]), "probe_points"),
         (dict(probe_points=["enc"]), "default_probe_point"),
         (dict(predictor_dropout=1.0), "predictor_dropout"),
+        (dict(predictor_type="transformer", context_hidden_size=24, predictor_heads=5), "predictor_heads"),
     ],
 )
 def test_config_rejects_bad_fields_by_name(overrides, words):
@@ -152,9 +153,27 @@ def test_context_is_causal():
     assert not torch.allclose(a[1][:, -1], b[1][:, -1])
 
 
+TRANSFORMER = dict(predictor_type="transformer", predictor_heads=4, predictor_ffn_dim=32)
+
+
+@pytest.mark.parametrize("predictor", [{}, TRANSFORMER], ids=["linear", "transformer"])
+def test_predictions_never_see_the_frames_they_predict(predictor):
+    model = tiny_model(**predictor)
+    torch.manual_seed(6)
+    ctx = torch.randn(2, 20, 24)
+    changed = ctx.clone()
+    changed[:, 12:] = torch.randn(2, 8, 24)
+    with torch.no_grad():
+        a, b = model.predict(ctx), model.predict(changed)
+    assert a.shape == (2, 20, 3, 16)
+    torch.testing.assert_close(a[:, :12], b[:, :12])
+    assert not torch.allclose(a[:, 12:], b[:, 12:])
+
+
 # ----- InfoNCE -----------------------------------------------------------------------------------
-def test_infonce_at_init_and_metrics():
-    model = tiny_model(num_negatives=20, prediction_steps=4)
+@pytest.mark.parametrize("predictor", [{}, TRANSFORMER], ids=["linear", "transformer"])
+def test_infonce_at_init_and_metrics(predictor):
+    model = tiny_model(num_negatives=20, prediction_steps=4, **predictor)
     torch.manual_seed(3)
     out = model(torch.randn(4, 3200), compute_loss=True, speaker_ids=torch.tensor([0, 0, 1, 2]))
     chance = math.log(20 + 1)
@@ -236,7 +255,7 @@ def test_hidden_states_follow_probe_points_order():
 
 
 def test_save_load_round_trip_through_auto_classes(tmp_path):
-    model = tiny_model(context_type="gru", context_layers=2)
+    model = tiny_model(context_type="gru", context_layers=2, **TRANSFORMER)
     model.save_pretrained(tmp_path)
     ReprFeatureExtractor().save_pretrained(tmp_path)
     assert AutoConfig.from_pretrained(tmp_path).model_type == "cpc"
@@ -251,6 +270,9 @@ def test_save_load_round_trip_through_auto_classes(tmp_path):
     assert a.frame_lengths.tolist() == b.frame_lengths.tolist() == [12, 7]
     for ha, hb in zip(a.hidden_states, b.hidden_states):
         torch.testing.assert_close(ha, hb)
+    reloaded = loaded.state_dict()
+    for name, tensor in model.state_dict().items():  # the predictors too, which features never use
+        torch.testing.assert_close(reloaded[name], tensor, msg=name)
 
 
 def test_trainer_batch_with_speaker_ids_is_accepted():

@@ -8,6 +8,7 @@ CPC_PROBE_POINTS = ("enc", "ctx")
 CONTEXT_TYPES = ("lstm", "gru")
 NEGATIVE_SAMPLING = ("utterance", "speaker", "batch")
 CONV_NORMS = ("channel", "none")
+PREDICTOR_TYPES = ("linear", "transformer")
 
 
 class CPCConfig(PreTrainedConfig):
@@ -35,7 +36,14 @@ class CPCConfig(PreTrainedConfig):
             only: `"utterance"` (the same utterance), `"speaker"` (every utterance of the batch with the same
             `speaker_ids` entry; an utterance with no or a negative speaker id samples from itself), or
             `"batch"` (every utterance of the batch).
-        predictor_dropout (`float`, defaults to `0.0`): dropout on the context frames fed to the predictors.
+        predictor_type (`str`, defaults to `"linear"`): the predictor of each step: `"linear"` (W_k c_t, as in
+            CPC 2018) or `"transformer"` (modified CPC: per step, one causally masked transformer layer over the
+            context frames, then a linear map to `conv_dim`).
+        predictor_heads (`int`, defaults to `8`): attention heads of each transformer predictor; must divide
+            `context_hidden_size`.
+        predictor_ffn_dim (`int`, defaults to `1024`): feed-forward size of each transformer predictor.
+        predictor_dropout (`float`, defaults to `0.0`): dropout on the context frames fed to the predictors
+            (and inside the transformer predictors).
         probe_points (`list[str]`, defaults to `["enc", "ctx"]`): probe points returned in `hidden_states`,
             in this order; any ordering of a subset of `"enc"` and `"ctx"`.
         default_probe_point (`str`, defaults to `"ctx"`): the probe point of `last_hidden_state`.
@@ -63,6 +71,9 @@ class CPCConfig(PreTrainedConfig):
         prediction_steps: int = 12,
         num_negatives: int = 128,
         negative_sampling: str = "speaker",
+        predictor_type: str = "linear",
+        predictor_heads: int = 8,
+        predictor_ffn_dim: int = 1024,
         predictor_dropout: float = 0.0,
         probe_points: list | None = None,
         default_probe_point: str = "ctx",
@@ -80,6 +91,9 @@ class CPCConfig(PreTrainedConfig):
         self.prediction_steps = prediction_steps
         self.num_negatives = num_negatives
         self.negative_sampling = negative_sampling
+        self.predictor_type = predictor_type
+        self.predictor_heads = predictor_heads
+        self.predictor_ffn_dim = predictor_ffn_dim
         self.predictor_dropout = predictor_dropout
         self.probe_points = list(probe_points) if probe_points is not None else list(CPC_PROBE_POINTS)
         self.default_probe_point = default_probe_point
@@ -115,15 +129,21 @@ class CPCConfig(PreTrainedConfig):
             positive_int(f"conv_stride[{i}]", stride)
             if isinstance(padding, bool) or not isinstance(padding, int) or not 0 <= padding < kernel:
                 raise ValueError(f"CPCConfig.conv_padding[{i}] must be an integer in [0, kernel {kernel}), got {padding!r}")
-        for name in ("sampling_rate", "conv_dim", "context_layers", "context_hidden_size", "prediction_steps", "num_negatives"):
+        for name in ("sampling_rate", "conv_dim", "context_layers", "context_hidden_size", "prediction_steps", "num_negatives", "predictor_heads", "predictor_ffn_dim"):
             positive_int(name, getattr(self, name))
         for name, allowed in (
             ("conv_norm", CONV_NORMS),
             ("context_type", CONTEXT_TYPES),
             ("negative_sampling", NEGATIVE_SAMPLING),
+            ("predictor_type", PREDICTOR_TYPES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"CPCConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if self.predictor_type == "transformer" and self.context_hidden_size % self.predictor_heads:
+            raise ValueError(
+                f"CPCConfig.predictor_heads ({self.predictor_heads}) must divide context_hidden_size "
+                f"({self.context_hidden_size}) for predictor_type='transformer'"
+            )
         if not 0.0 <= float(self.predictor_dropout) < 1.0:
             raise ValueError(f"CPCConfig.predictor_dropout must be in [0, 1), got {self.predictor_dropout!r}")
         if not self.probe_points or any(p not in CPC_PROBE_POINTS for p in self.probe_points):

@@ -99,8 +99,18 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         rnn = nn.LSTM if config.context_type == "lstm" else nn.GRU
         self.context = rnn(config.conv_dim, config.context_hidden_size, num_layers=config.context_layers, batch_first=True)
         self.predictor_dropout = nn.Dropout(config.predictor_dropout)
-        # K linear predictors W_k c_t stacked into one matrix: the output block k is step k's predictor.
-        self.predictors = nn.Linear(config.context_hidden_size, config.prediction_steps * config.conv_dim)
+        hidden, steps = config.context_hidden_size, config.prediction_steps
+        if config.predictor_type == "transformer":
+            # Modified CPC: one causally masked transformer layer per step, no positional encoding (the
+            # causal mask and the recurrent context already carry order).
+            self.predictor_layers = nn.ModuleList(
+                nn.TransformerEncoderLayer(
+                    hidden, config.predictor_heads, config.predictor_ffn_dim, dropout=config.predictor_dropout, batch_first=True
+                )
+                for _ in range(steps)
+            )
+        # K linear maps W_k stacked into one matrix: output block k belongs to step k.
+        self.predictors = nn.Linear(hidden, steps * config.conv_dim)
         self.post_init()
 
     def _init_weights(self, module):
@@ -161,6 +171,25 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         shape = (batch, num_frames, self.config.num_negatives)
         return utterance.view(shape), frame.view(shape)
 
+    def predict(self, ctx: torch.Tensor) -> torch.Tensor:
+        """``(batch, frames, hidden)`` context → ``(batch, frames, K, conv_dim)`` predictions of ``enc[t + k]``.
+
+        Causal: the prediction at ``t`` reads only ``ctx[:t + 1]``, so it never sees the frames it predicts.
+        """
+        batch, frames, _ = ctx.shape
+        steps, dim = self.config.prediction_steps, self.config.conv_dim
+        ctx = self.predictor_dropout(ctx)
+        if self.config.predictor_type == "linear":
+            return self.predictors(ctx).view(batch, frames, steps, dim)  # (B, T, K, D)
+        causal = torch.triu(torch.full((frames, frames), float("-inf"), device=ctx.device, dtype=ctx.dtype), diagonal=1)
+        weight = self.predictors.weight.view(steps, dim, -1)  # (K, D, H)
+        bias = self.predictors.bias.view(steps, dim)  # (K, D)
+        outputs = [
+            F.linear(layer(ctx, src_mask=causal, is_causal=True), weight[k], bias[k])  # (B, T, D)
+            for k, layer in enumerate(self.predictor_layers)
+        ]
+        return torch.stack(outputs, dim=2)  # (B, T, K, D)
+
     def contrastive_loss(self, enc: torch.Tensor, ctx: torch.Tensor, frame_lengths: torch.Tensor, speaker_ids=None):
         """InfoNCE of predicting ``enc[t + k]`` from ``ctx[t]``, k = 1..K, over real frames only.
 
@@ -173,7 +202,7 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         """
         batch, frames, dim = enc.shape
         steps = self.config.prediction_steps
-        predictions = self.predictors(self.predictor_dropout(ctx)).view(batch, frames, steps, dim)  # (B, T, K, D)
+        predictions = self.predict(ctx)  # (B, T, K, D)
         # Future targets: futures[:, t, k-1] = enc[:, t + k] (zeros past the end, masked below).
         futures = torch.stack([F.pad(enc[:, k:], (0, 0, 0, k)) for k in range(1, steps + 1)], dim=2)  # (B, T, K, D)
         offsets = torch.arange(1, steps + 1, device=enc.device)
