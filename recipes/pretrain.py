@@ -8,16 +8,23 @@ Also runs as plain ``python recipes/pretrain.py ...`` (one process). Writes DIR/
 """
 
 import json
+import sys
 
-from repr_asr.training import load_config, parse_recipe_args, run_pretraining
+from repr_asr.training import ConfigError, load_config, parse_recipe_args, run_pretraining
 
 
 def main(argv=None):
     args, overrides = parse_recipe_args(argv, description=__doc__.splitlines()[0])
     run = load_config(args.config, overrides)
     metrics = run_pretraining(run, args.output_dir, resume=args.resume, config_path=args.config)
-    print(json.dumps(metrics, indent=1))
+    from accelerate import PartialState  # initialised by the Trainer by now
+
+    if PartialState().is_main_process:
+        print(json.dumps(metrics, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as error:  # a wrong key or value: say which, without a traceback
+        sys.exit(f"pretrain.py: error: {error}")

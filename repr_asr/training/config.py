@@ -108,8 +108,6 @@ class TrainingConfig:
         for name in ("warmup_steps", "save_steps", "save_total_limit", "eval_steps", "num_workers"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"training.{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.warmup_steps > self.max_steps:
-            raise ConfigError(f"training.warmup_steps ({self.warmup_steps}) exceeds training.max_steps ({self.max_steps})")
         if self.learning_rate <= 0:
             raise ConfigError(f"training.learning_rate must be > 0, got {self.learning_rate!r}")
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Optional
 
 import yaml
-from accelerate import PartialState
 from accelerate.utils import set_seed
 
 from .config import RunConfig, config_class_for, model_config_keys
@@ -74,7 +73,6 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     from ..feature_extraction import ReprFeatureExtractor
 
     output_dir = Path(output_dir)
-    state = PartialState()
     set_seed(run.training.seed)  # parameter initialisation
 
     corpus = load_corpus(run.data.spec)
@@ -116,14 +114,6 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
         else:
             eval_set = RandomCropDataset(held_out, seed=run.training.seed, speakers=eval_speakers or None, **crops)
 
-    if state.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        saved = output_dir / "config.yaml"
-        if resume and saved.exists():
-            _warn_config_changes(saved, run)
-        run.save(saved)
-    state.wait_for_everyone()
-
     trainer = Trainer(
         model,
         train_set,
@@ -141,4 +131,11 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
             f"{run.data.crop_samples}-sample random crops",
         },
     )
+    if trainer.accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        saved = output_dir / "config.yaml"
+        if resume and saved.exists():
+            _warn_config_changes(saved, run)
+        run.save(saved)
+    trainer.accelerator.wait_for_everyone()
     return trainer.train(resume=resume)

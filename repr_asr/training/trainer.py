@@ -112,6 +112,10 @@ class Trainer:
         card_info: Optional[dict] = None,
     ):
         config.validate()
+        if config.warmup_steps > config.max_steps:
+            # Legitimate for a short smoke run of a full config; the LR then never reaches its peak.
+            logger.warning("warmup_steps (%d) > max_steps (%d): the learning rate never reaches its peak",
+                           config.warmup_steps, config.max_steps)
         self.config = config
         self.output_dir = Path(output_dir)
         self.checkpoint_root = self.output_dir / "checkpoints"
@@ -133,6 +137,14 @@ class Trainer:
             # Some parameters get no gradient in some steps (frozen upstream, unused probe heads).
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and self.accelerator.num_processes == 1:
+            # Every process would believe it is the only one and write the same files.
+            raise RuntimeError(
+                f"launched as {world} processes but Accelerate set up a single-process run: on CPU use "
+                "`accelerate launch --cpu` (or set ACCELERATE_USE_CPU=true), and create no accelerate "
+                "PartialState before the Trainer"
+            )
         set_seed(config.seed)
 
         loader = DataLoader(
