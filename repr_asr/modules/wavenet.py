@@ -93,12 +93,15 @@ class WaveNet(nn.Module):
         for i, (gate_conv, out_conv) in enumerate(zip(self.gate_convs, self.out_convs)):
             d = self.dilations[i]
             h = gate_conv(F.pad(x, (d, 0)))  # (B, 2G, S): causal, sees x[t-d] and x[t]
-            h = (h.view(batch, g2, frames, spf) + conds[:, i * g2 : (i + 1) * g2, :, None]).view(batch, g2, samples)
-            z = torch.tanh(h[:, : self.gate_channels]) * torch.sigmoid(h[:, self.gate_channels :])  # (B, G, S)
+            # In place: the convolution's backward needs its input, not its output.
+            h.view(batch, g2, frames, spf).add_(conds[:, i * g2 : (i + 1) * g2, :, None])
+            # chunk/split rather than slicing: their backward concatenates instead of filling zeros.
+            a, b = h.chunk(2, dim=1)
+            z = torch.tanh(a) * torch.sigmoid(b)  # (B, G, S)
             out = out_conv(z)  # (B, R+K, S) or (B, K, S) for the last layer
             if i < len(self.dilations) - 1:
-                x = x + out[:, : self.residual_channels]
-                s = out[:, self.residual_channels :]
+                res, s = out.split([self.residual_channels, self.skip_channels], dim=1)
+                x = x + res
             else:
                 s = out
             skip = s if skip is None else skip + s
