@@ -274,7 +274,9 @@ class Trainer:
         was_training = model.training
         model.eval()
         # A fixed-seed fork: evaluation is repeatable and leaves the training streams untouched.
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        device = self.accelerator.device
+        fork_devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices), torch.no_grad():
             torch.manual_seed(self.config.seed)
             if self.eval_fn is not None:
                 results = dict(self.eval_fn(model, self.accelerator))
