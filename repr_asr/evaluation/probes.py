@@ -3,7 +3,7 @@
 The paper's four probing tasks (Chorowski et al. 2019, §"probing"): small classifiers read a frozen
 probe point frame by frame and say how much of each kind of information it still holds. Features
 arrive detached (:mod:`repr_asr.evaluation.features`); a probe is a linear layer (or one hidden layer)
-trained with Adam for a few epochs, keeping the weights of the epoch with the best score on held-out
+trained with Adam for a few epochs, keeping the weights of the epoch with the lowest loss on held-out
 training utterances (early stopping).
 
 Labels per frame (frame ``t`` at ``r`` Hz covers ``[t / r, (t + 1) / r)``, centre ``(t + 0.5) / r``):
@@ -190,11 +190,11 @@ def _predict(probe: Probe, x: torch.Tensor, batch_size: int = 8192) -> torch.Ten
         return torch.cat([probe(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else probe(x)
 
 
-def _score(task_kind: str, output: torch.Tensor, target: torch.Tensor) -> float:
-    """Higher is better: accuracy for classification, minus the MSE for regression."""
-    if task_kind == "classification":
-        return float((output.argmax(-1) == target).float().mean()) if len(target) else 0.0
-    return -float(((output - target) ** 2).mean()) if len(target) else 0.0
+def _validation_loss(probe: Probe, loss_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int = 8192) -> float:
+    with torch.no_grad():
+        total = sum(float(loss_fn(probe(x[i : i + batch_size]), y[i : i + batch_size])) * len(x[i : i + batch_size])
+                    for i in range(0, len(x), batch_size))
+    return total / max(1, len(x))
 
 
 def train_probe(
@@ -207,14 +207,15 @@ def train_probe(
     config: ProbeConfig,
 ) -> tuple[Probe, dict]:
     """Fit a probe on ``(frames, dim)`` inputs; ``y`` is ``(frames,)`` long class ids or ``(frames, k)``
-    float targets. Returns the probe with the best validation score and a small training record."""
+    float targets. Returns the probe with the lowest validation loss (which keeps improving with the
+    margins after accuracy saturates) and a small training record."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     mean, std = x_train.mean(0), x_train.std(0).clamp(min=1e-5)
     probe = Probe(mean, std, num_outputs, config.hidden_size)
     optimizer = torch.optim.Adam(probe.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss() if task_kind == "classification" else nn.MSELoss()
-    best_state, best_score, best_epoch, stale = copy.deepcopy(probe.state_dict()), -math.inf, 0, 0
+    best_state, best_loss, best_epoch, stale = copy.deepcopy(probe.state_dict()), math.inf, 0, 0
     for epoch in range(1, config.epochs + 1):
         probe.train()
         order = torch.randperm(len(x_train), generator=generator)
@@ -227,15 +228,15 @@ def train_probe(
         probe.eval()
         # Without validation frames, the training frames stand in (the probe then runs all epochs).
         xv, yv = (x_val, y_val) if len(x_val) else (x_train, y_train)
-        score = _score(task_kind, _predict(probe, xv), yv)
-        if score > best_score:
-            best_state, best_score, best_epoch, stale = copy.deepcopy(probe.state_dict()), score, epoch, 0
+        loss = _validation_loss(probe, loss_fn, xv, yv)
+        if loss < best_loss:
+            best_state, best_loss, best_epoch, stale = copy.deepcopy(probe.state_dict()), loss, epoch, 0
         else:
             stale += 1
             if stale >= config.patience:
                 break
     probe.load_state_dict(best_state)
-    return probe, {"best_epoch": best_epoch, "epochs_run": epoch, "validation_score": best_score}
+    return probe, {"best_epoch": best_epoch, "epochs_run": epoch, "validation_loss": best_loss}
 
 
 # --- the four tasks on one probe point -------------------------------------------------------------
@@ -255,15 +256,27 @@ def _fit_and_score(
     num_outputs: int,
     config: ProbeConfig,
     held_out: str,
+    speakers: Sequence[str],
+    strata: Optional[Sequence[str]] = None,
 ) -> dict:
-    """Train on the utterances outside ``test_rows`` (minus a validation share) and score on ``test_rows``."""
+    """Train on the utterances outside ``test_rows`` (minus a validation share) and score on ``test_rows``.
+
+    When the test holds out speakers, so does the validation set (speakers of the training side, with
+    ``strata`` kept on both sides), so early stopping favours what carries over to new speakers."""
     rng = np.random.default_rng(config.seed)
     train_rows = ~test_rows
     val_rows = np.zeros_like(train_rows)
     train_ids = np.flatnonzero(train_rows)
-    n_val = int(round(config.validation_fraction * len(train_ids)))
-    if n_val and len(train_ids) > 1:
-        val_rows[rng.choice(train_ids, size=min(n_val, len(train_ids) - 1), replace=False)] = True
+    if config.validation_fraction > 0 and len(train_ids) > 1:
+        chosen = None
+        if held_out == "speakers":
+            chosen = held_out_speakers(np.asarray(speakers)[train_ids], config.validation_fraction, config.seed + 1,
+                                       strata=None if strata is None else np.asarray(strata)[train_ids])
+        if chosen is None:
+            chosen = np.zeros(len(train_ids), dtype=bool)
+            n_val = min(len(train_ids) - 1, max(1, int(round(config.validation_fraction * len(train_ids)))))
+            chosen[rng.choice(len(train_ids), size=n_val, replace=False)] = True
+        val_rows[train_ids[chosen]] = True
     train_rows &= ~val_rows
 
     def frames(rows):
@@ -349,7 +362,8 @@ def run_probes(
                 ph = r.get("phones") or {}
                 targets.append(segment_frame_labels(ph.get("start") or [], ph.get("end") or [],
                                                     [index[p] for p in ph.get("phone") or []], n, frame_rate))
-            results[task] = _fit_and_score(task, features, targets, speaker_split[0], "classification", len(inventory), config, speaker_split[1])
+            results[task] = _fit_and_score(task, features, targets, speaker_split[0], "classification", len(inventory), config,
+                                          speaker_split[1], speakers)
         elif task == "speaker":
             test = held_out_utterances(speakers, config.held_out_fraction, config.seed)
             inventory = sorted(set(speakers))
@@ -358,7 +372,7 @@ def run_probes(
                 continue
             index = {s: i for i, s in enumerate(inventory)}
             targets = [np.full(n, index[s], dtype=np.int64) for s, n in zip(speakers, lengths)]
-            results[task] = _fit_and_score(task, features, targets, test, "classification", len(inventory), config, "utterances")
+            results[task] = _fit_and_score(task, features, targets, test, "classification", len(inventory), config, "utterances", speakers)
         elif task == "gender":
             genders = [str(r.get("gender") or "") for r in rows]
             known = np.array([g != "" for g in genders])
@@ -375,12 +389,14 @@ def run_probes(
                 test, held_out = held_out_utterances(np.asarray(genders)[known], config.held_out_fraction, config.seed), "utterances"
             full = np.zeros(len(rows), dtype=bool)
             full[np.flatnonzero(known)] = test
-            results[task] = _fit_and_score(task, features, targets, full, "classification", len(index), config, held_out)
+            results[task] = _fit_and_score(task, features, targets, full, "classification", len(index), config, held_out,
+                                           speakers, genders if held_out == "speakers" else None)
         elif task == "fbank":
             if waveforms is None:
                 waveforms = [decode_audio(r["audio"], name=str(r["id"])) for r in rows]
             targets = [log_mel_targets(w, n, frame_rate) for w, n in zip(waveforms, lengths)]
-            results[task] = _fit_and_score(task, features, targets, speaker_split[0], "regression", targets[0].shape[1], config, speaker_split[1])
+            results[task] = _fit_and_score(task, features, targets, speaker_split[0], "regression", targets[0].shape[1], config,
+                                           speaker_split[1], speakers)
     return results
 
 
