@@ -246,3 +246,18 @@ def test_documented_defaults_match_code():
     config = WaveNetAEConfig()
     for name in names:
         assert repr(getattr(config, name)).replace("'", '"') == documented[name].replace("'", '"') or str(getattr(config, name)) == documented[name], name
+
+
+@pytest.mark.parametrize("name", ["wavenet_vq", "wavenet_vae", "wavenet_ae", "wavenet_vq_tiny", "wavenet_vae_tiny", "wavenet_ae_tiny"])
+def test_shipped_yaml_configs_build(name):
+    from pathlib import Path
+
+    from repr_asr.training.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / f"{name}.yaml"
+    run = load_config(path)
+    kwargs = dict(run.model)
+    if kwargs.get("speaker_conditioning"):
+        kwargs["speakers"] = ["spk1", "spk2"]  # the pretraining recipe fills them from the training split
+    config = WaveNetAEConfig(**kwargs)
+    assert run.model_type == "wavenet_ae" and config.samples_per_latent == 320
