@@ -169,11 +169,11 @@ def test_parity_with_reference_evaluator(tmp_path, context_mode):
     so both evaluators see the tokens in the same order)."""
     eval_abx = pytest.importorskip("zrc_abx2.eval_ABX")
     rng = np.random.default_rng(3)
-    features = rng.standard_normal((2500, 6)).astype(np.float32)
+    features = rng.standard_normal((1600, 6)).astype(np.float32)
     (tmp_path / "feats").mkdir()
     np.save(tmp_path / "feats" / "one.npy", features)
     items, t = [], 0.03
-    for _ in range(240):
+    for _ in range(150):
         duration = rng.uniform(0.03, 0.12)
         items.append(Item("one", t, t + duration, str(rng.choice(list("abc"))), str(rng.choice(list("xy"))), "z", str(rng.choice([f"s{k}" for k in range(6)]))))
         t += duration + 0.004

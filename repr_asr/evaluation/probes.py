@@ -46,7 +46,9 @@ class ProbeConfig:
         hidden_size (`int`, defaults to `0`): 0 for a linear probe, else the width of one ReLU hidden layer.
         epochs (`int`, defaults to `20`): most passes over the training frames.
         patience (`int`, defaults to `3`): stop after this many epochs without a better validation score.
-        batch_size (`int`, defaults to `1024`): frames per Adam step.
+        batch_size (`int`, defaults to `1024`): frames per Adam step (at most; see `min_steps_per_epoch`).
+        min_steps_per_epoch (`int`, defaults to `50`): on small sets the batch shrinks so that an epoch
+            still makes this many Adam steps (a tiny corpus would otherwise train for a handful of steps).
         learning_rate (`float`, defaults to `1e-3`): Adam's step size.
         weight_decay (`float`, defaults to `0.0`): Adam's L2 penalty.
         held_out_fraction (`float`, defaults to `0.25`): share of speakers (or utterances) scored.
@@ -59,6 +61,7 @@ class ProbeConfig:
     epochs: int = 20
     patience: int = 3
     batch_size: int = 1024
+    min_steps_per_epoch: int = 50
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     held_out_fraction: float = 0.25
@@ -215,12 +218,13 @@ def train_probe(
     probe = Probe(mean, std, num_outputs, config.hidden_size)
     optimizer = torch.optim.Adam(probe.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss() if task_kind == "classification" else nn.MSELoss()
+    batch_size = max(1, min(config.batch_size, len(x_train) // max(1, config.min_steps_per_epoch)))
     best_state, best_loss, best_epoch, stale = copy.deepcopy(probe.state_dict()), math.inf, 0, 0
     for epoch in range(1, config.epochs + 1):
         probe.train()
         order = torch.randperm(len(x_train), generator=generator)
-        for start in range(0, len(order), config.batch_size):
-            index = order[start : start + config.batch_size]
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
             loss = loss_fn(probe(x_train[index]), y_train[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
