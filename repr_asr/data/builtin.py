@@ -61,7 +61,7 @@ from .synthesis.voices import (
     synthesize,
 )
 
-GENERATOR_VERSION = "1"  # bump when the same (hours, seed) would give different audio or labels
+GENERATOR_VERSION = "2"  # bump when the same (hours, seed) would give different audio or labels
 SAMPLING_RATE = 16000
 SPLIT_FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 SPLIT_DIRS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
@@ -382,14 +382,13 @@ def build_corpus(
 
     records: Dict[str, dict] = {}
     bar = tqdm(total=len(plan.utterances), desc="synthesising", unit="utt", disable=not progress)
-    if num_workers <= 1:
-        results = map(_run_task, jobs)
-        pool = None
-    else:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        pool = context.Pool(num_workers, initializer=_worker_init)
-        results = pool.imap_unordered(_run_task, jobs)
+    # One fresh process per work item: libespeak-ng carries state from one utterance to the next
+    # (the same sentence comes out a few samples different after other speech), so an item must
+    # start from a newly initialised library for the corpus to depend on the seed alone.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pool = context.Pool(max(1, num_workers), initializer=_worker_init, maxtasksperchild=1)
+    results = pool.imap_unordered(_run_task, jobs)
     try:
         for chunk in results:
             for record in chunk:
@@ -397,9 +396,8 @@ def build_corpus(
             bar.update(len(chunk))
     finally:
         bar.close()
-        if pool is not None:
-            pool.close()
-            pool.join()
+        pool.close()
+        pool.join()
 
     # Transcripts of the LibriSpeech splits.
     for split, directory in SPLIT_DIRS.items():
