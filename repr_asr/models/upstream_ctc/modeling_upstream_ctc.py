@@ -194,16 +194,20 @@ class UpstreamForCTC(PreTrainedModel):
             )
         states = dict(zip(self.upstream.probe_points, out.hidden_states))
         sample_lengths = lengths_from_mask(attention_mask, input_values)
+        stacked = [states[p] for p in self.weighted_probe_points]
+        frames = min(s.shape[1] for s in stacked)  # points at one rate may differ by an edge frame
+        stacked = torch.stack([s[:, :frames] for s in stacked], dim=1)  # (B, P, T, D)
+        frame_lengths = self.upstream.frame_lengths(sample_lengths, self.probe_point)
+        return self._combine(stacked, frame_lengths)
+
+    def _combine(self, stacked: torch.Tensor, frame_lengths: torch.Tensor):
+        """``(batch, points, frames, dim)`` features at ``weighted_probe_points`` → ``(batch, frames, dim)``."""
         if self.layer_weights is None:
-            features = states[self.probe_point]
+            features = stacked[:, 0]
         else:
-            stacked = [states[p] for p in self.weighted_probe_points]
-            frames = min(s.shape[1] for s in stacked)  # points at one rate may differ by an edge frame
-            stacked = torch.stack([s[:, :frames] for s in stacked], dim=0)  # (P, B, T, D)
             weights = torch.softmax(self.layer_weights, dim=0).to(stacked.dtype)
-            features = (weights[:, None, None, None] * stacked).sum(0)  # (B, T, D)
-        frame_lengths = self.upstream.frame_lengths(sample_lengths, self.probe_point).clamp(max=features.shape[1])
-        return features.to(self.head.output.weight.dtype), frame_lengths
+            features = (weights[None, :, None, None] * stacked).sum(1)  # (B, T, D)
+        return features.to(self.head.output.weight.dtype), frame_lengths.clamp(max=features.shape[1])
 
     def _spec_augment(self, features: torch.Tensor) -> torch.Tensor:
         if not self.training or (self.time_masking is None and self.feature_masking is None):
@@ -217,15 +221,28 @@ class UpstreamForCTC(PreTrainedModel):
 
     def forward(
         self,
-        input_values: torch.Tensor,
+        input_values: Optional[torch.Tensor] = None,
         attention_mask: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None,
+        upstream_features: Optional[torch.Tensor] = None,
+        feature_lengths: Optional[torch.Tensor] = None,
         return_dict: bool = True,
         **kwargs,
     ) -> UpstreamCTCOutput:
         """``input_values`` ``(batch, samples)``, ``attention_mask`` ``(batch, samples)``, ``labels``
-        ``(batch, max_label_len)`` padded with -100 → logits ``(batch, frames, vocab)`` (+ CTC loss)."""
-        features, frame_lengths = self._features(input_values, attention_mask)
+        ``(batch, max_label_len)`` padded with -100 → logits ``(batch, frames, vocab)`` (+ CTC loss).
+
+        Instead of audio, a frozen upstream's precomputed features can be given as ``upstream_features``
+        ``(batch, points, frames, dim)`` at ``weighted_probe_points`` with ``feature_lengths`` ``(batch,)``:
+        the upstream is then skipped (the CTC recipe trains frozen heads this way)."""
+        if upstream_features is not None:
+            if feature_lengths is None:
+                raise ValueError("upstream_features needs feature_lengths (real frames per utterance)")
+            features, frame_lengths = self._combine(upstream_features, feature_lengths)
+        elif input_values is not None:
+            features, frame_lengths = self._features(input_values, attention_mask)
+        else:
+            raise ValueError("UpstreamForCTC needs input_values (audio) or upstream_features")
         features = self._spec_augment(features)
         logits = self.head(features, frame_lengths)  # (B, T_out, V)
         output_lengths = self.head.output_lengths(frame_lengths).clamp(max=logits.shape[1])
