@@ -61,7 +61,7 @@ from .synthesis.voices import (
     synthesize,
 )
 
-GENERATOR_VERSION = "2"  # bump when the same (hours, seed) would give different audio or labels
+GENERATOR_VERSION = "3"  # bump when the same (hours, seed) would give different audio or labels
 SAMPLING_RATE = 16000
 SPLIT_FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 SPLIT_DIRS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
@@ -72,8 +72,8 @@ WORK_DIR = ".synthesis"
 FESTIVAL_SHARE = 0.3  # share of speakers built on a Festival voice (the rest on espeak-ng)
 TASK_SIZE = 8  # utterances per work item (one Festival process each)
 CHAPTER_SIZE = 40  # utterances per chapter folder
-# Seconds per word at rate 1 (measured on the generator's sentences), to plan durations.
-SECONDS_PER_WORD = {"festival": 0.36, "espeak": 0.28}
+# Seconds of speech per word at rate 1 and vtl 1 (measured on a 1-hour build), to plan durations.
+SECONDS_PER_WORD = {"festival": 0.43, "espeak": 0.34}
 NOISE_PROBABILITY, REVERB_PROBABILITY = 0.6, 0.35
 
 
@@ -180,7 +180,7 @@ def plan_corpus(hours: float, seed: int = 0, generator: Optional[SentenceGenerat
             utt_id = f"{speaker.speaker_id}-{chapter}-{index % CHAPTER_SIZE:04d}"
             utterances.append(Utterance(utt_id, speaker.speaker_id, chapter, speaker.split, sentence.prompt, sentence.text, effects))
             words = len(sentence.text.split())
-            planned += words * SECONDS_PER_WORD[speaker.backend] / (speaker.rate * speaker.vtl) + effects.lead_s + effects.tail_s + 0.3
+            planned += words * SECONDS_PER_WORD[speaker.backend] / (speaker.rate * speaker.vtl) + effects.lead_s + effects.tail_s
             index += 1
     return CorpusPlan(hours, seed, speakers, utterances, generator.vocabulary_size)
 
