@@ -16,53 +16,53 @@ class WaveNetAEConfig(PreTrainedConfig):
     Args:
         input_features (`str`, defaults to `"mfcc"`): encoder input computed inside the model from 16 kHz
             waveform: `"mfcc"` (13 + Δ + ΔΔ), `"fbank"` (log-mel) or `"waveform"` (raw 10 ms frames).
-        sampling_rate (`int`, defaults to 16000): input sample rate (the only one accepted).
-        n_mels (`int`, defaults to 80): mel bands of `"fbank"` and of the mel stage of `"mfcc"`.
-        n_mfcc (`int`, defaults to 13): cepstra of `"mfcc"`.
+        sampling_rate (`int`, defaults to `16000`): input sample rate (the only one accepted).
+        n_mels (`int`, defaults to `80`): mel bands of `"fbank"` and of the mel stage of `"mfcc"`.
+        n_mfcc (`int`, defaults to `13`): cepstra of `"mfcc"`.
         normalize_features (`bool`, defaults to `True`): per-utterance mean/variance normalisation of the
             encoder input over each utterance's real frames.
-        encoder_hidden_size (`int`, defaults to 768): width of every encoder layer (probe point "enc").
-        encoder_num_ff_layers (`int`, defaults to 4): residual ReLU feed-forward layers ending the encoder.
-        encoder_downsampling (`int`, defaults to 2): 100 Hz frames per latent, a power of two made by that
+        encoder_hidden_size (`int`, defaults to `768`): width of every encoder layer (probe point "enc").
+        encoder_num_ff_layers (`int`, defaults to `4`): residual ReLU feed-forward layers ending the encoder.
+        encoder_downsampling (`int`, defaults to `2`): 100 Hz frames per latent, a power of two made by that
             many stride-2 convolutions' worth of halvings: 2 → 50 Hz (320 samples per latent), 4 → 25 Hz,
             8 → 12.5 Hz.
-        latent_dim (`int`, defaults to 64): dimension of the bottleneck (probe point "bn").
+        latent_dim (`int`, defaults to `64`): dimension of the bottleneck (probe point "bn").
         bottleneck (`str`, defaults to `"vq"`): `"none"` (dimensionality reduction only), `"vae"`
             (diagonal Gaussian, KL to N(0, I)) or `"vq"` (vector quantisation).
-        kl_weight (`float`, defaults to 1.0): VAE: weight of the KL term once warmed up.
-        kl_warmup_steps (`int`, defaults to 0): VAE: the KL weight grows linearly from 0 to `kl_weight`
+        kl_weight (`float`, defaults to `1.0`): VAE: weight of the KL term once warmed up.
+        kl_warmup_steps (`int`, defaults to `0`): VAE: the KL weight grows linearly from 0 to `kl_weight`
             over this many optimisation steps (0 = constant), driven by `on_train_step`.
-        kl_free_bits (`float`, defaults to 0.0): VAE: free bits, in nats per latent dimension per frame
+        kl_free_bits (`float`, defaults to `0.0`): VAE: free bits, in nats per latent dimension per frame
             (0 = off); each dimension's KL below it is not penalised.
-        codebook_size (`int`, defaults to 256): VQ: number of codes K (log2 K bits per latent).
-        vq_commitment_cost (`float`, defaults to 0.25): VQ: commitment weight β.
+        codebook_size (`int`, defaults to `256`): VQ: number of codes K (log2 K bits per latent).
+        vq_commitment_cost (`float`, defaults to `0.25`): VQ: commitment weight β.
         vq_ema (`bool`, defaults to `False`): VQ: update the codebook by exponential moving averages instead
             of the codebook loss.
-        vq_ema_decay (`float`, defaults to 0.99): VQ: decay of the EMA codebook and of the code-usage statistics.
-        vq_dead_code_threshold (`float`, defaults to 0.0): VQ: codes assigned fewer times than this per
+        vq_ema_decay (`float`, defaults to `0.99`): VQ: decay of the EMA codebook and of the code-usage statistics.
+        vq_dead_code_threshold (`float`, defaults to `0.0`): VQ: codes assigned fewer times than this per
             training batch (moving average) are re-initialised from recent encoder outputs at
             `on_train_step` (0 = off).
         vq_kmeans_init (`bool`, defaults to `False`): VQ: initialise the codebook by k-means on the first
             training batch.
-        jitter_prob (`float`, defaults to 0.12): total probability that a latent is replaced by its left or
+        jitter_prob (`float`, defaults to `0.12`): total probability that a latent is replaced by its left or
             right neighbour (p/2 each) during training.
-        sparse_emission_window (`int`, defaults to 0): sparse emission: window length in latent frames
+        sparse_emission_window (`int`, defaults to `0`): sparse emission: window length in latent frames
             (0 = off); in each window only the `sparse_emission_keep` latents of largest norm are kept.
-        sparse_emission_keep (`int`, defaults to 1): sparse emission: latents kept per window.
-        conditioning_channels (`int`, defaults to 128): output width of the conditioning convolution
+        sparse_emission_keep (`int`, defaults to `1`): sparse emission: latents kept per window.
+        conditioning_channels (`int`, defaults to `128`): output width of the conditioning convolution
             (probe point "cond").
-        conditioning_kernel_size (`int`, defaults to 3): kernel of the conditioning convolution (odd).
+        conditioning_kernel_size (`int`, defaults to `3`): kernel of the conditioning convolution (odd).
         speaker_conditioning (`bool`, defaults to `False`): condition the decoder on a learned speaker
             embedding as well; needs `speakers`.
         speakers (`list[str]`, defaults to `[]`): speaker ids; row i of the speaker embedding is `speakers[i]`.
-        speaker_embedding_dim (`int`, defaults to 64): size of the speaker embedding.
-        decoder_layers (`int`, defaults to 20): WaveNet layers.
-        decoder_dilation_cycles (`int`, defaults to 2): cycles of doubling dilations 1, 2, …, 2^(layers/cycles - 1).
-        residual_channels (`int`, defaults to 256): WaveNet residual width.
-        gate_channels (`int`, defaults to 368): WaveNet gate width (each of the tanh and sigmoid halves).
-        skip_channels (`int`, defaults to 256): WaveNet skip width.
-        decoder_output_channels (`int`, defaults to 256): width of the hidden ReLU layer of the output head.
-        quantization_channels (`int`, defaults to 256): mu-law classes of the output softmax.
+        speaker_embedding_dim (`int`, defaults to `64`): size of the speaker embedding.
+        decoder_layers (`int`, defaults to `20`): WaveNet layers.
+        decoder_dilation_cycles (`int`, defaults to `2`): cycles of doubling dilations 1, 2, …, 2^(layers/cycles - 1).
+        residual_channels (`int`, defaults to `256`): WaveNet residual width.
+        gate_channels (`int`, defaults to `368`): WaveNet gate width (each of the tanh and sigmoid halves).
+        skip_channels (`int`, defaults to `256`): WaveNet skip width.
+        decoder_output_channels (`int`, defaults to `256`): width of the hidden ReLU layer of the output head.
+        quantization_channels (`int`, defaults to `256`): mu-law classes of the output softmax.
         probe_points (`list[str]`, defaults to `["enc", "proj", "bn", "cond"]`): the paper's penc, pproj,
             pbn and pcond, in `hidden_states` order.
         default_probe_point (`str`, defaults to `"bn"`): probe point returned as `last_hidden_state`.
