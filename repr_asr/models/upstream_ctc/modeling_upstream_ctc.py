@@ -12,6 +12,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
+from ...modules.bilstm import PaddedBiLSTM
 from ..upstream import lengths_from_mask, mask_from_lengths
 from .configuration_upstream_ctc import UpstreamForCTCConfig
 
@@ -48,9 +49,9 @@ class CTCHead(nn.Module):
         dim = input_dim
         self.lstm = None
         if config.head_type == "bilstm":
-            self.lstm = nn.LSTM(
-                input_dim, config.head_hidden_size, num_layers=config.head_num_layers, batch_first=True,
-                bidirectional=True, dropout=config.dropout if config.head_num_layers > 1 else 0.0,
+            self.lstm = PaddedBiLSTM(
+                input_dim, config.head_hidden_size, num_layers=config.head_num_layers,
+                dropout=config.dropout if config.head_num_layers > 1 else 0.0,
             )
             dim = 2 * config.head_hidden_size
         if config.reduction_stride > 1:
@@ -66,12 +67,8 @@ class CTCHead(nn.Module):
         mask = mask_from_lengths(frame_lengths, features.shape[1]).unsqueeze(-1)  # (B, T, 1)
         x = self.dropout(features) * mask
         if self.lstm is not None:
-            # Packed so the backward direction starts at each utterance's last real frame, not in padding.
-            packed = nn.utils.rnn.pack_padded_sequence(
-                x, frame_lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
-            )
-            x, _ = self.lstm(packed)
-            x, _ = nn.utils.rnn.pad_packed_sequence(x, batch_first=True, total_length=features.shape[1])
+            # The backward direction starts at each utterance's last real frame, not in padding.
+            x = self.lstm(x, frame_lengths)
             x = self.dropout(x) * mask  # (B, T, 2H)
         if isinstance(self.output, nn.Conv1d):
             # Right-pad with kernel-1 zeros: ceil(T/stride) outputs, and each real output window sees only
