@@ -209,28 +209,15 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
         """Clean encoder input and its lengths: ``(batch, frames, n_mels * downsample_rate)`` float32,
         normalised per utterance over its real frames and zero at padding, and ``(batch,)`` frame lengths.
 
-        Utterances shorter than the batch are analysed on their own real samples, so the centred STFT's
-        reflection at their end is the same as when they stand alone: a padded batch gives every
-        utterance exactly its lone features, whatever the padding holds.
+        The shared front-end pads its windows with zeros, so once the padding is zeroed a padded batch
+        gives every utterance exactly its lone features, whatever the padding held.
         """
         if input_values.ndim != 2:
             raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
         sample_lengths = lengths_from_mask(attention_mask, input_values)
-        width = input_values.shape[-1]
         mel_lengths = self.front_end.frame_lengths(sample_lengths)
-        max_mel = int(self.front_end.frame_lengths(torch.tensor(width)))
-        if bool((sample_lengths == width).all()):
-            features = self.front_end(input_values)  # (B, T_mel, n_mels)
-        else:
-            features = input_values.new_zeros(input_values.shape[0], max_mel, self.config.n_mels, dtype=torch.float32)
-            full = (sample_lengths == width).nonzero().flatten()
-            if len(full):
-                features[full] = self.front_end(input_values[full])
-            for i in (sample_lengths < width).nonzero().flatten().tolist():
-                length = int(sample_lengths[i])
-                if length > 0:  # an empty utterance keeps its one all-zero frame
-                    lone = self.front_end(input_values[i : i + 1, :length])  # (1, T_i, n_mels)
-                    features[i, : lone.shape[1]] = lone[0]
+        real = mask_from_lengths(sample_lengths, input_values.shape[-1])  # (B, S)
+        features = self.front_end(input_values * real, mel_lengths)  # (B, T_mel, n_mels)
         features = masked_cmvn(features, mel_lengths)  # zero at padding
         rate = self.config.downsample_rate
         if rate > 1:
