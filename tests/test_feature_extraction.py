@@ -63,6 +63,7 @@ def test_spectral_upstream_padding_invariance(kind, dim):
     fe = ReprFeatureExtractor()
     a, b = np.random.randn(16000).astype(np.float32), np.random.randn(6000).astype(np.float32)
     batch = fe([a, b], sampling_rate=16000, return_tensors="pt")
+    batch["input_values"][1, 6000:] = 0.5  # whatever the padding holds
     out = model(**batch, output_hidden_states=True)
     assert out.last_hidden_state.shape == (2, 101, dim)
     assert out.frame_lengths.tolist() == [101, 38]

@@ -69,7 +69,9 @@ class SpectralModel(UpstreamMixin, PreTrainedModel):
     ) -> UpstreamOutput:
         sample_lengths = lengths_from_mask(attention_mask, input_values)
         frame_lengths = self.front_end.frame_lengths(sample_lengths)
-        features = self.front_end(input_values, frame_lengths)  # (B, T, D)
+        # Zeroed padding + the front-end's zero-padded windows: each utterance gets its lone features.
+        real = mask_from_lengths(sample_lengths, input_values.shape[-1])  # (B, S)
+        features = self.front_end(input_values * real, frame_lengths)  # (B, T, D)
         frame_lengths = frame_lengths.clamp(max=features.shape[1])
         if self.config.normalize_features:
             features = masked_cmvn(features, frame_lengths)
