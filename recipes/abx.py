@@ -12,6 +12,7 @@ import json
 import logging
 import os
 
+from repr_asr.evaluation.report import write_results
 from repr_asr.evaluation.abx import DEFAULT_MAX_SIZE_GROUP, DEFAULT_MAX_X_ACROSS, DEFAULT_SEED, evaluate_abx
 
 
@@ -42,9 +43,7 @@ def main(argv=None):
         cache_dir=args.cache_dir or os.path.join(args.output_dir, "features"), device=args.device,
         max_size_group=args.max_size_group, max_x_across=args.max_x_across, seed=args.seed,
     )
-    path = os.path.join(args.output_dir, "results.json")
-    with open(path, "w") as handle:
-        json.dump(results, handle, indent=1)
+    write_results(args.output_dir, results)
     print(json.dumps(results["metrics"], indent=1))
     return results
 

@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import fields
 
+from repr_asr.evaluation.report import write_results
 from repr_asr.evaluation.probes import TASKS, ProbeConfig, evaluate_probes
 
 
@@ -37,9 +38,7 @@ def main(argv=None):
         args.upstream, args.data, args.split, args.probe_points, args.tasks, args.max_utterances, config,
         cache_dir=args.cache_dir or os.path.join(args.output_dir, "features"), device=args.device,
     )
-    path = os.path.join(args.output_dir, "results.json")
-    with open(path, "w") as handle:
-        json.dump(results, handle, indent=1)
+    write_results(args.output_dir, results)
     print(json.dumps(results["metrics"], indent=1))
     return results
 

@@ -14,7 +14,7 @@ Two kinds of LM, matching the two decoding modes of :mod:`repr_asr.evaluation.de
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional
+from typing import Iterable
 
 from ..tokenization import normalize_transcript
 

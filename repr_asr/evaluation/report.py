@@ -26,6 +26,17 @@ class RunResult:
     info: dict
 
 
+def write_results(output_dir: str, results: dict) -> str:
+    """Write ``output_dir/results.json`` atomically (a crash never leaves half a file) and return its path."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, "results.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(results, handle, indent=2)
+    os.replace(tmp, path)
+    return path
+
+
 def representation_label(results: dict) -> str:
     """A short row label: ``fbank``, ``wavenet_ae(vq)/bn frozen``, ..."""
     name = results.get("upstream_name") or os.path.basename(str(results.get("upstream", "?")).rstrip("/"))
@@ -35,7 +46,8 @@ def representation_label(results: dict) -> str:
 
 
 def load_runs(run_dirs: Iterable[str]) -> list[RunResult]:
-    """Read ``results.json`` from each run folder (or any folder below it); a folder without one is an error."""
+    """Read the CTC ``results.json`` of each run folder (or any folder below it); a folder without one is
+    an error, and probe / ABX results found there are left out."""
     runs = []
     for run_dir in run_dirs:
         found = []
@@ -50,6 +62,8 @@ def load_runs(run_dirs: Iterable[str]) -> list[RunResult]:
                     results = json.load(handle)
                 except json.JSONDecodeError as error:
                     raise ValueError(f"{path}: not valid JSON ({error})") from error
+            if results.get("task", "ctc") != "ctc":
+                continue  # probe / ABX results have their own tables
             if "metrics" not in results or "subset" not in results:
                 raise ValueError(f"{path}: a results.json needs 'subset' and 'metrics' (written by finetune_ctc.py)")
             runs.append(RunResult(path, representation_label(results), str(results["subset"]), results["metrics"], results))

@@ -231,6 +231,7 @@ def run_finetune_ctc(
     from accelerate.utils import set_seed
 
     from ..data import load_corpus
+    from ..evaluation.report import write_results
     from ..evaluation.wer import cer, wer
     from ..feature_extraction import ReprFeatureExtractor
     from ..models import load_upstream
@@ -354,10 +355,7 @@ def run_finetune_ctc(
     if trainer.accelerator.is_main_process:
         with open(output_dir / "hypotheses.json", "w") as handle:
             json.dump(hypotheses, handle, indent=1)
-        tmp = output_dir / "results.json.tmp"
-        with open(tmp, "w") as handle:
-            json.dump(results, handle, indent=2)
-        os.replace(tmp, output_dir / "results.json")
+        write_results(str(output_dir), results)
     return results
 
 
