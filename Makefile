@@ -7,8 +7,7 @@ PIP := $(VENV)/bin/pip
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 SYSTEM_TOOLS := festival espeak-ng
 DATA ?= data/builtin
-DEMO_HOURS ?= 1.0
-JOBS ?= 2
+HOURS ?= 2.0
 
 .PHONY: install system-deps demo test bench corpus clean
 
@@ -26,8 +25,9 @@ system-deps:
 	@bash scripts/install_system_deps.sh
 
 corpus: install
-	$(PY) recipes/make_corpus.py --output_dir $(DATA) --hours $(DEMO_HOURS) --num_workers $(JOBS)
+	$(PY) recipes/make_corpus.py --output_dir $(DATA) --hours $(HOURS)
 
+# Knobs: DATA, DEMO_HOURS, RUNS, RESULTS, SUBSETS, *_STEPS (see scripts/demo.sh).
 demo: install
 	bash scripts/demo.sh
 

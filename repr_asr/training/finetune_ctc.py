@@ -285,6 +285,10 @@ def run_finetune_ctc(
         logger.warning("%d of %d training utterances have more labels than output frames; their CTC loss is zeroed",
                        too_long, len(labels))
 
+    if run.training.drop_last and len(train_dataset) < run.training.batch_size:
+        logger.warning("train-%s has %d utterances, fewer than batch_size %d: keeping the incomplete batch",
+                       data.subset, len(train_dataset), run.training.batch_size)
+        run.training.drop_last = False
     trainer = Trainer(
         model, train_dataset, collate, run.training, output_dir,
         param_groups=model.parameter_groups(), feature_extractor=feature_extractor,
