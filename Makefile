@@ -5,7 +5,6 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # torch is pinned to the build this project is tested with; torchaudio 2.11 needs it.
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
-SYSTEM_TOOLS := festival espeak-ng
 DATA ?= data/builtin
 HOURS ?= 2.0
 
