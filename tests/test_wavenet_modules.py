@@ -46,6 +46,28 @@ def test_wavenet_is_causal():
         assert not torch.allclose(out[..., cut:], base[..., cut:])
 
 
+def test_wavenet_matches_plain_tanh_sigmoid_reference():
+    """The folded sigmoid-only gate computes the reference layer: tanh(a) * sigmoid(b) of a dilated
+    causal conv + repeated condition, residual and skip from one 1x1 conv."""
+    import torch.nn.functional as F
+
+    net = tiny_wavenet().double()
+    spf, frames = 5, 4
+    inputs = torch.randint(0, 16, (2, spf * frames))
+    cond = torch.randn(2, 5, frames, dtype=torch.float64)
+    conds = net.cond_proj(cond).repeat_interleave(spf, dim=-1)  # (B, L*2G, S)
+    x = net.embed(inputs).transpose(1, 2)
+    g, skip = net.gate_channels, 0
+    for i, (d, gate_conv, out_conv) in enumerate(zip(net.dilations, net.gate_convs, net.out_convs)):
+        h = gate_conv(F.pad(x, (d, 0))) + conds[:, 2 * g * i : 2 * g * (i + 1)]
+        out = out_conv(torch.tanh(h[:, :g]) * torch.sigmoid(h[:, g:]))
+        if i < len(net.dilations) - 1:
+            x = x + out[:, : net.residual_channels]
+        skip = skip + out[:, -net.skip_channels :]
+    with torch.no_grad():
+        torch.testing.assert_close(net(inputs, cond), skip.detach(), rtol=1e-10, atol=1e-10)
+
+
 def test_wavenet_condition_is_repeated_per_frame():
     net = tiny_wavenet()
     inputs = torch.randint(0, 16, (1, 30))
