@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -42,7 +41,8 @@ def machine() -> dict:
 
 
 def timeit(fn, warmup: int = 2, repeats: int = 5) -> float:
-    """Median wall time of ``fn()`` in seconds (synchronising CUDA)."""
+    """Best wall time of ``fn()`` in seconds (synchronising CUDA): on shared cores other jobs only ever
+    slow a run down, so the minimum is the least noisy estimate (for the peak and the steps alike)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -54,7 +54,7 @@ def timeit(fn, warmup: int = 2, repeats: int = 5) -> float:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def matmul_peak(device: str = "cpu", dtype=torch.float32) -> dict:
@@ -82,15 +82,18 @@ def build_pretraining_model(config_name: str, overrides: dict | None = None):
         experiment = yaml.safe_load(handle)
     model_kwargs = dict(experiment["model"])
     model_kwargs.update(overrides or {})
+    if model_kwargs.get("speaker_conditioning") and not model_kwargs.get("speakers"):
+        model_kwargs["speakers"] = ["speaker0", "speaker1"]  # the recipe fills them from the training split
     config = AutoConfig.for_model(experiment["model_type"], **model_kwargs)
     model = AutoModel.from_config(config)
     training, data = experiment["training"], experiment.get("data", {})
     batch_size = int(training.get("batch_size", 8))
-    samples = int(float(data.get("crop_seconds", 1.0)) * config.sampling_rate)
+    samples = int(data.get("crop_samples", 16000))
     return model, batch_size, samples
 
 
-def bench_training_step(config_name: str, peak: float, batch_size: int | None = None, crop: int | None = None) -> dict:
+def bench_training_step(config_name: str, peak: float, batch_size: int | None = None, crop: int | None = None,
+                        repeats: int = 5) -> dict:
     """FLOPs of one training step (3 × forward: the backward costs about twice the forward) and the
     FLOP/s achieved by forward + backward + AdamW, over the measured matmul peak."""
     model, default_batch, default_crop = build_pretraining_model(config_name)
@@ -112,7 +115,7 @@ def bench_training_step(config_name: str, peak: float, batch_size: int | None = 
         optimizer.step()
 
     forward_flops = count_forward_flops(lambda: model(**batch, compute_loss=True))
-    seconds = timeit(step, warmup=2, repeats=5)
+    seconds = timeit(step, warmup=1 if repeats < 5 else 2, repeats=repeats)
     train_flops = 3 * forward_flops
     return {
         "config": config_name,
@@ -152,6 +155,129 @@ def bench_pretraining_steps(peak: float, quick: bool) -> dict:
         if os.path.exists(os.path.join(CONFIG_DIR, f"{name}.yaml")):
             rows[name] = bench_training_step(name, peak)
     return rows
+
+
+def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: int, repeats: int = 5) -> dict:
+    """The plain WaveNet stack of a config alone (decoder + head + softmax cross-entropy, no encoder):
+    the reference the whole autoencoder step is compared with."""
+    model, _, _ = build_pretraining_model(config_name)
+    decoder = model.decoder
+    torch.manual_seed(0)
+    spf = model.samples_per_latent
+    inputs = torch.randint(0, decoder.quantization_channels, (batch_size, samples))
+    cond = torch.randn(batch_size, decoder.cond_proj.in_channels, samples // spf)
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=1e-4)
+
+    def loss():
+        skip = decoder(inputs, cond).transpose(1, 2).reshape(-1, decoder.skip_channels)
+        return torch.nn.functional.cross_entropy(decoder.head(skip), inputs.reshape(-1))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss().backward()
+        optimizer.step()
+
+    forward_flops = count_forward_flops(loss)
+    seconds = timeit(step, warmup=1 if repeats < 5 else 2, repeats=repeats)
+    return {
+        "config": f"{config_name} (decoder only)",
+        "batch_size": batch_size,
+        "samples_per_item": samples,
+        "parameters": sum(p.numel() for p in decoder.parameters()),
+        "forward_flops": forward_flops,
+        "train_step_flops": 3 * forward_flops,
+        "step_seconds": seconds,
+        "achieved_flops_per_s": 3 * forward_flops / seconds,
+        "fraction_of_matmul_peak": 3 * forward_flops / seconds / peak,
+        "audio_seconds_per_s": batch_size * samples / model.config.sampling_rate / seconds,
+    }
+
+
+@benchmark
+def bench_wavenet_step(peak: float, quick: bool) -> dict:
+    """The WaveNet autoencoder's training step at tiny scale (its config's batch) and at paper scale
+    (batch 1 × 0.5 s: the paper's batch does not fit CPU time), and the decoder stack alone for both."""
+    paper_samples = 3200 if quick else 8000
+    return {
+        "ae_tiny": bench_training_step("wavenet_vq_tiny", peak),
+        "decoder_tiny": bench_decoder_step("wavenet_vq_tiny", peak, *build_pretraining_model("wavenet_vq_tiny")[1:]),
+        "ae_paper": bench_training_step("wavenet_vq", peak, batch_size=1, crop=paper_samples, repeats=3),
+        "decoder_paper": bench_decoder_step("wavenet_vq", peak, 1, paper_samples, repeats=3),
+    }
+
+
+@benchmark
+def bench_wavenet_generation(peak: float, quick: bool) -> dict:
+    """Incremental generation (the cached step of ``resynthesize``) against recomputing the receptive
+    field for every sample, paper-scale decoder (20 layers, receptive field 2047 samples), batch 1."""
+    model, _, _ = build_pretraining_model("wavenet_vq")
+    model.eval()
+    decoder, spf = model.decoder, model.samples_per_latent
+    field = decoder.receptive_field
+    frames = -(-field // spf) + 1
+    torch.manual_seed(0)
+    cond = torch.randn(1, decoder.cond_proj.in_channels, frames)
+    steps = 100 if quick else 400
+    recomputed = 2 if quick else 4
+    with torch.no_grad():
+        cache = decoder.init_cache(cond, spf)
+        prev = torch.zeros(1, dtype=torch.long)
+        for _ in range(20):  # warm-up
+            decoder.step(prev, cache)
+        start = time.perf_counter()
+        for _ in range(steps):
+            prev = decoder.step(prev, cache).argmax(-1)
+        cached_seconds = (time.perf_counter() - start) / steps
+        # Recompute: one teacher-forced pass over the last receptive field (whole frames) per new sample.
+        window = frames * spf
+        history = torch.randint(0, decoder.quantization_channels, (1, window))
+
+        def one_sample():
+            return decoder.head(decoder(history, cond)[:, :, field - 1])
+
+        recompute_seconds = timeit(one_sample, warmup=1, repeats=recomputed)
+    return {
+        "receptive_field": field,
+        "recompute_window_samples": window,
+        "cached_samples_per_s": 1.0 / cached_seconds,
+        "recompute_samples_per_s": 1.0 / recompute_seconds,
+        "speedup": recompute_seconds / cached_seconds,
+    }
+
+
+@benchmark
+def bench_wavenet_features(peak: float, quick: bool) -> dict:
+    """Feature extraction (``compute_loss=False``) against a full training forward, tiny config, its
+    training batch; forward hooks count the decoder's module calls in each (must be 0 for features)."""
+    model, batch_size, samples = build_pretraining_model("wavenet_vq_tiny")
+    model.train()
+    torch.manual_seed(0)
+    batch = {"input_values": 0.1 * torch.randn(batch_size, samples)}
+    calls = {"n": 0}
+    handles = [m.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1)) for m in model.decoder.modules()]
+
+    def counted(compute_loss: bool) -> int:
+        calls["n"] = 0
+        model(**batch, compute_loss=compute_loss, output_hidden_states=True)
+        return calls["n"]
+
+    feature_calls, training_calls = counted(False), counted(True)
+    if feature_calls:
+        raise AssertionError(f"feature extraction ran the decoder ({feature_calls} module calls)")
+    with torch.no_grad():
+        features_seconds = timeit(lambda: model(**batch, output_hidden_states=True), repeats=5)
+    training_forward_seconds = timeit(lambda: model(**batch, compute_loss=True), repeats=5)
+    for handle in handles:
+        handle.remove()
+    return {
+        "batch_size": batch_size,
+        "samples_per_item": samples,
+        "decoder_module_calls_features": feature_calls,
+        "decoder_module_calls_training": training_calls,
+        "features_seconds": features_seconds,
+        "training_forward_seconds": training_forward_seconds,
+        "training_forward_over_features": training_forward_seconds / features_seconds,
+    }
 
 
 def main():
