@@ -25,9 +25,9 @@ stamp() { echo "[demo $(( $(date +%s) - started ))s] $*"; }
 stamp "1/4 built-in corpus: $DATA ($DEMO_HOURS h)"
 $PY recipes/make_corpus.py --output_dir "$DATA" --hours "$DEMO_HOURS" --seed 0 --num_workers "${JOBS:-2}"
 
-# Equal pretraining compute: steps x FLOPs per step (the FLOPs each tiny config's header states,
-# measured by `make bench`) is about the same for the three upstreams.
-declare -A STEPS=([wavenet_vq_tiny]=${WAVENET_STEPS:-300} [cpc_tiny]=${CPC_STEPS:-1000} [masked_recon_tiny]=${MASKED_STEPS:-680})
+# Equal pretraining compute: steps x FLOPs per training step (3 x forward, `make bench`) is ~19 TFLOP
+# for each upstream: WaveNet-AE 150 x 126 GFLOP, CPC 2200 x 8.6 GFLOP, masked reconstruction 1480 x 12.8 GFLOP.
+declare -A STEPS=([wavenet_vq_tiny]=${WAVENET_STEPS:-150} [cpc_tiny]=${CPC_STEPS:-2200} [masked_recon_tiny]=${MASKED_STEPS:-1480})
 for name in wavenet_vq_tiny cpc_tiny masked_recon_tiny; do
   out="$RUNS/pretrain/$name"
   if [ -f "$out/final/config.json" ]; then stamp "2/4 pretrain $name: done already ($out/final)"; continue; fi
