@@ -272,6 +272,22 @@ def test_train_metrics_checkpoints_and_final_export(corpus, tmp_path):
     assert loaded.eval()(**inputs).last_hidden_state.shape[-1] == 16
 
 
+def test_a_loss_in_the_model_metrics_is_logged_once(corpus, tmp_path):
+    seen = []
+
+    def forward(model, batch):  # models such as WaveNet-AE and CPC report their loss among their metrics too
+        out = pretraining_forward(model, batch)
+        out.metrics = {**out.metrics, "loss": out.loss.detach()}
+        seen.append(float(out.loss))
+        return out
+
+    trainer = make_trainer(corpus, tmp_path / "run", max_steps=3, log_steps=1, save_steps=0, warmup_steps=0)
+    trainer.forward_fn = forward
+    trainer.train()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["loss"] for line in lines] == pytest.approx(seen)
+
+
 def test_on_train_step_called_before_each_step(corpus, tmp_path):
     trainer = make_trainer(corpus, tmp_path / "run", max_steps=4, gradient_accumulation_steps=2, save_steps=0)
     calls = []

@@ -363,6 +363,8 @@ class Trainer:
                 micro += 1
                 step_loss = step_loss + loss.detach().float()
                 for name, value in (getattr(output, "metrics", None) or {}).items():
+                    if name == "loss":  # the loss that was back-propagated is logged once, above
+                        continue
                     step_terms[name] = step_terms.get(name, 0.0) + torch.as_tensor(value, device=acc.device).detach().float()
                 if not acc.sync_gradients:
                     continue
