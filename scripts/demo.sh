@@ -17,7 +17,9 @@ RUNS=${RUNS:-runs/demo}
 RESULTS=${RESULTS:-results}
 SUBSETS=${SUBSETS:-"10min 1h"}
 export TOKENIZERS_PARALLELISM=false
-launch() { "$ACCELERATE" launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no "$@"; }
+# accelerate launch gives each process one CPU thread unless told otherwise.
+launch() { "$ACCELERATE" launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+  --num_cpu_threads_per_process "$(nproc)" "$@"; }
 mkdir -p "$RUNS"
 started=$(date +%s)
 stamp() { echo "[demo $(( $(date +%s) - started ))s] $*"; }
@@ -25,9 +27,9 @@ stamp() { echo "[demo $(( $(date +%s) - started ))s] $*"; }
 stamp "1/4 built-in corpus: $DATA ($DEMO_HOURS h)"
 $PY recipes/make_corpus.py --output_dir "$DATA" --hours "$DEMO_HOURS" --seed 0 --num_workers "${JOBS:-2}"
 
-# Equal pretraining compute: steps x FLOPs per training step (3 x forward, `make bench`) is ~19 TFLOP
-# for each upstream: WaveNet-AE 150 x 126 GFLOP, CPC 2200 x 8.6 GFLOP, masked reconstruction 1480 x 12.8 GFLOP.
-declare -A STEPS=([wavenet_vq_tiny]=${WAVENET_STEPS:-150} [cpc_tiny]=${CPC_STEPS:-2200} [masked_recon_tiny]=${MASKED_STEPS:-1480})
+# Equal pretraining compute: steps x FLOPs per training step (3 x forward, `make bench`) is ~12.6 TFLOP
+# for each upstream: WaveNet-AE 100 x 126 GFLOP, CPC 1470 x 8.6 GFLOP, masked reconstruction 985 x 12.8 GFLOP.
+declare -A STEPS=([wavenet_vq_tiny]=${WAVENET_STEPS:-100} [cpc_tiny]=${CPC_STEPS:-1470} [masked_recon_tiny]=${MASKED_STEPS:-985})
 for name in wavenet_vq_tiny cpc_tiny masked_recon_tiny; do
   out="$RUNS/pretrain/$name"
   if [ -f "$out/final/config.json" ]; then stamp "2/4 pretrain $name: done already ($out/final)"; continue; fi
