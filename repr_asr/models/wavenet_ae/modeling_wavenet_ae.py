@@ -28,12 +28,9 @@ from ...modules import (
     WaveNet,
     sparse_emission,
 )
+from ..spectral.modeling_spectral import masked_cmvn
 from ..upstream import UpstreamMixin, UpstreamOutput, lengths_from_mask, mask_from_lengths
 from .configuration_wavenet_ae import WaveNetAEConfig
-
-# Δ and ΔΔ (5-frame windows) make the last 4 MFCC frames depend on what follows the utterance, so
-# the normalisation statistics leave them out (when the utterance is long enough to afford it).
-_MFCC_EDGE_FRAMES = 4
 
 
 class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
@@ -141,26 +138,18 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
 
     def _features(self, input_values: torch.Tensor, sample_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(batch, samples)`` → normalised features ``(batch, frames, dim)`` at 100 Hz and their lengths."""
-        hop = self.front_end.hop_length
         samples = input_values.shape[-1]
-        frames = 1 + samples // hop
+        frames = int(self.front_end.frame_lengths(torch.tensor(samples)))
         mask = mask_from_lengths(sample_lengths, samples)
-        wav = input_values.float() * mask
-        # Two zero hops on each side: the STFT's centring pad then sees zeros past each utterance's end,
-        # exactly as when the utterance is alone, and the features shift by exactly two frames.
-        wav = F.pad(wav, (2 * hop, 2 * hop))
-        features = self.front_end(wav)[:, 2 : 2 + frames]  # (B, T, D)
         frame_lengths = self.front_end.frame_lengths(sample_lengths).clamp(min=1, max=frames)
-        frame_mask = mask_from_lengths(frame_lengths, frames).unsqueeze(-1).to(features.dtype)  # (B, T, 1)
+        # Zeroed padding + the front-end's zero-padded windows and length-aware deltas: every utterance
+        # gets exactly the features it gets alone.
+        features = self.front_end(input_values.float() * mask, frame_lengths)  # (B, T, D)
         if self.config.normalize_features:
-            stat_lengths = frame_lengths
-            if self.config.input_features == "mfcc":
-                stat_lengths = torch.where(frame_lengths > 2 * _MFCC_EDGE_FRAMES, frame_lengths - _MFCC_EDGE_FRAMES, frame_lengths)
-            stat_mask = mask_from_lengths(stat_lengths, frames).unsqueeze(-1).to(features.dtype)
-            count = stat_mask.sum(1, keepdim=True).clamp(min=1.0)
-            mean = (features * stat_mask).sum(1, keepdim=True) / count
-            var = (((features - mean) * stat_mask) ** 2).sum(1, keepdim=True) / count
-            features = (features - mean) / torch.sqrt(var + 1e-5)
+            # Statistics over every real frame (unit variance bounds each value by sqrt(frames), even for
+            # near-silent crops whose variance is tiny).
+            return masked_cmvn(features, frame_lengths), frame_lengths
+        frame_mask = mask_from_lengths(frame_lengths, frames).unsqueeze(-1).to(features.dtype)  # (B, T, 1)
         return features * frame_mask, frame_lengths
 
     def encode(self, input_values: torch.Tensor, sample_lengths: torch.Tensor) -> dict:
