@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
 
 from repr_asr.data.phones import write_alignments
 from repr_asr.evaluation.features import extract_features, length_batches
@@ -27,13 +26,8 @@ from repr_asr.models import load_upstream
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids thread spin on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SR = 16000
 FAST = ProbeConfig(epochs=15, patience=3, batch_size=32, learning_rate=1e-2)
 
