@@ -100,7 +100,7 @@ def test_fold_option(tmp_path):
 
 def test_row_contents(tmp_path):
     root = tmp_path / "LibriSpeech"
-    ids = build_tree(root)
+    build_tree(root)
     corpus = load_corpus(f"librispeech:{root}")
     row = next(r for r in corpus["pretrain"] if r["id"] == "11-100-0002")
     assert row["speaker_id"] == "11" and row["gender"] == "F"
@@ -115,7 +115,7 @@ def test_row_contents(tmp_path):
 
 def test_phones_from_finetuning_dir(tmp_path):
     root = tmp_path / "LibriSpeech"
-    ids = build_tree(root)
+    build_tree(root)
     corpus = load_corpus(f"librispeech:{root}")
     for split in ("dev", "train-10min"):
         for row in corpus[split]:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from repr_asr.evaluation.report import comparison_table, load_runs, write_comparison
+from repr_asr.evaluation.report import comparison_table, load_runs
 
 
 def write_run(folder, upstream, subset, wer, cer, frozen=True, point=None):

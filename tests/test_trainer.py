@@ -5,9 +5,7 @@ restore the RNG streams too); the data are random crops of FLAC files written in
 """
 
 import ast
-import inspect
 import json
-import os
 import re
 import signal
 import subprocess
