@@ -404,8 +404,6 @@ def run_probes(
     return results
 
 
-
-
 def evaluate_probes(
     upstream: str,
     data: str,

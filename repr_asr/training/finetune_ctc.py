@@ -93,7 +93,7 @@ def load_ctc_config(path, overrides) -> RunConfig:
 class CachedFeatureDataset(torch.utils.data.Dataset):
     """Items of frozen features: ``(points, frames, dim)`` stacks (one slice per probe point the model reads) + labels."""
 
-    def __init__(self, stacks: list[np.ndarray], labels: list[list[int]]):
+    def __init__(self, stacks: list[np.ndarray], labels: Optional[list[list[int]]] = None):
         self.stacks = stacks
         self.labels = labels
 
@@ -101,7 +101,10 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         return len(self.stacks)
 
     def __getitem__(self, index: int) -> dict:
-        return {"upstream_features": self.stacks[index], "labels": self.labels[index]}
+        item = {"upstream_features": self.stacks[index]}
+        if self.labels is not None:
+            item["labels"] = self.labels[index]
+        return item
 
 
 def _pad_labels(labels: list[list[int]]) -> torch.Tensor:
@@ -128,7 +131,7 @@ def collate_features(items: list[dict]) -> dict:
 class AudioLabelDataset(torch.utils.data.Dataset):
     """Items of decoded audio + labels, for a fine-tuned upstream."""
 
-    def __init__(self, split, labels: list[list[int]], sampling_rate: int = 16000):
+    def __init__(self, split, labels: Optional[list[list[int]]] = None, sampling_rate: int = 16000):
         self.split = split
         self.labels = labels
         self.sampling_rate = sampling_rate
@@ -140,7 +143,10 @@ class AudioLabelDataset(torch.utils.data.Dataset):
         from ..audio import decode_audio
 
         row = self.split[index]
-        return {"audio": decode_audio(row["audio"], self.sampling_rate, name=row["id"]), "labels": self.labels[index]}
+        item = {"audio": decode_audio(row["audio"], self.sampling_rate, name=row["id"])}
+        if self.labels is not None:
+            item["labels"] = self.labels[index]
+        return item
 
 
 class AudioLabelCollator:
@@ -209,7 +215,7 @@ def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_deco
     greedy, beam = [], []
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        batch = collate_fn([{k: v for k, v in item.items() if k != "labels"} for item in items])
+        batch = collate_fn(items)
         out = model(**batch)
         greedy += greedy_decode(out.logits, tokenizer, out.output_lengths)
         if beam_decoder is not None:
@@ -231,6 +237,7 @@ def run_finetune_ctc(
     from accelerate.utils import set_seed
 
     from ..data import load_corpus
+    from ..data.text import normalize_text
     from ..evaluation.report import write_results
     from ..evaluation.wer import cer, wer
     from ..feature_extraction import ReprFeatureExtractor
@@ -310,7 +317,7 @@ def run_finetune_ctc(
         unit = "word" if data.tokenizer == "char" else "token"
         lm_path = build_ngram(lm_lines, str(output_dir / "lm" / f"{data.lm_order}gram.arpa"), order=data.lm_order,
                               unit=unit, tokenizer=tokenizer)
-        words = sorted({w for line in lm_lines for w in repr_asr.data.text.normalize_text(line).split()} | {w for t in texts for w in t.split()})
+        words = sorted({w for line in lm_lines for w in normalize_text(line).split()} | {w for t in texts for w in t.split()})
         beam_decoder = BeamSearchDecoder(
             tokenizer, lexicon_words=words if data.tokenizer == "char" else None, lm=lm_path,
             lm_weight=data.lm_weight, word_score=data.word_score, beam_size=data.beam_size, work_dir=str(output_dir / "lm"),
@@ -323,8 +330,8 @@ def run_finetune_ctc(
             logger.warning("evaluation split %r is missing or empty; skipped", name)
             continue
         split = _limit(corpus[name], data.max_eval_utterances)
-        references = [repr_asr.data.text.normalize_text(t) for t in split["text"]]
-        dataset = dataset_for(split, [[0]] * len(split), name)
+        references = [normalize_text(t) for t in split["text"]]
+        dataset = dataset_for(split, None, name)  # no labels: decoding only
         out = transcribe(model, tokenizer, dataset, collate, run.training.batch_size, beam_decoder)
         metrics[name] = {"wer": wer(references, out["greedy"]), "cer": cer(references, out["greedy"]),
                          "utterances": len(references)}
