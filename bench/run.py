@@ -165,11 +165,11 @@ def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: 
     torch.manual_seed(0)
     spf = model.samples_per_latent
     inputs = torch.randint(0, decoder.quantization_channels, (batch_size, samples))
-    cond = torch.randn(batch_size, decoder.cond_proj.in_channels, samples // spf)
+    cond = torch.randn(batch_size, samples // spf, decoder.cond_proj.in_channels)
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=1e-4)
 
     def loss():
-        skip = decoder(inputs, cond).transpose(1, 2).reshape(-1, decoder.skip_channels)
+        skip = decoder(inputs, cond).reshape(-1, decoder.skip_channels)
         return torch.nn.functional.cross_entropy(decoder.head(skip), inputs.reshape(-1))
 
     def step():
@@ -227,7 +227,7 @@ def bench_wavenet_generation(peak: float, quick: bool) -> dict:
     rows = {"receptive_field": field, "recompute_window_samples": window}
     for batch in (1, 8):
         torch.manual_seed(0)
-        cond = torch.randn(batch, decoder.cond_proj.in_channels, frames)
+        cond = torch.randn(batch, frames, decoder.cond_proj.in_channels)
         with torch.no_grad():
             cache = decoder.init_cache(cond, spf)
             prev = torch.zeros(batch, dtype=torch.long)
@@ -240,7 +240,7 @@ def bench_wavenet_generation(peak: float, quick: bool) -> dict:
             history = torch.randint(0, decoder.quantization_channels, (batch, window))
 
             def one_sample():
-                return decoder.head(decoder(history, cond)[:, :, field - 1])
+                return decoder.head(decoder(history, cond)[:, field - 1])
 
             window_seconds = timeit(one_sample, warmup=1, repeats=recomputed)
         recompute_seconds = window_seconds * field / window

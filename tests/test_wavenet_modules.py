@@ -35,28 +35,25 @@ def test_wavenet_is_causal():
     net = tiny_wavenet()
     spf, frames = 10, 4
     inputs = torch.randint(0, 16, (2, spf * frames))
-    cond = torch.randn(2, 5, frames)
+    cond = torch.randn(2, frames, 5)
     base = net(inputs, cond)
     for cut in (1, 7, 23):
         changed = inputs.clone()
         changed[:, cut:] = torch.randint(0, 16, changed[:, cut:].shape)
         assert not torch.equal(changed[:, cut:], inputs[:, cut:])
         out = net(changed, cond)
-        torch.testing.assert_close(out[..., :cut], base[..., :cut], rtol=0, atol=0)
-        assert not torch.allclose(out[..., cut:], base[..., cut:])
+        torch.testing.assert_close(out[:, :cut], base[:, :cut], rtol=0, atol=0)
+        assert not torch.allclose(out[:, cut:], base[:, cut:])
 
 
-def test_wavenet_matches_plain_tanh_sigmoid_reference():
-    """The folded sigmoid-only gate computes the reference layer: tanh(a) * sigmoid(b) of a dilated
-    causal conv + repeated condition, residual and skip from one 1x1 conv."""
+def reference_wavenet(net, inputs, cond):
+    """The plain WaveNet the fused stack must equal: conv1d layers over channels first, tanh * sigmoid
+    of a dilated causal conv + the repeated condition, residual and skip from one 1x1 conv."""
     import torch.nn.functional as F
 
-    net = tiny_wavenet().double()
-    spf, frames = 5, 4
-    inputs = torch.randint(0, 16, (2, spf * frames))
-    cond = torch.randn(2, 5, frames, dtype=torch.float64)
-    conds = net.cond_proj(cond).repeat_interleave(spf, dim=-1)  # (B, L*2G, S)
-    x = net.embed(inputs).transpose(1, 2)
+    spf = inputs.shape[1] // cond.shape[1]
+    conds = net.cond_proj(cond.transpose(1, 2)).repeat_interleave(spf, dim=-1)  # (B, L*2G, S)
+    x = net.embed(inputs).transpose(1, 2)  # (B, R, S)
     g, skip = net.gate_channels, 0
     for i, (d, gate_conv, out_conv) in enumerate(zip(net.dilations, net.gate_convs, net.out_convs)):
         h = gate_conv(F.pad(x, (d, 0))) + conds[:, 2 * g * i : 2 * g * (i + 1)]
@@ -64,31 +61,73 @@ def test_wavenet_matches_plain_tanh_sigmoid_reference():
         if i < len(net.dilations) - 1:
             x = x + out[:, : net.residual_channels]
         skip = skip + out[:, -net.skip_channels :]
-    with torch.no_grad():
-        torch.testing.assert_close(net(inputs, cond), skip.detach(), rtol=1e-10, atol=1e-10)
+    return skip.transpose(1, 2)  # (B, S, K)
+
+
+@pytest.mark.parametrize("batch, spf, frames", [(2, 5, 4), (3, 4, 2)])  # the second: dilations past the length
+def test_wavenet_matches_plain_reference_values_and_gradients(batch, spf, frames):
+    """The fused stack (two products per dilated conv, hand-written backward, sigmoid-only gate) gives
+    the plain conv1d WaveNet's outputs and the gradients of every parameter and of the condition."""
+    net = tiny_wavenet().double()
+    inputs = torch.randint(0, 16, (batch, spf * frames))
+    cond = torch.randn(batch, frames, 5, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(batch, spf * frames, net.skip_channels, dtype=torch.float64)
+
+    def grads(fn):
+        net.zero_grad()
+        cond.grad = None
+        out = fn(net, inputs, cond)
+        (out * probe).sum().backward()
+        params = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in net.parameters()]
+        return out.detach(), params + [cond.grad.clone()]
+
+    fused, fused_grads = grads(lambda n, i, c: n(i, c))
+    plain, plain_grads = grads(reference_wavenet)
+    torch.testing.assert_close(fused, plain, rtol=1e-10, atol=1e-10)
+    names = [name for name, _ in net.named_parameters()] + ["cond"]
+    head = {"head_hidden.weight", "head_hidden.bias", "head_out.weight", "head_out.bias"}
+    for name, a, b in zip(names, fused_grads, plain_grads):
+        if name not in head:  # the head is not part of the stack: no gradient from either
+            assert b.abs().sum() > 0, name
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10, msg=name)
+
+
+def test_wavenet_autocast_runs_the_stack_in_bfloat16():
+    net = tiny_wavenet()
+    inputs = torch.randint(0, 16, (2, 20))
+    cond = torch.randn(2, 4, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(inputs, cond)
+        loss = net.head(out).float().logsumexp(-1).mean()
+    assert out.dtype == torch.bfloat16
+    loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in net.gate_convs.parameters())
+    torch.testing.assert_close(out.float(), net(inputs, cond).detach(), rtol=0.1, atol=0.1)
 
 
 def test_wavenet_condition_is_repeated_per_frame():
     net = tiny_wavenet()
     inputs = torch.randint(0, 16, (1, 30))
-    cond = torch.randn(1, 5, 3)
+    cond = torch.randn(1, 3, 5)
     changed = cond.clone()
-    changed[..., 2] += 1.0  # the last frame covers samples 20..29 only
-    torch.testing.assert_close(net(inputs, changed)[..., :20], net(inputs, cond)[..., :20], rtol=0, atol=0)
+    changed[:, 2] += 1.0  # the last frame covers samples 20..29 only
+    torch.testing.assert_close(net(inputs, changed)[:, :20], net(inputs, cond)[:, :20], rtol=0, atol=0)
 
 
-def test_incremental_generation_matches_teacher_forcing():
-    net = tiny_wavenet().double()
-    spf, frames = 7, 6
+@pytest.mark.parametrize("spf", [7, 8])  # odd frames: blocks of one sample; 8: blocks of up to 8
+def test_incremental_generation_matches_teacher_forcing(spf):
+    net = tiny_wavenet(dilations=make_dilations(10, 2)).double()  # dilations 1..16, twice
+    frames = 6
     inputs = torch.randint(0, 16, (3, spf * frames))
-    cond = torch.randn(3, 5, frames, dtype=torch.float64)
+    cond = torch.randn(3, frames, 5, dtype=torch.float64)
     with torch.no_grad():
-        reference = net.head(net(inputs, cond).transpose(1, 2))  # (B, S, Q)
+        reference = net.head(net(inputs, cond))  # (B, S, Q)
         cache = net.init_cache(cond, spf)
         steps = torch.stack([net.step(inputs[:, t], cache) for t in range(inputs.shape[1])], dim=1)
     assert cache.position == inputs.shape[1]
     # Ring buffers hold at most `dilation` past inputs: no receptive-field recomputation.
     assert [b.shape[1] for b in cache.buffers] == net.dilations
+    assert max(cache.blocks) == (8 if spf == 8 else 1)
     torch.testing.assert_close(steps, reference, rtol=1e-10, atol=1e-10)
 
 

@@ -1,16 +1,20 @@
 """The WaveNet decoder (van den Oord et al. 2016, https://arxiv.org/abs/1609.03499) with a cached
 incremental mode for generation.
 
-Teacher-forced training evaluates the whole stack with dilated causal convolutions in one pass. For
-generation, :class:`WaveNetCache` keeps, per layer, a ring buffer of that layer's last ``dilation``
-inputs, so each new sample costs one step through the stack (Paine et al. 2016, "Fast WaveNet
-generation", https://arxiv.org/abs/1611.09482) instead of recomputing the receptive field.
+Teacher-forced training evaluates the whole residual stack in one autograd function,
+:class:`GatedResidualStack`, channels last ``(batch, samples, channels)``, with a hand-written backward.
+Every kernel-2 dilated convolution is two matrix products accumulated into one output: ``x[t] @ W1``
+over all positions, then ``x[t-d] @ W0`` added to rows ``d:`` of each utterance (a row-shifted view, no
+padded copy). On 2 cores this is what lets the step approach the machine's matmul rate: oneDNN's dilated
+``conv1d`` reached 0.4-0.7 of the sgemm peak on these shapes and ``conv1d`` + autograd spent a further
+~10% of the step copying in-place-modified views (``bench/run.py``; README, "Speed").
 
-Layout: channels first ``(batch, channels, samples)`` in training with oneDNN's dilated ``conv1d``. A
-channels-last rewrite (every convolution one matmul over ``[x[t-d], x[t]]``, skips through one matmul
-over the concatenated gate outputs, hand-written gate backward) was measured no faster on 2 idle cores
-(training step of the stack + head + softmax, fraction of the sgemm peak, 64 / 128 / 256 channels:
-0.43 / 0.67 / 0.79 against 0.47 / 0.67 / 0.81 for ``conv1d``), so the simpler form stays.
+For generation, :class:`WaveNetCache` keeps, per layer, a ring buffer of that layer's last ``dilation``
+inputs, so each new sample costs one step through the stack (Paine et al. 2016, "Fast WaveNet
+generation", https://arxiv.org/abs/1611.09482) instead of recomputing the receptive field. At batch 1
+a step is bound by reading the weights from memory, so the cache computes the ``x[t-d] @ W0`` halves
+ahead of time in blocks of up to ``dilation`` samples (one matrix product instead of a matrix-vector
+product per sample) and collects the skip outputs of all layers in one product at the end of the step.
 
 The gate ``tanh(a) * sigmoid(b)`` is evaluated as ``(2σ(2a) − 1) · σ(b)``: one sigmoid over both halves
 (PyTorch's CPU tanh runs at about a sixth of sigmoid's element rate); the factors 2 are folded into the
@@ -23,6 +27,7 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 
@@ -39,12 +44,129 @@ def gate_scale(gate_channels: int, like: torch.Tensor) -> torch.Tensor:
     return torch.cat([like.new_full((gate_channels,), 2.0), like.new_ones(gate_channels)])
 
 
-def gated_unit(h: torch.Tensor, dim: int) -> torch.Tensor:
-    """``½ tanh(a) · σ(b)`` from ``h = [2a, b]`` along ``dim``: ``tanh(a) = 2σ(2a) − 1``, so one sigmoid
+def gated_unit(s: torch.Tensor) -> torch.Tensor:
+    """``½ tanh(a) · σ(b)`` from ``s = σ([2a, b])`` (last dim): ``tanh(a) = 2σ(2a) − 1``, so one sigmoid
     over both halves replaces a tanh and a sigmoid. The caller folds the 2 on ``a`` into the weights
-    producing ``h`` and the ½ into the weights consuming the result."""
-    a, b = torch.sigmoid(h).chunk(2, dim=dim)
-    return (a - 0.5) * b
+    producing the pre-activation and the ½ into the weights consuming the result."""
+    s_a, s_b = s.chunk(2, dim=-1)
+    return torch.sub(s_a, 0.5).mul_(s_b)
+
+
+def _shifted_addmm_(out: torch.Tensor, inputs: torch.Tensor, weight: torch.Tensor, shift: int) -> None:
+    """``out[b, t] += inputs[b, t - shift] @ weight`` for ``t >= shift``, per utterance: 2-D row views
+    with a leading dimension, so BLAS reads them in place (``baddbmm_`` on such views copies)."""
+    if shift >= out.shape[1]:
+        return
+    for b in range(out.shape[0]):
+        out[b, shift:].addmm_(inputs[b, :-shift], weight)
+
+
+def _shifted_weight_grad(inputs: torch.Tensor, grad: torch.Tensor, shift: int) -> torch.Tensor:
+    """``sum_b inputs[b, :-shift]^T @ grad[b, shift:]``: the gradient of the weight of ``x[t - shift]``."""
+    out = inputs.new_zeros(inputs.shape[-1], grad.shape[-1])
+    if shift < inputs.shape[1]:
+        for b in range(inputs.shape[0]):
+            out.addmm_(inputs[b, :-shift].t(), grad[b, shift:])
+    return out
+
+
+class GatedResidualStack(torch.autograd.Function):
+    """The WaveNet's residual layers, forward and backward, as matrix products over ``(batch * samples)``
+    rows. Per layer ``i`` with dilation ``d``:
+
+        h    = x[t-d] @ W0 + x[t] @ W1 + c[frame(t)]        (2G: tanh half pre-scaled by 2; c holds the biases)
+        s    = σ(h);   z = (s_a − ½) · s_b                   (G)
+        x'   = x + z @ Wres + bres;   skip += z @ Wskip      (the last layer has no residual output)
+
+    ``apply(x, conds, dilations, *weights)``: ``x`` ``(batch, samples, R)`` embedded previous samples,
+    ``conds`` ``(batch, frames, L * 2G)`` every layer's condition (bias included), ``weights`` per layer
+    ``W0 (R, 2G), W1 (R, 2G), Wout (G, R + K) or (G, K), bout``; the ½ of the gate is folded into Wout.
+    Returns the skip sum ``(batch, samples, K)`` with every layer's skip bias. Saved for the backward:
+    each layer's input, sigmoid and gate output.
+    """
+
+    @staticmethod
+    def forward(ctx, x, conds, dilations, *weights):
+        batch, samples, res = x.shape
+        frames = conds.shape[1]
+        spf = samples // frames
+        rows = batch * samples
+        g2 = weights[0].shape[1]
+        gate = g2 // 2
+        x2 = x.reshape(rows, res)
+        # Every layer's skip bias, added once.
+        skip_bias = sum(weights[4 * i + 3][-weights[-2].shape[1] :] for i in range(len(dilations)))
+        skip = None
+        saved = []
+        for i, d in enumerate(dilations):
+            w0, w1, w_out, b_out = weights[4 * i : 4 * i + 4]
+            # (B, F, spf, 2G): the frame's condition broadcast over its samples, then both taps accumulated.
+            h = conds[:, :, None, i * g2 : (i + 1) * g2].expand(batch, frames, spf, g2).contiguous()
+            h2 = h.view(rows, g2)
+            h2.addmm_(x2, w1)
+            _shifted_addmm_(h.view(batch, samples, g2), x2.view(batch, samples, res), w0, d)
+            s = h2.sigmoid_()
+            z = gated_unit(s)  # (N, G)
+            last = i == len(dilations) - 1
+            w_skip = w_out if last else w_out[:, res:]
+            skip = torch.addmm(skip_bias, z, w_skip) if skip is None else skip.addmm_(z, w_skip)
+            saved += [x2, s, z]
+            if not last:
+                x2 = torch.add(x2, b_out[:res]).addmm_(z, w_out[:, :res])
+        ctx.save_for_backward(*saved, *weights)
+        ctx.dilations = dilations
+        ctx.shape = (batch, frames, spf, res, gate)
+        return skip.view(batch, samples, -1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_skip):
+        batch, frames, spf, res, gate = ctx.shape
+        dilations = ctx.dilations
+        layers = len(dilations)
+        saved = ctx.saved_tensors
+        activations, weights = saved[: 3 * layers], saved[3 * layers :]
+        samples, rows, g2 = frames * spf, batch * frames * spf, 2 * gate
+        d_skip = grad_skip.reshape(rows, -1).contiguous()  # (N, K): every layer's skip output gets it
+        d_b_skip = d_skip.sum(0)
+        d_conds = grad_skip.new_empty(batch, frames, layers * g2)
+        grads: list = [None] * (4 * layers)
+        dx = None  # gradient w.r.t. the input of layer i + 1
+        for i in reversed(range(layers)):
+            d = dilations[i]
+            x2, s, z = activations[3 * i : 3 * i + 3]
+            w0, w1, w_out, _ = weights[4 * i : 4 * i + 4]
+            last = i == layers - 1
+            w_skip = w_out if last else w_out[:, res:]
+            # Output projections: dz = d_skip @ Wskip^T (+ dx' @ Wres^T).
+            dz = d_skip @ w_skip.t()  # (N, G)
+            d_w_skip = z.t() @ d_skip
+            if last:
+                grads[4 * i + 2], grads[4 * i + 3] = d_w_skip, d_b_skip
+            else:
+                dz.addmm_(dx, w_out[:, :res].t())
+                grads[4 * i + 2] = torch.cat([z.t() @ dx, d_w_skip], dim=1)
+                grads[4 * i + 3] = torch.cat([dx.sum(0), d_b_skip])
+            # Gate: z = (s_a − ½) s_b  →  dh_a = dz s_b s_a (1 − s_a),  dh_b = dz z (1 − s_b).
+            s_a, s_b = s[:, :gate], s[:, gate:]
+            dh = torch.empty_like(s)
+            dh_a, dh_b = dh[:, :gate], dh[:, gate:]
+            torch.mul(dz, s_b, out=dh_a).mul_(s_a)
+            dh_a.addcmul_(dh_a, s_a, value=-1.0)
+            torch.mul(dz, z, out=dh_b)
+            dh_b.addcmul_(dh_b, s_b, value=-1.0)
+            d_conds[:, :, i * g2 : (i + 1) * g2] = dh.view(batch, frames, spf, g2).sum(2)
+            # Both taps of the dilated convolution.
+            x3, dh3 = x2.view(batch, samples, res), dh.view(batch, samples, g2)
+            grads[4 * i + 1] = x2.t() @ dh
+            grads[4 * i] = _shifted_weight_grad(x3, dh3, d)
+            dx = dh @ w1.t() if dx is None else dx.addmm_(dh, w1.t())
+            dx3 = dx.view(batch, samples, res)
+            # dx[t - d] += dh[t] @ W0^T: the row shift of the forward, the other way round.
+            for b in range(batch):
+                if d < samples:
+                    dx3[b, :-d].addmm_(dh3[b, d:], w0.t())
+        return (dx.view(batch, samples, res), d_conds, None, *grads)
 
 
 class WaveNet(nn.Module):
@@ -55,9 +177,12 @@ class WaveNet(nn.Module):
     then one 1x1 convolution producing the residual and the skip contribution together (the last layer
     only has a skip output). The head: ReLU → 1x1 → ReLU → 1x1 to class logits.
 
-    The condition arrives at the frame rate ``(batch, cond_channels, frames)``; all layers' projections
-    are computed there in one 1x1 convolution and broadcast over the ``samples_per_frame`` samples of each
-    frame (the same as repeating the frames, without materialising the repeat).
+    The condition arrives at the frame rate ``(batch, frames, cond_channels)``; all layers' projections
+    are computed there in one product and broadcast over the ``samples_per_frame`` samples of each frame
+    (the same as repeating the frames, without materialising the repeat).
+
+    Parameters keep the reference modules' layout (``nn.Conv1d`` per layer), so checkpoints hold the
+    plain WaveNet; :meth:`forward` rearranges them for :class:`GatedResidualStack`.
     """
 
     def __init__(self, quantization_channels: int = 256, residual_channels: int = 256, gate_channels: int = 368,
@@ -90,99 +215,131 @@ class WaveNet(nn.Module):
         """Skip sum ``(..., skip_channels)`` → logits ``(..., quantization_channels)``."""
         return self.head_out(F.relu(self.head_hidden(F.relu(skip))))
 
+    def layer_conditions(self, cond: torch.Tensor) -> torch.Tensor:
+        """``(batch, frames, cond_channels)`` → every layer's condition ``(batch, frames, L * 2G)``, with
+        the gate biases, tanh halves pre-scaled by 2."""
+        scale = gate_scale(self.gate_channels, self.cond_proj.weight).repeat(len(self.dilations))
+        bias = self.cond_proj.bias + torch.cat([conv.bias for conv in self.gate_convs])
+        return F.linear(cond, self.cond_proj.weight[:, :, 0] * scale[:, None], bias * scale)
+
+    def stack_weights(self) -> list[torch.Tensor]:
+        """Per layer ``W0 (R, 2G), W1 (R, 2G), Wout (G, R + K), bout`` as :class:`GatedResidualStack`
+        takes them: taps of ``x[t-d]`` and ``x[t]`` transposed for row-major products, tanh halves
+        scaled by 2, output weights doubled (the ½ of the gate)."""
+        scale = gate_scale(self.gate_channels, self.cond_proj.weight)
+        weights = []
+        for gate_conv, out_conv in zip(self.gate_convs, self.out_convs):
+            taps = gate_conv.weight * scale[:, None, None]  # (2G, R, 2)
+            weights += [
+                taps[:, :, 0].t().contiguous(),
+                taps[:, :, 1].t().contiguous(),
+                (2.0 * out_conv.weight[:, :, 0]).t().contiguous(),
+                out_conv.bias,
+            ]
+        return weights
+
     def forward(self, inputs: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Teacher-forced pass.
 
         Args:
             inputs: ``(batch, samples)`` long classes of the *previous* sample at each position (the
                 caller shifts the targets right by one), ``samples = frames * samples_per_frame``.
-            cond: ``(batch, cond_channels, frames)`` condition at the frame rate.
+            cond: ``(batch, frames, cond_channels)`` condition at the frame rate.
         Returns:
-            ``(batch, skip_channels, samples)`` skip sums; apply :meth:`head` at the positions you need.
+            ``(batch, samples, skip_channels)`` skip sums; apply :meth:`head` at the positions you need.
         """
-        batch, samples = inputs.shape
-        frames = cond.shape[-1]
+        samples, frames = inputs.shape[1], cond.shape[1]
         if samples % frames:
             raise ValueError(f"WaveNet: {samples} samples are not a whole number of the {frames} condition frames")
-        spf = samples // frames
-        g2 = 2 * self.gate_channels
-        x = self.embed(inputs).transpose(1, 2)  # (B, R, S)
-        scale = gate_scale(self.gate_channels, self.cond_proj.weight)
-        num = len(self.dilations)
-        conds = F.conv1d(cond, self.cond_proj.weight * scale.repeat(num)[:, None, None], self.cond_proj.bias * scale.repeat(num))
-        conds = conds.to(x.dtype)  # (B, L*2G, T), tanh halves pre-scaled
-        skip = None
-        for i, (gate_conv, out_conv) in enumerate(zip(self.gate_convs, self.out_convs)):
-            d = self.dilations[i]
-            # (B, 2G, S): causal, sees x[t-d] and x[t]; tanh half pre-scaled by 2.
-            h = F.conv1d(F.pad(x, (d, 0)), gate_conv.weight * scale[:, None, None], gate_conv.bias * scale, dilation=d)
-            # In place: the convolution's backward needs its input, not its output.
-            h.view(batch, g2, frames, spf).add_(conds[:, i * g2 : (i + 1) * g2, :, None])
-            # chunk/split rather than slicing: their backward concatenates instead of filling zeros.
-            z = gated_unit(h, dim=1)  # (B, G, S), halved
-            out = F.conv1d(z, 2.0 * out_conv.weight, out_conv.bias)  # (B, R+K, S) or (B, K, S) for the last layer
-            if i < len(self.dilations) - 1:
-                res, s = out.split([self.residual_channels, self.skip_channels], dim=1)
-                x = x + res
-            else:
-                s = out
-            skip = s if skip is None else skip + s
-        return skip
+        x = self.embed(inputs)  # (B, S, R)
+        conds = self.layer_conditions(cond)  # (B, F, L*2G)
+        weights = self.stack_weights()
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            # Mixed precision: the products run in the autocast dtype; the function itself sees no autocast.
+            dtype = torch.get_autocast_dtype(device)
+            x, conds, weights = x.to(dtype), conds.to(dtype), [w.to(dtype) for w in weights]
+            with torch.autocast(device, enabled=False):
+                return GatedResidualStack.apply(x, conds, tuple(self.dilations), *weights)
+        conds = conds.to(x.dtype)
+        return GatedResidualStack.apply(x, conds, tuple(self.dilations), *weights)
 
     # ------------------------------------------------------------------------------------------
     # Incremental generation
 
     def init_cache(self, cond: torch.Tensor, samples_per_frame: int) -> "WaveNetCache":
-        """A cache for generating from ``cond`` ``(batch, cond_channels, frames)``, each frame lasting
+        """A cache for generating from ``cond`` ``(batch, frames, cond_channels)``, each frame lasting
         ``samples_per_frame`` samples."""
         return WaveNetCache(self, cond, samples_per_frame)
 
     def step(self, prev: torch.Tensor, cache: "WaveNetCache") -> torch.Tensor:
         """One sample: ``prev`` ``(batch,)`` long class of the previous sample → logits ``(batch, classes)``
         for the sample at ``cache.position``; advances the cache."""
-        t = cache.position
-        frame = min(t // cache.samples_per_frame, cache.conds.shape[-1] - 1)
-        cond_t = cache.conds[:, :, frame]  # (B, L*2G)
-        g2 = 2 * self.gate_channels
-        x = self.embed(prev).to(cache.conds.dtype)  # (B, R)
-        skip = None
-        for i, d in enumerate(self.dilations):
-            buffer = cache.buffers[i]  # (B, d, R): x[t-d .. t-1] in ring order
-            slot = t % d
-            past = buffer[:, slot]  # x[t-d] (zeros for t < d, as the causal padding)
-            h = F.linear(torch.cat([past, x], dim=-1), cache.gate_weights[i], cache.gate_biases[i]) + cond_t[:, i * g2 : (i + 1) * g2]
-            buffer[:, slot] = x
-            z = gated_unit(h, dim=-1)  # (B, G), halved as in forward
-            out = F.linear(z, cache.out_weights[i], self.out_convs[i].bias)
-            if i < len(self.dilations) - 1:
-                x = x + out[:, : self.residual_channels]
-                s = out[:, self.residual_channels :]
-            else:
-                s = out
-            skip = s if skip is None else skip + s
-        cache.position += 1
-        return self.head(skip)
+        return cache.step(prev)
 
 
 class WaveNetCache:
-    """Per-layer ring buffers of past layer inputs for :meth:`WaveNet.step`.
+    """State of incremental generation for :meth:`WaveNet.step`: per-layer ring buffers of past layer
+    inputs and the weights rearranged for one sample at a time.
 
-    Layer ``i`` with dilation ``d`` keeps its last ``d`` inputs in a ``(batch, d, residual_channels)``
-    buffer; slot ``t % d`` holds the input at time ``t - d`` just before step ``t`` overwrites it with
-    the input at time ``t``. The condition's per-layer projections are computed once.
+    Layer ``i`` with dilation ``d`` keeps its last ``d`` inputs in a ``(batch, d, R)`` buffer; slot
+    ``t % d`` holds the input at time ``t - d`` until step ``t`` overwrites it with the input at time
+    ``t``. The ``x[t-d] @ W0`` halves of the gates do not depend on the current sample: at every
+    multiple of the layer's block (the largest power of two dividing both ``d`` and the frame length,
+    so a block never straddles two frames) one product computes them, with the frame's condition, for
+    the whole block. Gate outputs of all layers go into one row, with a constant 1 column per layer that
+    carries the output biases, so the residual of each layer and the skip sum of all layers are one
+    product each.
     """
 
     def __init__(self, wavenet: WaveNet, cond: torch.Tensor, samples_per_frame: int):
-        scale = gate_scale(wavenet.gate_channels, wavenet.cond_proj.weight)
-        num = len(wavenet.dilations)
-        # The same folded weights as WaveNet.forward (tanh halves pre-scaled by 2, outputs doubled).
-        self.conds = F.conv1d(cond, wavenet.cond_proj.weight * scale.repeat(num)[:, None, None], wavenet.cond_proj.bias * scale.repeat(num))
-        batch = cond.shape[0]
-        dtype, device = self.conds.dtype, self.conds.device
+        with torch.no_grad():
+            self.conds = wavenet.layer_conditions(cond)  # (B, F, L*2G)
+            weights = wavenet.stack_weights()
+        batch, dtype, device = cond.shape[0], self.conds.dtype, self.conds.device
+        res, gate, skip = wavenet.residual_channels, wavenet.gate_channels, wavenet.skip_channels
+        layers = len(wavenet.dilations)
+        self.wavenet = wavenet
+        self.dilations = wavenet.dilations
         self.samples_per_frame = samples_per_frame
         self.position = 0
-        self.buffers = [torch.zeros(batch, d, wavenet.residual_channels, dtype=dtype, device=device) for d in wavenet.dilations]
-        # Kernel-2 weights (2G, R, 2) as one (2G, 2R) matrix over [x[t-d], x[t]].
-        self.gate_weights = [torch.cat([c.weight[:, :, 0], c.weight[:, :, 1]], dim=1) * scale[:, None] for c in wavenet.gate_convs]
-        self.gate_biases = [c.bias * scale for c in wavenet.gate_convs]
-        self.out_weights = [2.0 * c.weight[:, :, 0] for c in wavenet.out_convs]
+        self.gate_channels = gate
+        frame_block = samples_per_frame & -samples_per_frame  # largest power of two dividing it
+        self.blocks = [min(d & -d, frame_block, 64) for d in self.dilations]
+        self.buffers = [torch.zeros(batch, d, res, dtype=dtype, device=device) for d in self.dilations]
+        self.past = [torch.zeros(batch, n, 2 * gate, dtype=dtype, device=device) for n in self.blocks]
+        self.w0 = [weights[4 * i] for i in range(layers)]
+        self.w1 = [weights[4 * i + 1] for i in range(layers)]
+        # Gate outputs (B, L * (G + 1)): layer i writes columns [i (G+1), i (G+1) + G), the last is 1.
+        self.gates = torch.ones(batch, layers * (gate + 1), dtype=dtype, device=device)
+        self.w_res = []
+        skip_rows = []
+        for i in range(layers):
+            w_out, b_out = weights[4 * i + 2], weights[4 * i + 3]
+            if i < layers - 1:
+                self.w_res.append(torch.cat([w_out[:, :res], b_out[None, :res]]))  # (G + 1, R)
+            skip_rows.append(torch.cat([w_out[:, -skip:], b_out[None, -skip:]]))
+        self.w_skip = torch.cat(skip_rows)  # (L (G + 1), K)
+
+    def step(self, prev: torch.Tensor) -> torch.Tensor:
+        """``prev`` ``(batch,)`` → logits ``(batch, classes)`` for the sample at :attr:`position`."""
+        t = self.position
+        frame = min(t // self.samples_per_frame, self.conds.shape[1] - 1)
+        g1, g2 = self.gate_channels + 1, 2 * self.gate_channels
+        # Blocks of past contributions that start now, computed before this step overwrites any slot.
+        for i, (d, n) in enumerate(zip(self.dilations, self.blocks)):
+            if t % n == 0:
+                slot = t % d
+                past = self.past[i]
+                torch.matmul(self.buffers[i][:, slot : slot + n], self.w0[i], out=past)
+                past.add_(self.conds[:, frame, None, i * g2 : (i + 1) * g2])
+        x = self.wavenet.embed(prev).to(self.gates.dtype)  # (B, R)
+        for i, (d, n) in enumerate(zip(self.dilations, self.blocks)):
+            self.buffers[i][:, t % d] = x
+            s = torch.addmm(self.past[i][:, t % n], x, self.w1[i]).sigmoid_()  # (B, 2G)
+            z = self.gates[:, i * g1 : i * g1 + g1]
+            torch.mul(s[:, : self.gate_channels] - 0.5, s[:, self.gate_channels :], out=z[:, :-1])
+            if i < len(self.dilations) - 1:
+                x = torch.addmm(x, z, self.w_res[i])
+        self.position += 1
+        return self.wavenet.head(self.gates @ self.w_skip)

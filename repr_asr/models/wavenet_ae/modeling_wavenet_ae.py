@@ -173,8 +173,8 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         return self.conditioning.mix(self.jitter(latents, lengths), lengths)
 
     def decoder_condition(self, cond: torch.Tensor, speaker_ids: Optional[torch.Tensor]) -> torch.Tensor:
-        """What the WaveNet sees: pcond (+ speaker embedding), channels first ``(batch, channels, frames)``."""
-        return self.conditioning.with_speaker(cond, speaker_ids).transpose(1, 2)
+        """What the WaveNet sees: pcond (+ speaker embedding) ``(batch, frames, channels)``."""
+        return self.conditioning.with_speaker(cond, speaker_ids)
 
     # ------------------------------------------------------------------------------------------
     # Decoder side
@@ -183,28 +183,28 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         return int(mu_law_encode(torch.zeros(1), self.config.quantization_channels))
 
     def reconstruction_nll(self, input_values: torch.Tensor, sample_lengths: torch.Tensor, cond_dec: torch.Tensor) -> torch.Tensor:
-        """Mean NLL in nats per real sample of the mu-law waveform given the condition ``(batch, C, frames)``,
+        """Mean NLL in nats per real sample of the mu-law waveform given the condition ``(batch, frames, C)``,
         teacher-forced on the previous sample."""
         spf = self.samples_per_latent
         samples = input_values.shape[-1]
         # The decoder is causal: frames past the last real sample are never needed.
-        frames = min(cond_dec.shape[-1], -(-samples // spf))
+        frames = min(cond_dec.shape[1], -(-samples // spf))
         dec_samples = frames * spf
         mask = mask_from_lengths(sample_lengths, samples)
         wav = F.pad(input_values.float() * mask, (0, dec_samples - samples))  # (B, S')
         targets = mu_law_encode(wav, self.config.quantization_channels)  # (B, S')
         prev = F.pad(targets[:, :-1], (1, 0), value=self._zero_class())  # teacher forcing: shift right by one
-        skip = self.decoder(prev, cond_dec[..., :frames])  # (B, K, S')
+        skip = self.decoder(prev, cond_dec[:, :frames])  # (B, S', K)
         sample_mask = mask_from_lengths(sample_lengths, dec_samples)
         n_real = int(sample_mask.sum())
         if n_real == 0:
             raise ValueError("reconstruction loss needs at least one real sample in the batch (all lengths are 0)")
         # The head and the softmax run only on real samples.
         if n_real == sample_mask.numel():
-            selected = skip.transpose(1, 2).reshape(-1, skip.shape[1])  # (B*S', K)
+            selected = skip.reshape(-1, skip.shape[-1])  # (B*S', K)
             selected_targets = targets.reshape(-1)
         else:
-            selected = skip.transpose(1, 2)[sample_mask]  # (N, K)
+            selected = skip[sample_mask]  # (N, K)
             selected_targets = targets[sample_mask]
         logits = self.decoder.head(selected)  # (N, Q)
         return F.cross_entropy(logits.float(), selected_targets)
@@ -283,8 +283,8 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
             encoded = self.encode(input_values, sample_lengths)
             cond_dec = self.decoder_condition(self.condition(encoded["bn"], encoded["lengths"]), speaker_ids)
             samples = input_values.shape[-1]
-            frames = min(cond_dec.shape[-1], -(-samples // self.samples_per_latent))
-            cache = self.decoder.init_cache(cond_dec[..., :frames], self.samples_per_latent)
+            frames = min(cond_dec.shape[1], -(-samples // self.samples_per_latent))
+            cache = self.decoder.init_cache(cond_dec[:, :frames], self.samples_per_latent)
             prev = torch.full((input_values.shape[0],), self._zero_class(), dtype=torch.long, device=input_values.device)
             classes = torch.empty(input_values.shape[0], samples, dtype=torch.long, device=input_values.device)
             for t in range(samples):
