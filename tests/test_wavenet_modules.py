@@ -14,6 +14,7 @@ from repr_asr.modules import (
     WaveNet,
     sparse_emission,
 )
+import repr_asr.modules.wavenet as wavenet_module
 from repr_asr.modules.wavenet import make_dilations
 
 
@@ -64,10 +65,13 @@ def reference_wavenet(net, inputs, cond):
     return skip.transpose(1, 2)  # (B, S, K)
 
 
+@pytest.mark.parametrize("block_rows", [1024, 4, 10])  # 4, 10: blocks of 1 and 2 frames
 @pytest.mark.parametrize("batch, spf, frames", [(2, 5, 4), (3, 4, 2)])  # the second: dilations past the length
-def test_wavenet_matches_plain_reference_values_and_gradients(batch, spf, frames):
-    """The fused stack (two products per dilated conv, hand-written backward, sigmoid-only gate) gives
-    the plain conv1d WaveNet's outputs and the gradients of every parameter and of the condition."""
+def test_wavenet_matches_plain_reference_values_and_gradients(batch, spf, frames, block_rows, monkeypatch):
+    """The fused stack (two products per dilated conv, hand-written backward, sigmoid-only gate, blocks
+    of rows) gives the plain conv1d WaveNet's outputs and the gradients of every parameter and of the
+    condition."""
+    monkeypatch.setattr(wavenet_module, "CPU_BLOCK_ROWS", block_rows)
     net = tiny_wavenet().double()
     inputs = torch.randint(0, 16, (batch, spf * frames))
     cond = torch.randn(batch, frames, 5, dtype=torch.float64, requires_grad=True)
