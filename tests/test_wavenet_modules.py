@@ -130,7 +130,7 @@ def test_incremental_generation_matches_teacher_forcing(spf):
         steps = torch.stack([net.step(inputs[:, t], cache) for t in range(inputs.shape[1])], dim=1)
     assert cache.position == inputs.shape[1]
     # Ring buffers hold at most `dilation` past inputs: no receptive-field recomputation.
-    assert [b.shape[1] for b in cache.buffers] == net.dilations
+    assert [b.shape[0] for b in cache.buffers] == net.dilations
     assert max(cache.blocks) == (8 if spf == 8 else 1)
     torch.testing.assert_close(steps, reference, rtol=1e-10, atol=1e-10)
 

@@ -116,11 +116,10 @@ class GatedResidualStack(torch.autograd.Function):
             x_out = None if last else x.new_empty(rows, res)
             for f0, f1 in blocks:
                 r0, r1 = f0 * spf, f1 * spf
-                h = s[r0:r1]
-                h.view(f1 - f0, spf, g2).copy_(cond_rows[i, f0:f1, None])  # each frame's condition
-                h.addmm_(x_in[r0:r1], w1)
+                h = torch.mm(x_in[r0:r1], w1, out=s[r0:r1])
                 for lo, hi in _shifted_rows(r0, r1, samples, d):
                     h[lo - r0 : hi - r0].addmm_(x_in[lo - d : hi - d], w0)
+                h.view(f1 - f0, spf, g2).add_(cond_rows[i, f0:f1, None])  # each frame's condition
                 z = gated_unit(h.sigmoid_(), out=z_block[: r1 - r0])
                 skip[r0:r1].addmm_(z, w_out[:, -skip_width:])
                 if not last:
@@ -142,61 +141,55 @@ class GatedResidualStack(torch.autograd.Function):
         inputs, sigmoids, weights = saved[:layers], saved[layers : 2 * layers], saved[2 * layers :]
         g2 = weights[0].shape[1]
         gate = g2 // 2
-        d_skip = grad_skip.reshape(rows, -1).contiguous()  # (N, K): every layer's skip output gets it
-        skip_width = d_skip.shape[1]
-        d_b_skip = d_skip.sum(0)
-        d_cond_rows = d_skip.new_empty(layers, batch * frames, g2)  # every frame is in one block
+        skip_width = grad_skip.shape[-1]
+        # [dx | d_skip] (N, R + K): the gradient of a layer's output projection [residual | skip], so that
+        # its two products are one each; the dx columns accumulate every layer's contribution in place.
+        d_out = grad_skip.new_empty(rows, res + skip_width)
+        d_out[:, res:] = grad_skip.reshape(rows, skip_width)
+        d_skip, dx = d_out[:, res:], d_out[:, :res]
+        d_cond_rows = d_out.new_empty(layers, batch * frames, g2)  # every frame is in one block
         block_rows = (blocks[0][1] - blocks[0][0]) * spf
-        z_block, dz_block, dh_block = (d_skip.new_empty(block_rows, width) for width in (gate, gate, g2))
+        q_block, z_block, dz_block = (d_out.new_empty(block_rows, gate) for _ in range(3))
+        dh_block = d_out.new_empty(block_rows, g2)
         grads: list = [None] * (4 * layers)
-        dx = None  # gradient w.r.t. the output of layer i (the input of layer i + 1)
         for i in reversed(range(layers)):
             d, last = dilations[i], i == layers - 1
             x_in, s = inputs[i], sigmoids[i]
             w0, w1, w_out, _ = weights[4 * i : 4 * i + 4]
             # Transposed copies (small) so that every product below reads row-major operands.
-            w0_t, w1_t = w0.t().contiguous(), w1.t().contiguous()
-            w_skip_t, w_res_t = w_out[:, -skip_width:].t().contiguous(), w_out[:, :res].t().contiguous()
+            w0_t, w1_t, w_out_t = w0.t().contiguous(), w1.t().contiguous(), w_out.t().contiguous()
             d_w0_t, d_w1_t = w0_t.new_zeros(w0_t.shape), w1_t.new_zeros(w1_t.shape)
-            d_w_out, d_b_res = w_out.new_zeros(w_out.shape), w_out.new_zeros(res)
+            d_w_out, d_b_out = w_out.new_zeros(w_out.shape), w_out.new_zeros(w_out.shape[1])
             d_cond = d_cond_rows[i]
             # The residual path passes dx through; this layer's contributions are added in place. Blocks
             # go forward in time: a block adds to its own and earlier rows only, after reading its own
             # (the last layer has no residual: its block's own product is written, not added).
-            dx_in = d_skip.new_empty(rows, res) if last else dx
+            d_layer_out = d_skip if last else d_out
             for f0, f1 in blocks:
                 r0, r1 = f0 * spf, f1 * spf
                 n = r1 - r0
-                s_block = s[r0:r1]
-                z = gated_unit(s_block, out=z_block[:n])
-                dz = torch.mm(d_skip[r0:r1], w_skip_t, out=dz_block[:n])
-                d_w_out[:, -skip_width:].addmm_(z.t(), d_skip[r0:r1])
-                if not last:
-                    dx_out = dx[r0:r1]
-                    dz.addmm_(dx_out, w_res_t)
-                    d_w_out[:, :res].addmm_(z.t(), dx_out)
-                    d_b_res.add_(dx_out.sum(0))
-                # z = (s_a − ½) s_b  →  dh_a = dz s_b s_a (1 − s_a),  dh_b = dz z (1 − s_b).
+                s_block, d_block = s[r0:r1], d_layer_out[r0:r1]
                 s_a, s_b = s_block[:, :gate], s_block[:, gate:]
+                q = torch.sub(s_a, 0.5, out=q_block[:n])
+                z = torch.mul(q, s_b, out=z_block[:n])  # the gate output, recomputed
+                dz = torch.mm(d_block, w_out_t, out=dz_block[:n])
+                d_w_out.addmm_(z.t(), d_block)
+                d_b_out.add_(d_block.sum(0))
+                # z = q s_b with q = σ(h_a) − ½  →  dh_a = σ'(h_a) dz s_b,  dh_b = σ'(h_b) dz q.
                 dh = dh_block[:n]
                 dh_a, dh_b = dh[:, :gate], dh[:, gate:]
-                torch.mul(dz, s_b, out=dh_a).mul_(s_a)
-                dh_a.addcmul_(dh_a, s_a, value=-1.0)
-                torch.mul(dz, z, out=dh_b)
-                dh_b.addcmul_(dh_b, s_b, value=-1.0)
+                torch.ops.aten.sigmoid_backward(torch.mul(dz, s_b, out=dh_a), s_a, grad_input=dh_a)
+                torch.ops.aten.sigmoid_backward(torch.mul(dz, q, out=dh_b), s_b, grad_input=dh_b)
                 torch.sum(dh.view(f1 - f0, spf, g2), dim=1, out=d_cond[f0:f1])
                 d_w1_t.addmm_(dh.t(), x_in[r0:r1])
                 if last:
-                    torch.mm(dh, w1_t, out=dx_in[r0:r1])
+                    torch.mm(dh, w1_t, out=dx[r0:r1])
                 else:
-                    dx_in[r0:r1].addmm_(dh, w1_t)
+                    dx[r0:r1].addmm_(dh, w1_t)
                 for lo, hi in _shifted_rows(r0, r1, samples, d):
                     d_w0_t.addmm_(dh[lo - r0 : hi - r0].t(), x_in[lo - d : hi - d])
-                    dx_in[lo - d : hi - d].addmm_(dh[lo - r0 : hi - r0], w0_t)
-            grads[4 * i : 4 * i + 4] = [
-                d_w0_t.t(), d_w1_t.t(), d_w_out, d_b_skip if last else torch.cat([d_b_res, d_b_skip])
-            ]
-            dx = dx_in
+                    dx[lo - d : hi - d].addmm_(dh[lo - r0 : hi - r0], w0_t)
+            grads[4 * i : 4 * i + 4] = [d_w0_t.t(), d_w1_t.t(), d_w_out, d_b_out]
         d_conds = d_cond_rows.transpose(0, 1).reshape(batch, frames, layers * g2)
         return (dx.view(batch, samples, res), d_conds, None, *grads)
 
@@ -314,64 +307,96 @@ class WaveNetCache:
     """State of incremental generation for :meth:`WaveNet.step`: per-layer ring buffers of past layer
     inputs and the weights rearranged for one sample at a time.
 
-    Layer ``i`` with dilation ``d`` keeps its last ``d`` inputs in a ``(batch, d, R)`` buffer; slot
+    Layer ``i`` with dilation ``d`` keeps its last ``d`` inputs in a ``(d, batch, R)`` buffer; slot
     ``t % d`` holds the input at time ``t - d`` until step ``t`` overwrites it with the input at time
     ``t``. The ``x[t-d] @ W0`` halves of the gates do not depend on the current sample: at every
-    multiple of the layer's block (the largest power of two dividing both ``d`` and the frame length,
-    so a block never straddles two frames) one product computes them, with the frame's condition, for
-    the whole block. Gate outputs of all layers go into one row, with a constant 1 column per layer that
-    carries the output biases, so the residual of each layer and the skip sum of all layers are one
-    product each.
+    multiple of the layer's block (the largest power of two dividing ``d`` and the frame length, at most
+    64, so a block never straddles two frames) one product computes them, with the frame's condition,
+    for the whole block. The first layer's input is an embedding row, so its two taps are table rows
+    (``embedding @ W``). Gate outputs of all layers go into one row, with a constant 1 column per layer
+    that carries the output biases, so the residual of each layer and the skip sum of all layers are one
+    product each. The gate is the reference ``tanh(a) · σ(b)`` (``F.glu`` after a ``tanh``).
+
+    At batch 1 a step is bound by reading the weights (~30 MB at paper scale, more than the L3 cache),
+    so every view a step touches is made here once and a layer costs five calls.
     """
 
     def __init__(self, wavenet: WaveNet, cond: torch.Tensor, samples_per_frame: int):
-        with torch.no_grad():
-            self.conds = wavenet.layer_conditions(cond)  # (B, F, L*2G)
-            weights = wavenet.stack_weights()
-        batch, dtype, device = cond.shape[0], self.conds.dtype, self.conds.device
         res, gate, skip = wavenet.residual_channels, wavenet.gate_channels, wavenet.skip_channels
-        layers = len(wavenet.dilations)
+        layers, g2, classes = len(wavenet.dilations), 2 * gate, wavenet.quantization_channels
+        with torch.no_grad():
+            bias = wavenet.cond_proj.bias + torch.cat([conv.bias for conv in wavenet.gate_convs])
+            self.conds = F.linear(cond, wavenet.cond_proj.weight[:, :, 0], bias)  # (B, F, L*2G)
+            taps = [conv.weight.detach().permute(2, 1, 0) for conv in wavenet.gate_convs]  # (2, R, 2G)
+            embed = wavenet.embed.weight.detach()
+            # First layer: rows of embedding @ W1 (+ the frame's condition, see step) and embedding @ W0,
+            # with one zero row for the causal padding before t = d.
+            self.table_now = embed @ taps[0][1]  # (Q, 2G)
+            self.table_past = torch.cat([embed @ taps[0][0], embed.new_zeros(1, g2)])  # (Q + 1, 2G)
+            out_weights = [conv.weight.detach()[:, :, 0].t() for conv in wavenet.out_convs]  # (G, R+K) or (G, K)
+            out_biases = [conv.bias.detach() for conv in wavenet.out_convs]
+        batch, dtype, device = cond.shape[0], self.conds.dtype, self.conds.device
         self.wavenet = wavenet
         self.dilations = wavenet.dilations
         self.samples_per_frame = samples_per_frame
         self.position = 0
-        self.gate_channels = gate
         frame_block = samples_per_frame & -samples_per_frame  # largest power of two dividing it
         self.blocks = [min(d & -d, frame_block, 64) for d in self.dilations]
-        self.buffers = [torch.zeros(batch, d, res, dtype=dtype, device=device) for d in self.dilations]
-        self.past = [torch.zeros(batch, n, 2 * gate, dtype=dtype, device=device) for n in self.blocks]
-        self.w0 = [weights[4 * i] for i in range(layers)]
-        self.w1 = [weights[4 * i + 1] for i in range(layers)]
+        self.buffers = [torch.zeros(d, batch, res, dtype=dtype, device=device) for d in self.dilations]
+        self.past = [torch.zeros(n, batch, g2, dtype=dtype, device=device) for n in self.blocks]
+        self.w0 = [tap[0].contiguous() for tap in taps]  # (R, 2G)
+        self.w1 = [tap[1].contiguous() for tap in taps]
+        # Classes fed to the first layer over its last d steps (index Q: before the start, zero input).
+        self.past_classes = torch.full((self.dilations[0], batch), classes, dtype=torch.long, device=device)
+        self.frame_table = None  # table_now + the current frame's condition for the first layer
         # Gate outputs (B, L * (G + 1)): layer i writes columns [i (G+1), i (G+1) + G), the last is 1.
         self.gates = torch.ones(batch, layers * (gate + 1), dtype=dtype, device=device)
-        self.w_res = []
-        skip_rows = []
-        for i in range(layers):
-            w_out, b_out = weights[4 * i + 2], weights[4 * i + 3]
-            if i < layers - 1:
-                self.w_res.append(torch.cat([w_out[:, :res], b_out[None, :res]]))  # (G + 1, R)
-            skip_rows.append(torch.cat([w_out[:, -skip:], b_out[None, -skip:]]))
-        self.w_skip = torch.cat(skip_rows)  # (L (G + 1), K)
+        self.w_res = [torch.cat([w[:, :res], b[None, :res]]) for w, b in zip(out_weights[:-1], out_biases)]  # (G+1, R)
+        skip_rows = torch.cat([torch.cat([w[:, -skip:], b[None, -skip:]]) for w, b in zip(out_weights, out_biases)])
+        # (K, L (G + 1)): the long reduction streams at twice the rate in this layout (bench machine).
+        self.w_skip_t = skip_rows.t().contiguous()
+        # Views made once: buffer slots, rows of the blocks of past contributions, gate columns.
+        self.slots = [list(buffer.unbind(0)) for buffer in self.buffers]
+        self.past_rows = [list(past.unbind(0)) for past in self.past]
+        self.gate_in = [self.gates[:, i * (gate + 1) : (i + 1) * (gate + 1)] for i in range(layers)]
+        self.gate_out = [g[:, :gate] for g in self.gate_in]
+        self.h = torch.empty(batch, g2, dtype=dtype, device=device)
+        self.h_a = self.h[:, :gate]
+        self.h_past = torch.empty(batch, g2, dtype=dtype, device=device)
 
+    @torch.no_grad()
     def step(self, prev: torch.Tensor) -> torch.Tensor:
         """``prev`` ``(batch,)`` → logits ``(batch, classes)`` for the sample at :attr:`position`."""
-        t = self.position
+        t, g2, layers = self.position, self.h.shape[1], len(self.dilations)
         frame = min(t // self.samples_per_frame, self.conds.shape[1] - 1)
-        g1, g2 = self.gate_channels + 1, 2 * self.gate_channels
+        if t % self.samples_per_frame == 0 or self.frame_table is None:
+            self.frame_table = self.table_now[None] + self.conds[:, frame, None, :g2]  # (B, Q, 2G)
         # Blocks of past contributions that start now, computed before this step overwrites any slot.
-        for i, (d, n) in enumerate(zip(self.dilations, self.blocks)):
+        for i in range(1, layers):
+            d, n = self.dilations[i], self.blocks[i]
             if t % n == 0:
-                slot = t % d
-                past = self.past[i]
-                torch.matmul(self.buffers[i][:, slot : slot + n], self.w0[i], out=past)
-                past.add_(self.conds[:, frame, None, i * g2 : (i + 1) * g2])
-        x = self.wavenet.embed(prev).to(self.gates.dtype)  # (B, R)
-        for i, (d, n) in enumerate(zip(self.dilations, self.blocks)):
-            self.buffers[i][:, t % d] = x
-            s = torch.addmm(self.past[i][:, t % n], x, self.w1[i]).sigmoid_()  # (B, 2G)
-            z = self.gates[:, i * g1 : i * g1 + g1]
-            gated_unit(s, out=z[:, :-1])
-            if i < len(self.dilations) - 1:
-                x = torch.addmm(x, z, self.w_res[i])
+                slot, past = t % d, self.past[i]
+                torch.mm(self.buffers[i][slot : slot + n].flatten(0, 1), self.w0[i], out=past.view(-1, g2))
+                past.add_(self.conds[:, frame, i * g2 : (i + 1) * g2])
+        # First layer: two table rows; its input (the embedding) goes to the slot the residual reads.
+        d0 = self.dilations[0]
+        classes = self.past_classes[t % d0]
+        x = torch.index_select(self.wavenet.embed.weight, 0, prev, out=self.slots[0][t % d0])
+        batch_rows = torch.arange(prev.shape[0], device=prev.device)
+        torch.index_select(self.table_past, 0, classes, out=self.h_past)
+        torch.add(self.frame_table[batch_rows, prev], self.h_past, out=self.h)
+        classes.copy_(prev)
+        for i in range(layers):
+            if i:
+                torch.addmm(self.past_rows[i][t % self.blocks[i]], x, self.w1[i], out=self.h)
+            self.h_a.tanh_()
+            torch.ops.aten.glu.out(self.h, -1, out=self.gate_out[i])  # tanh(a) · σ(b)
+            if i < layers - 1:
+                # The next layer's input goes straight into its ring buffer slot.
+                x = torch.addmm(x, self.gate_in[i], self.w_res[i], out=self.slots[i + 1][t % self.dilations[i + 1]])
         self.position += 1
-        return self.wavenet.head(self.gates @ self.w_skip)
+        if self.gates.shape[0] == 1:
+            skip = torch.mv(self.w_skip_t, self.gates[0])[None]
+        else:
+            skip = F.linear(self.gates, self.w_skip_t)
+        return self.wavenet.head(skip)
