@@ -1,12 +1,13 @@
 """Host memory reuse for CPU training.
 
 glibc's ``malloc`` gives memory above its trim threshold back to the kernel when it is freed, and hands
-out large blocks as fresh ``mmap`` pages; every training step then re-faults the pages of its activations
-(a WaveNet step at paper scale allocates ~1 GB of them). On the 2-core dev VM a page fault costs about
-1 µs, so a fresh 23 MB tensor costs ~6 ms before the first write, and the WaveNet step lost ~10% to it
-(measured with ``resource.getrusage().ru_minflt`` around the step). Raising glibc's mmap and trim
-thresholds keeps freed blocks in the heap for the next step: after a few steps a step faults no page
-at all. PyTorch's CUDA allocator caches by itself; this is for CPU processes only.
+out large blocks (over 128 kB to 32 MB, adaptively) as fresh ``mmap`` pages that go back to the kernel
+on ``free``; every training step then re-faults the pages of its activations (a WaveNet step at paper
+scale allocates ~1-2 GB of them). On the 2-core dev VM a page fault costs about 1 µs, so a fresh 23 MB
+tensor costs ~6 ms before its first write, and the WaveNet step lost 10-20% to it (measured with
+``resource.getrusage().ru_minflt`` around the step). Serving every block from the heap and never
+trimming it keeps freed blocks for the next step: after a few steps a step faults no page at all.
+PyTorch's CUDA allocator caches by itself; this is for CPU processes only.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import sys
 logger = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-# glibc's largest mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX): blocks up to it come from the heap.
-_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+_M_MMAP_MAX = -4
 _done = False
 
 
@@ -40,8 +39,9 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl and others have no mallopt
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # mallopt takes an int: 2**31 - 1 is the largest trim threshold it can be told.
-    _done = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    # No mmap'd blocks at all (the heap serves every size), and a trim threshold of 2 GiB (mallopt takes
+    # an int): freed memory stays with the process for the next step.
+    _done = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     if not _done:
         logger.debug("mallopt refused the thresholds; freed memory goes back to the kernel")
     return _done
