@@ -16,9 +16,11 @@ a step is bound by reading the weights from memory, so the cache computes the ``
 ahead of time in blocks of up to ``dilation`` samples (one matrix product instead of a matrix-vector
 product per sample) and collects the skip outputs of all layers in one product at the end of the step.
 
-The gate ``tanh(a) * sigmoid(b)`` is evaluated as ``(2σ(2a) − 1) · σ(b)``: one sigmoid over both halves
-(PyTorch's CPU tanh runs at about a sixth of sigmoid's element rate); the factors 2 are folded into the
-weights that produce and consume the gate, so parameters and checkpoints keep the reference meaning.
+The gate ``tanh(a) · σ(b)`` is PyTorch's fused ``glu`` of ``[tanh(a), b]``, and its backward is
+``glu_backward`` + ``tanh_backward``: four elementwise passes per block in the backward instead of seven
+(in the stack the elementwise work, not the products, is what keeps the step from the matmul rate).
+``tanh(a)`` is computed as ``2σ(2a) − 1``: PyTorch's CPU ``tanh`` runs at a tenth of ``sigmoid``'s
+element rate (bench machine).
 """
 
 from __future__ import annotations
@@ -39,17 +41,21 @@ def make_dilations(layers: int, cycles: int) -> list[int]:
     return [2 ** (i % per_cycle) for i in range(layers)]
 
 
-def gate_scale(gate_channels: int, like: torch.Tensor) -> torch.Tensor:
-    """``(2G,)``: 2 on the tanh half, 1 on the sigmoid half of a gate pre-activation (see :func:`gated_unit`)."""
-    return torch.cat([like.new_full((gate_channels,), 2.0), like.new_ones(gate_channels)])
+def gate_(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The gate ``tanh(a) · σ(b)`` of ``h = [a, b]`` (last dim) into ``out``; ``h``'s first half becomes
+    ``tanh(a)`` (computed as ``2σ(2a) − 1``), which is what :func:`gate_backward_` needs."""
+    h_a = h[..., : h.shape[-1] // 2]
+    h_a.mul_(2.0).sigmoid_().lerp_(h_a.new_ones(()), -1.0)  # s + (−1)(1 − s) = 2s − 1
+    return torch.ops.aten.glu.out(h, -1, out=out)
 
 
-def gated_unit(s: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``½ tanh(a) · σ(b)`` from ``s = σ([2a, b])`` (last dim): ``tanh(a) = 2σ(2a) − 1``, so one sigmoid
-    over both halves replaces a tanh and a sigmoid. The caller folds the 2 on ``a`` into the weights
-    producing the pre-activation and the ½ into the weights consuming the result."""
-    s_a, s_b = s.chunk(2, dim=-1)
-    return torch.sub(s_a, 0.5, out=out).mul_(s_b) if out is not None else torch.sub(s_a, 0.5).mul_(s_b)
+def gate_backward_(grad: torch.Tensor, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Gradient w.r.t. ``[a, b]`` of :func:`gate_` from the gradient of its output and the ``h`` it
+    left behind (``[tanh(a), b]``), into ``out``."""
+    torch.ops.aten.glu_backward(grad, h, -1, grad_input=out)  # [dz σ(b), dz tanh(a) σ'(b)]
+    half = h.shape[-1] // 2
+    torch.ops.aten.tanh_backward(out[..., :half], h[..., :half], grad_input=out[..., :half])  # × (1 − tanh²)
+    return out
 
 
 # Rows per block of the stack on CPU (rounded to whole condition frames): a block's gate pre-activations
@@ -80,19 +86,19 @@ class GatedResidualStack(torch.autograd.Function):
     """The WaveNet's residual layers, forward and backward, as matrix products over ``(batch * samples)``
     rows. Per layer ``i`` with dilation ``d``:
 
-        h    = x[t-d] @ W0 + x[t] @ W1 + c[frame(t)]        (2G: tanh half pre-scaled by 2; c holds the biases)
-        s    = σ(h);   z = (s_a − ½) · s_b                   (G)
+        h    = x[t-d] @ W0 + x[t] @ W1 + c[frame(t)]        (2G = [a, b]; c holds the biases)
+        z    = tanh(a) · σ(b)                                (G)
         x'   = x + z @ Wres + bres;   skip += z @ Wskip      (the last layer has no residual output)
 
     ``apply(x, conds, dilations, *weights)``: ``x`` ``(batch, samples, R)`` embedded previous samples,
     ``conds`` ``(batch, frames, L * 2G)`` every layer's condition (bias included), ``weights`` per layer
-    ``W0 (R, 2G), W1 (R, 2G), Wout (G, R + K) or (G, K), bout``; the ½ of the gate is folded into Wout.
+    ``W0 (R, 2G), W1 (R, 2G), Wout (G, R + K) or (G, K), bout``.
     Returns the skip sum ``(batch, samples, K)`` with every layer's skip bias.
 
     On CPU each layer runs over blocks of about :data:`CPU_BLOCK_ROWS` rows (whole frames) so that the
     elementwise work reads what the products just wrote from cache (elsewhere one block is all rows).
-    Saved for the backward: each layer's input and sigmoid; the gate output is recomputed from the
-    sigmoid, block by block.
+    Saved for the backward: each layer's input and ``[tanh(a), b]``; the gate output is recomputed from
+    them, block by block.
     """
 
     @staticmethod
@@ -108,7 +114,7 @@ class GatedResidualStack(torch.autograd.Function):
         blocks = _frame_blocks(batch * frames, spf, CPU_BLOCK_ROWS if x.device.type == "cpu" else rows)
         skip = sum(weights[4 * i + 3][-skip_width:] for i in range(layers)).expand(rows, skip_width).contiguous()
         z_block = x.new_empty((blocks[0][1] - blocks[0][0]) * spf, g2 // 2)
-        inputs, sigmoids = [x.reshape(rows, res)], []
+        inputs, gate_inputs = [x.reshape(rows, res)], []
         for i, d in enumerate(dilations):
             w0, w1, w_out, b_out = weights[4 * i : 4 * i + 4]
             last = i == layers - 1
@@ -120,14 +126,14 @@ class GatedResidualStack(torch.autograd.Function):
                 for lo, hi in _shifted_rows(r0, r1, samples, d):
                     h[lo - r0 : hi - r0].addmm_(x_in[lo - d : hi - d], w0)
                 h.view(f1 - f0, spf, g2).add_(cond_rows[i, f0:f1, None])  # each frame's condition
-                z = gated_unit(h.sigmoid_(), out=z_block[: r1 - r0])
+                z = gate_(h, out=z_block[: r1 - r0])
                 skip[r0:r1].addmm_(z, w_out[:, -skip_width:])
                 if not last:
                     torch.add(x_in[r0:r1], b_out[:res], out=x_out[r0:r1]).addmm_(z, w_out[:, :res])
-            sigmoids.append(s)
+            gate_inputs.append(s)
             if not last:
                 inputs.append(x_out)
-        ctx.save_for_backward(*inputs, *sigmoids, *weights)
+        ctx.save_for_backward(*inputs, *gate_inputs, *weights)
         ctx.dilations, ctx.blocks, ctx.shape = dilations, blocks, (batch, frames, samples, res)
         return skip.view(batch, samples, skip_width)
 
@@ -138,7 +144,7 @@ class GatedResidualStack(torch.autograd.Function):
         dilations, blocks = ctx.dilations, ctx.blocks
         layers, rows, spf = len(dilations), batch * samples, samples // frames
         saved = ctx.saved_tensors
-        inputs, sigmoids, weights = saved[:layers], saved[layers : 2 * layers], saved[2 * layers :]
+        inputs, gate_inputs, weights = saved[:layers], saved[layers : 2 * layers], saved[2 * layers :]
         g2 = weights[0].shape[1]
         gate = g2 // 2
         skip_width = grad_skip.shape[-1]
@@ -149,12 +155,12 @@ class GatedResidualStack(torch.autograd.Function):
         d_skip, dx = d_out[:, res:], d_out[:, :res]
         d_cond_rows = d_out.new_empty(layers, batch * frames, g2)  # every frame is in one block
         block_rows = (blocks[0][1] - blocks[0][0]) * spf
-        q_block, z_block, dz_block = (d_out.new_empty(block_rows, gate) for _ in range(3))
+        z_block, dz_block = (d_out.new_empty(block_rows, gate) for _ in range(2))
         dh_block = d_out.new_empty(block_rows, g2)
         grads: list = [None] * (4 * layers)
         for i in reversed(range(layers)):
             d, last = dilations[i], i == layers - 1
-            x_in, s = inputs[i], sigmoids[i]
+            x_in, s = inputs[i], gate_inputs[i]
             w0, w1, w_out, _ = weights[4 * i : 4 * i + 4]
             # Transposed copies (small) so that every product below reads row-major operands.
             w0_t, w1_t, w_out_t = w0.t().contiguous(), w1.t().contiguous(), w_out.t().contiguous()
@@ -169,17 +175,11 @@ class GatedResidualStack(torch.autograd.Function):
                 r0, r1 = f0 * spf, f1 * spf
                 n = r1 - r0
                 s_block, d_block = s[r0:r1], d_layer_out[r0:r1]
-                s_a, s_b = s_block[:, :gate], s_block[:, gate:]
-                q = torch.sub(s_a, 0.5, out=q_block[:n])
-                z = torch.mul(q, s_b, out=z_block[:n])  # the gate output, recomputed
+                z = torch.ops.aten.glu.out(s_block, -1, out=z_block[:n])  # the gate output, recomputed
                 dz = torch.mm(d_block, w_out_t, out=dz_block[:n])
                 d_w_out.addmm_(z.t(), d_block)
                 d_b_out.add_(d_block.sum(0))
-                # z = q s_b with q = σ(h_a) − ½  →  dh_a = σ'(h_a) dz s_b,  dh_b = σ'(h_b) dz q.
-                dh = dh_block[:n]
-                dh_a, dh_b = dh[:, :gate], dh[:, gate:]
-                torch.ops.aten.sigmoid_backward(torch.mul(dz, s_b, out=dh_a), s_a, grad_input=dh_a)
-                torch.ops.aten.sigmoid_backward(torch.mul(dz, q, out=dh_b), s_b, grad_input=dh_b)
+                dh = gate_backward_(dz, s_block, out=dh_block[:n])
                 torch.sum(dh.view(f1 - f0, spf, g2), dim=1, out=d_cond[f0:f1])
                 d_w1_t.addmm_(dh.t(), x_in[r0:r1])
                 if last:
@@ -242,25 +242,18 @@ class WaveNet(nn.Module):
 
     def layer_conditions(self, cond: torch.Tensor) -> torch.Tensor:
         """``(batch, frames, cond_channels)`` → every layer's condition ``(batch, frames, L * 2G)``, with
-        the gate biases, tanh halves pre-scaled by 2."""
-        scale = gate_scale(self.gate_channels, self.cond_proj.weight).repeat(len(self.dilations))
+        the gate biases."""
         bias = self.cond_proj.bias + torch.cat([conv.bias for conv in self.gate_convs])
-        return F.linear(cond, self.cond_proj.weight[:, :, 0] * scale[:, None], bias * scale)
+        return F.linear(cond, self.cond_proj.weight[:, :, 0], bias)
 
     def stack_weights(self) -> list[torch.Tensor]:
         """Per layer ``W0 (R, 2G), W1 (R, 2G), Wout (G, R + K), bout`` as :class:`GatedResidualStack`
-        takes them: taps of ``x[t-d]`` and ``x[t]`` transposed for row-major products, tanh halves
-        scaled by 2, output weights doubled (the ½ of the gate)."""
-        scale = gate_scale(self.gate_channels, self.cond_proj.weight)
+        takes them: the taps of ``x[t-d]`` and ``x[t]`` and the output projection, transposed for
+        row-major products."""
         weights = []
         for gate_conv, out_conv in zip(self.gate_convs, self.out_convs):
-            taps = gate_conv.weight * scale[:, None, None]  # (2G, R, 2)
-            weights += [
-                taps[:, :, 0].t().contiguous(),
-                taps[:, :, 1].t().contiguous(),
-                (2.0 * out_conv.weight[:, :, 0]).t().contiguous(),
-                out_conv.bias,
-            ]
+            taps = gate_conv.weight.permute(2, 1, 0)  # (2, R, 2G)
+            weights += [taps[0].contiguous(), taps[1].contiguous(), out_conv.weight[:, :, 0].t().contiguous(), out_conv.bias]
         return weights
 
     def forward(self, inputs: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -315,7 +308,7 @@ class WaveNetCache:
     for the whole block. The first layer's input is an embedding row, so its two taps are table rows
     (``embedding @ W``). Gate outputs of all layers go into one row, with a constant 1 column per layer
     that carries the output biases, so the residual of each layer and the skip sum of all layers are one
-    product each. The gate is the reference ``tanh(a) · σ(b)`` (``F.glu`` after a ``tanh``).
+    product each.
 
     At batch 1 a step is bound by reading the weights (~30 MB at paper scale, more than the L3 cache),
     so every view a step touches is made here once and a layer costs five calls.
@@ -325,8 +318,7 @@ class WaveNetCache:
         res, gate, skip = wavenet.residual_channels, wavenet.gate_channels, wavenet.skip_channels
         layers, g2, classes = len(wavenet.dilations), 2 * gate, wavenet.quantization_channels
         with torch.no_grad():
-            bias = wavenet.cond_proj.bias + torch.cat([conv.bias for conv in wavenet.gate_convs])
-            self.conds = F.linear(cond, wavenet.cond_proj.weight[:, :, 0], bias)  # (B, F, L*2G)
+            self.conds = wavenet.layer_conditions(cond)  # (B, F, L*2G)
             taps = [conv.weight.detach().permute(2, 1, 0) for conv in wavenet.gate_convs]  # (2, R, 2G)
             embed = wavenet.embed.weight.detach()
             # First layer: rows of embedding @ W1 (+ the frame's condition, see step) and embedding @ W0,
@@ -361,7 +353,6 @@ class WaveNetCache:
         self.gate_in = [self.gates[:, i * (gate + 1) : (i + 1) * (gate + 1)] for i in range(layers)]
         self.gate_out = [g[:, :gate] for g in self.gate_in]
         self.h = torch.empty(batch, g2, dtype=dtype, device=device)
-        self.h_a = self.h[:, :gate]
         self.h_past = torch.empty(batch, g2, dtype=dtype, device=device)
 
     @torch.no_grad()
@@ -389,8 +380,7 @@ class WaveNetCache:
         for i in range(layers):
             if i:
                 torch.addmm(self.past_rows[i][t % self.blocks[i]], x, self.w1[i], out=self.h)
-            self.h_a.tanh_()
-            torch.ops.aten.glu.out(self.h, -1, out=self.gate_out[i])  # tanh(a) · σ(b)
+            gate_(self.h, out=self.gate_out[i])
             if i < layers - 1:
                 # The next layer's input goes straight into its ring buffer slot.
                 x = torch.addmm(x, self.gate_in[i], self.w_res[i], out=self.slots[i + 1][t % self.dilations[i + 1]])
