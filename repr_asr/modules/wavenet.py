@@ -340,7 +340,10 @@ class WaveNetCache:
         self.w1 = [tap[1].contiguous() for tap in taps]
         # Classes fed to the first layer over its last d steps (index Q: before the start, zero input).
         self.past_classes = torch.full((self.dilations[0], batch), classes, dtype=torch.long, device=device)
-        self.frame_table = None  # table_now + the current frame's condition for the first layer
+        # table_now + the current frame's condition, one (Q, 2G) table per utterance, flattened; row
+        # b * Q + class is utterance b's.
+        self.frame_table = None
+        self.table_offsets = torch.arange(batch, device=device) * classes
         # Gate outputs (B, L * (G + 1)): layer i writes columns [i (G+1), i (G+1) + G), the last is 1.
         self.gates = torch.ones(batch, layers * (gate + 1), dtype=dtype, device=device)
         self.w_res = [torch.cat([w[:, :res], b[None, :res]]) for w, b in zip(out_weights[:-1], out_biases)]  # (G+1, R)
@@ -353,6 +356,7 @@ class WaveNetCache:
         self.gate_in = [self.gates[:, i * (gate + 1) : (i + 1) * (gate + 1)] for i in range(layers)]
         self.gate_out = [g[:, :gate] for g in self.gate_in]
         self.h = torch.empty(batch, g2, dtype=dtype, device=device)
+        self.h_a = self.h[:, :gate]
         self.h_past = torch.empty(batch, g2, dtype=dtype, device=device)
 
     @torch.no_grad()
@@ -361,7 +365,7 @@ class WaveNetCache:
         t, g2, layers = self.position, self.h.shape[1], len(self.dilations)
         frame = min(t // self.samples_per_frame, self.conds.shape[1] - 1)
         if t % self.samples_per_frame == 0 or self.frame_table is None:
-            self.frame_table = self.table_now[None] + self.conds[:, frame, None, :g2]  # (B, Q, 2G)
+            self.frame_table = (self.table_now[None] + self.conds[:, frame, None, :g2]).flatten(0, 1)  # (B*Q, 2G)
         # Blocks of past contributions that start now, computed before this step overwrites any slot.
         for i in range(1, layers):
             d, n = self.dilations[i], self.blocks[i]
@@ -373,14 +377,16 @@ class WaveNetCache:
         d0 = self.dilations[0]
         classes = self.past_classes[t % d0]
         x = torch.index_select(self.wavenet.embed.weight, 0, prev, out=self.slots[0][t % d0])
-        batch_rows = torch.arange(prev.shape[0], device=prev.device)
-        torch.index_select(self.table_past, 0, classes, out=self.h_past)
-        torch.add(self.frame_table[batch_rows, prev], self.h_past, out=self.h)
+        torch.index_select(self.frame_table, 0, prev + self.table_offsets, out=self.h)
+        self.h.add_(torch.index_select(self.table_past, 0, classes, out=self.h_past))
         classes.copy_(prev)
         for i in range(layers):
             if i:
                 torch.addmm(self.past_rows[i][t % self.blocks[i]], x, self.w1[i], out=self.h)
-            gate_(self.h, out=self.gate_out[i])
+            # tanh(a) · σ(b) in two calls: at a few rows per step the call count, not tanh's element
+            # rate (see gate_), is what costs.
+            self.h_a.tanh_()
+            torch.ops.aten.glu.out(self.h, -1, out=self.gate_out[i])
             if i < layers - 1:
                 # The next layer's input goes straight into its ring buffer slot.
                 x = torch.addmm(x, self.gate_in[i], self.w_res[i], out=self.slots[i + 1][t % self.dilations[i + 1]])
