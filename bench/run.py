@@ -212,8 +212,8 @@ def bench_wavenet_step(peak: float, quick: bool) -> dict:
     return {
         "ae_tiny": bench_training_step("wavenet_vq_tiny", peak),
         "decoder_tiny": bench_decoder_step("wavenet_vq_tiny", peak, *build_pretraining_model("wavenet_vq_tiny")[1:]),
-        "ae_paper": bench_training_step("wavenet_vq", peak, batch_size=1, crop=paper_samples, repeats=4),
-        "decoder_paper": bench_decoder_step("wavenet_vq", peak, 1, paper_samples, repeats=4),
+        "ae_paper": bench_training_step("wavenet_vq", peak, batch_size=1, crop=paper_samples, repeats=6),
+        "decoder_paper": bench_decoder_step("wavenet_vq", peak, 1, paper_samples, repeats=6),
     }
 
 
