@@ -66,7 +66,8 @@ def reference_wavenet(net, inputs, cond):
 
 
 @pytest.mark.parametrize("block_rows", [1024, 4, 10])  # 4, 10: blocks of 1 and 2 frames
-@pytest.mark.parametrize("batch, spf, frames", [(2, 5, 4), (3, 4, 2)])  # the second: dilations past the length
+# (3, 4, 2): dilations past the length; (2, 5, 3): blocks of 2 frames straddle utterances.
+@pytest.mark.parametrize("batch, spf, frames", [(2, 5, 4), (3, 4, 2), (2, 5, 3)])
 def test_wavenet_matches_plain_reference_values_and_gradients(batch, spf, frames, block_rows, monkeypatch):
     """The fused stack (two products per dilated conv, hand-written backward, sigmoid-only gate, blocks
     of rows) gives the plain conv1d WaveNet's outputs and the gradients of every parameter and of the

@@ -7,14 +7,14 @@ Every kernel-2 dilated convolution is two matrix products accumulated into one o
 over all positions, then ``x[t-d] @ W0`` added to rows ``d:`` of each utterance (a row-shifted view, no
 padded copy). On 2 cores this is what lets the step approach the machine's matmul rate: oneDNN's dilated
 ``conv1d`` reached 0.4-0.7 of the sgemm peak on these shapes and ``conv1d`` + autograd spent a further
-~10% of the step copying in-place-modified views (``bench/run.py``; README, "Speed").
+~10% of the step copying in-place-modified views (``bench/run.py``; README, "make bench").
 
 For generation, :class:`WaveNetCache` keeps, per layer, a ring buffer of that layer's last ``dilation``
 inputs, so each new sample costs one step through the stack (Paine et al. 2016, "Fast WaveNet
 generation", https://arxiv.org/abs/1611.09482) instead of recomputing the receptive field. At batch 1
 a step is bound by reading the weights from memory, so the cache computes the ``x[t-d] @ W0`` halves
-ahead of time in blocks of up to ``dilation`` samples (one matrix product instead of a matrix-vector
-product per sample) and collects the skip outputs of all layers in one product at the end of the step.
+ahead of time in blocks of up to 64 samples (one matrix product instead of a matrix-vector product per
+sample) and collects the skip outputs of all layers in one product at the end of the step.
 
 The gate ``tanh(a) · σ(b)`` is PyTorch's fused ``glu`` of ``[tanh(a), b]``, and its backward is
 ``glu_backward`` + ``tanh_backward``: four elementwise passes per block in the backward instead of seven
@@ -253,7 +253,8 @@ class WaveNet(nn.Module):
         weights = []
         for gate_conv, out_conv in zip(self.gate_convs, self.out_convs):
             taps = gate_conv.weight.permute(2, 1, 0)  # (2, R, 2G)
-            weights += [taps[0].contiguous(), taps[1].contiguous(), out_conv.weight[:, :, 0].t().contiguous(), out_conv.bias]
+            w_out = out_conv.weight[:, :, 0].t()  # (G, R + K)
+            weights += [taps[0].contiguous(), taps[1].contiguous(), w_out.contiguous(), out_conv.bias]
         return weights
 
     def forward(self, inputs: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
