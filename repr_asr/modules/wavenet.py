@@ -320,14 +320,14 @@ class WaveNetCache:
         layers, g2, classes = len(wavenet.dilations), 2 * gate, wavenet.quantization_channels
         with torch.no_grad():
             self.conds = wavenet.layer_conditions(cond)  # (B, F, L*2G)
-            taps = [conv.weight.detach().permute(2, 1, 0) for conv in wavenet.gate_convs]  # (2, R, 2G)
-            embed = wavenet.embed.weight.detach()
+            weights = wavenet.stack_weights()  # per layer W0, W1 (R, 2G), Wout (G, R+K) or (G, K), bout
+            embed = wavenet.embed.weight
             # First layer: rows of embedding @ W1 (+ the frame's condition, see step) and embedding @ W0,
             # with one zero row for the causal padding before t = d.
-            self.table_now = embed @ taps[0][1]  # (Q, 2G)
-            self.table_past = torch.cat([embed @ taps[0][0], embed.new_zeros(1, g2)])  # (Q + 1, 2G)
-            out_weights = [conv.weight.detach()[:, :, 0].t() for conv in wavenet.out_convs]  # (G, R+K) or (G, K)
-            out_biases = [conv.bias.detach() for conv in wavenet.out_convs]
+            self.table_now = embed @ weights[1]  # (Q, 2G)
+            self.table_past = torch.cat([embed @ weights[0], embed.new_zeros(1, g2)])  # (Q + 1, 2G)
+        w0, w1 = weights[0::4], weights[1::4]
+        out_weights, out_biases = weights[2::4], weights[3::4]
         batch, dtype, device = cond.shape[0], self.conds.dtype, self.conds.device
         self.wavenet = wavenet
         self.dilations = wavenet.dilations
@@ -336,9 +336,10 @@ class WaveNetCache:
         frame_block = samples_per_frame & -samples_per_frame  # largest power of two dividing it
         self.blocks = [min(d & -d, frame_block, 64) for d in self.dilations]
         self.buffers = [torch.zeros(d, batch, res, dtype=dtype, device=device) for d in self.dilations]
-        self.past = [torch.zeros(n, batch, g2, dtype=dtype, device=device) for n in self.blocks]
-        self.w0 = [tap[0].contiguous() for tap in taps]  # (R, 2G)
-        self.w1 = [tap[1].contiguous() for tap in taps]
+        # Blocks of past contributions and the weights of both taps, for the layers after the first
+        # (index 0 is None: the first layer reads its tables).
+        self.past = [None] + [torch.zeros(n, batch, g2, dtype=dtype, device=device) for n in self.blocks[1:]]
+        self.w0, self.w1 = [None] + w0[1:], [None] + w1[1:]
         # Classes fed to the first layer over its last d steps (index Q: before the start, zero input).
         self.past_classes = torch.full((self.dilations[0], batch), classes, dtype=torch.long, device=device)
         # table_now + the current frame's condition, one (Q, 2G) table per utterance, flattened; row
@@ -353,7 +354,7 @@ class WaveNetCache:
         self.w_skip_t = skip_rows.t().contiguous()
         # Views made once: buffer slots, rows of the blocks of past contributions, gate columns.
         self.slots = [list(buffer.unbind(0)) for buffer in self.buffers]
-        self.past_rows = [list(past.unbind(0)) for past in self.past]
+        self.past_rows = [None] + [list(past.unbind(0)) for past in self.past[1:]]
         self.gate_in = [self.gates[:, i * (gate + 1) : (i + 1) * (gate + 1)] for i in range(layers)]
         self.gate_out = [g[:, :gate] for g in self.gate_in]
         self.h = torch.empty(batch, g2, dtype=dtype, device=device)
