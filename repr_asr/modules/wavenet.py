@@ -16,11 +16,13 @@ a step is bound by reading the weights from memory, so the cache computes the ``
 ahead of time in blocks of up to 64 samples (one matrix product instead of a matrix-vector product per
 sample) and collects the skip outputs of all layers in one product at the end of the step.
 
-The gate ``tanh(a) · σ(b)`` is PyTorch's fused ``glu`` of ``[tanh(a), b]``, and its backward is
-``glu_backward`` + ``tanh_backward``: four elementwise passes per block in the backward instead of seven
-(in the stack the elementwise work, not the products, is what keeps the step from the matmul rate).
-``tanh(a)`` is computed as ``2σ(2a) − 1``: PyTorch's CPU ``tanh`` runs at a tenth of ``sigmoid``'s
-element rate (bench machine).
+The gate ``tanh(a) · σ(b)`` takes three elementwise passes per block: the products write ``[2a, b]``
+(the ``a`` columns of the weights and condition doubled), one ``sigmoid_`` covers both halves,
+``tanh(a) = 2σ(2a) − 1`` is a ``lerp_``, then one product. ``[tanh(a), σ(b)]`` is all the backward
+needs (``tanh_backward``, ``sigmoid_backward``, no exponentials). In the stack the elementwise work, not
+the matrix products, is what keeps the step from the matmul rate; PyTorch's CPU ``tanh`` runs at a tenth
+of ``sigmoid``'s element rate and ``glu`` / ``glu_backward`` at a third to a sixth of these passes'
+(bench machine).
 """
 
 from __future__ import annotations
@@ -42,19 +44,23 @@ def make_dilations(layers: int, cycles: int) -> list[int]:
 
 
 def gate_(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """The gate ``tanh(a) · σ(b)`` of ``h = [a, b]`` (last dim) into ``out``; ``h``'s first half becomes
-    ``tanh(a)`` (computed as ``2σ(2a) − 1``), which is what :func:`gate_backward_` needs."""
-    h_a = h[..., : h.shape[-1] // 2]
-    h_a.mul_(2.0).sigmoid_().lerp_(h_a.new_ones(()), -1.0)  # s + (−1)(1 − s) = 2s − 1
-    return torch.ops.aten.glu.out(h, -1, out=out)
+    """The gate ``tanh(a) · σ(b)`` into ``out`` from ``h = [2a, b]`` (last dim; the ``a`` half arrives
+    doubled, so one ``sigmoid_`` pass covers both halves: ``tanh(a) = 2σ(2a) − 1``). ``h`` becomes
+    ``[tanh(a), σ(b)]``, all that :func:`gate_backward_` needs."""
+    half = h.shape[-1] // 2
+    h_a, h_b = h[..., :half], h[..., half:]
+    h.sigmoid_()
+    h_a.lerp_(h_a.new_ones(()), -1.0)  # s + (−1)(1 − s) = 2s − 1
+    return torch.mul(h_a, h_b, out=out)
 
 
 def gate_backward_(grad: torch.Tensor, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Gradient w.r.t. ``[a, b]`` of :func:`gate_` from the gradient of its output and the ``h`` it
-    left behind (``[tanh(a), b]``), into ``out``."""
-    torch.ops.aten.glu_backward(grad, h, -1, grad_input=out)  # [dz σ(b), dz tanh(a) σ'(b)]
+    """Gradient w.r.t. ``[a, b]`` of the gate ``tanh(a) · σ(b)`` from the gradient of its output and the
+    ``h = [tanh(a), σ(b)]`` that :func:`gate_` left behind, into ``out``."""
     half = h.shape[-1] // 2
-    torch.ops.aten.tanh_backward(out[..., :half], h[..., :half], grad_input=out[..., :half])  # × (1 − tanh²)
+    tanh_a, sigmoid_b, d_a, d_b = h[..., :half], h[..., half:], out[..., :half], out[..., half:]
+    torch.ops.aten.tanh_backward(torch.mul(grad, sigmoid_b, out=d_a), tanh_a, grad_input=d_a)  # × (1 − tanh²)
+    torch.ops.aten.sigmoid_backward(torch.mul(grad, tanh_a, out=d_b), sigmoid_b, grad_input=d_b)  # × σ(1 − σ)
     return out
 
 
@@ -97,8 +103,8 @@ class GatedResidualStack(torch.autograd.Function):
 
     On CPU each layer runs over blocks of about :data:`CPU_BLOCK_ROWS` rows (whole frames) so that the
     elementwise work reads what the products just wrote from cache (elsewhere one block is all rows).
-    Saved for the backward: each layer's input and ``[tanh(a), b]``; the gate output is recomputed from
-    them, block by block.
+    Saved for the backward: each layer's input and ``[tanh(a), σ(b)]``; the gate output is recomputed as
+    their product, block by block.
     """
 
     @staticmethod
@@ -110,22 +116,29 @@ class GatedResidualStack(torch.autograd.Function):
         # Row r = b * samples + t lies in condition row b * frames + t // spf = r // spf: blocks of whole
         # condition rows are blocks of rows. One contiguous (B*F, 2G) matrix per layer: broadcasting
         # copies from a column slice run at a tenth of the speed.
-        cond_rows = conds.reshape(batch * frames, layers, g2).transpose(0, 1).contiguous()
+        # The a halves of the pre-activations are computed doubled (see gate_): the condition's and both
+        # taps' a columns times 2 (exact in floating point).
+        scale = torch.cat([x.new_full((g2 // 2,), 2.0), x.new_ones(g2 // 2)])
+        cond_rows = torch.mul(conds.reshape(batch * frames, layers, g2).transpose(0, 1), scale,
+                              out=conds.new_empty(layers, batch * frames, g2))
         blocks = _frame_blocks(batch * frames, spf, CPU_BLOCK_ROWS if x.device.type == "cpu" else rows)
         skip = sum(weights[4 * i + 3][-skip_width:] for i in range(layers)).expand(rows, skip_width).contiguous()
         z_block = x.new_empty((blocks[0][1] - blocks[0][0]) * spf, g2 // 2)
         inputs, gate_inputs = [x.reshape(rows, res)], []
         for i, d in enumerate(dilations):
             w0, w1, w_out, b_out = weights[4 * i : 4 * i + 4]
+            w0, w1 = w0 * scale, w1 * scale
             last = i == layers - 1
             x_in, s = inputs[-1], x.new_empty(rows, g2)
             x_out = None if last else x.new_empty(rows, res)
             for f0, f1 in blocks:
                 r0, r1 = f0 * spf, f1 * spf
-                h = torch.mm(x_in[r0:r1], w1, out=s[r0:r1])
+                h = s[r0:r1]
+                # Each frame's condition is the products' starting value (one write instead of an add pass).
+                h.view(f1 - f0, spf, g2).copy_(cond_rows[i, f0:f1, None].expand(-1, spf, -1))
+                h.addmm_(x_in[r0:r1], w1)
                 for lo, hi in _shifted_rows(r0, r1, samples, d):
                     h[lo - r0 : hi - r0].addmm_(x_in[lo - d : hi - d], w0)
-                h.view(f1 - f0, spf, g2).add_(cond_rows[i, f0:f1, None])  # each frame's condition
                 z = gate_(h, out=z_block[: r1 - r0])
                 skip[r0:r1].addmm_(z, w_out[:, -skip_width:])
                 if not last:
@@ -175,7 +188,7 @@ class GatedResidualStack(torch.autograd.Function):
                 r0, r1 = f0 * spf, f1 * spf
                 n = r1 - r0
                 s_block, d_block = s[r0:r1], d_layer_out[r0:r1]
-                z = torch.ops.aten.glu.out(s_block, -1, out=z_block[:n])  # the gate output, recomputed
+                z = torch.mul(s_block[:, :gate], s_block[:, gate:], out=z_block[:n])  # the gate output, recomputed
                 dz = torch.mm(d_block, w_out_t, out=dz_block[:n])
                 d_w_out.addmm_(z.t(), d_block)
                 d_b_out.add_(d_block.sum(0))
