@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -71,12 +72,37 @@ def matmul_peak(device: str = "cpu", dtype=torch.float32) -> dict:
     return best
 
 
+def quick_peak() -> float:
+    """The sgemm rate right now (best of a few 512² and 1024² products, ~0.1 s): the machine's speed
+    drifts by ~10% over minutes (shared cores), so each timed step is paired with one of these."""
+    best = 0.0
+    for n in (512, 1024):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        best = max(best, 2 * n**3 / timeit(lambda: a @ b, warmup=1, repeats=4))
+    return best
+
+
 def _addmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
     return 2 * a_shape[0] * a_shape[1] * b_shape[1]
 
 
 # FlopCounterMode knows out-of-place addmm only; the WaveNet stack accumulates in place.
 _IN_PLACE_FLOPS = {torch.ops.aten.addmm_: _addmm_flops}
+
+
+def timed_against_peak(step, flops: float, warmup: int, repeats: int) -> tuple[float, dict]:
+    """Best wall time of ``step`` and, for each timed step, its FLOP/s over the sgemm rate measured just
+    before it (:func:`quick_peak`): the median and range of these paired fractions."""
+    for _ in range(warmup):
+        step()
+    times, fractions = [], []
+    for _ in range(repeats):
+        peak = quick_peak()
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+        fractions.append(flops / times[-1] / peak)
+    return min(times), {"median": statistics.median(fractions), "min": min(fractions), "max": max(fractions)}
 
 
 def count_forward_flops(fn) -> int:
@@ -125,7 +151,7 @@ def bench_training_step(config_name: str, peak: float, batch_size: int | None = 
 
     forward_flops = count_forward_flops(lambda: model(**batch, compute_loss=True))
     # Three warm-up steps: the allocator reaches its steady state (no page faults) by the third.
-    seconds = timeit(step, warmup=3, repeats=repeats)
+    seconds, paired = timed_against_peak(step, 3 * forward_flops, warmup=3, repeats=repeats)
     train_flops = 3 * forward_flops
     return {
         "config": config_name,
@@ -137,6 +163,7 @@ def bench_training_step(config_name: str, peak: float, batch_size: int | None = 
         "step_seconds": seconds,
         "achieved_flops_per_s": train_flops / seconds,
         "fraction_of_matmul_peak": train_flops / seconds / peak,
+        "fraction_of_adjacent_peak": paired,
         "audio_seconds_per_s": batch_size * crop / model.config.sampling_rate / seconds,
     }
 
@@ -188,7 +215,7 @@ def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: 
         optimizer.step()
 
     forward_flops = count_forward_flops(loss)
-    seconds = timeit(step, warmup=3, repeats=repeats)
+    seconds, paired = timed_against_peak(step, 3 * forward_flops, warmup=3, repeats=repeats)
     return {
         "config": f"{config_name} (decoder only)",
         "batch_size": batch_size,
@@ -199,6 +226,7 @@ def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: 
         "step_seconds": seconds,
         "achieved_flops_per_s": 3 * forward_flops / seconds,
         "fraction_of_matmul_peak": 3 * forward_flops / seconds / peak,
+        "fraction_of_adjacent_peak": paired,
         "audio_seconds_per_s": batch_size * samples / model.config.sampling_rate / seconds,
     }
 
@@ -323,11 +351,15 @@ def main():
 def summarise(name: str, result: dict) -> str:
     lines = []
     if name in ("pretraining_steps", "wavenet_step"):
-        lines.append(f"{'config':<22} {'GFLOP/step':>11} {'s/step':>8} {'GFLOP/s':>9} {'of peak':>8} {'audio s/s':>10}")
+        lines.append(f"{'config':<22} {'GFLOP/step':>11} {'s/step':>8} {'GFLOP/s':>9} {'of peak':>8} "
+                     f"{'of adjacent peak: median (range)':>33} {'audio s/s':>10}")
         for key, row in result.items():
+            paired = row["fraction_of_adjacent_peak"]
+            adjacent = f"{paired['median']:.2f} ({paired['min']:.2f}-{paired['max']:.2f})"
             lines.append(
                 f"{key:<22} {row['train_step_flops'] / 1e9:>11.2f} {row['step_seconds']:>8.3f} "
-                f"{row['achieved_flops_per_s'] / 1e9:>9.1f} {row['fraction_of_matmul_peak']:>8.2f} {row['audio_seconds_per_s']:>10.2f}"
+                f"{row['achieved_flops_per_s'] / 1e9:>9.1f} {row['fraction_of_matmul_peak']:>8.2f} "
+                f"{adjacent:>33} {row['audio_seconds_per_s']:>10.2f}"
             )
     else:
         for key, value in result.items():

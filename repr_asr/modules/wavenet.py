@@ -98,7 +98,9 @@ class GatedResidualStack(torch.autograd.Function):
 
     ``apply(x, conds, dilations, *weights)``: ``x`` ``(batch, samples, R)`` embedded previous samples,
     ``conds`` ``(batch, frames, L * 2G)`` every layer's condition (bias included), ``weights`` per layer
-    ``W0 (R, 2G), W1 (R, 2G), Wout (G, R + K) or (G, K), bout``.
+    the parameters of the plain WaveNet's two convolutions as they are, ``(2G, R, 2)`` (taps of ``x[t-d]``
+    and ``x[t]``), ``(R + K, G, 1)`` (or ``(K, G, 1)`` for the last layer) and its bias: the function
+    rearranges them itself, outside autograd, and returns their gradients in the same layout.
     Returns the skip sum ``(batch, samples, K)`` with every layer's skip bias.
 
     On CPU each layer runs over blocks of about :data:`CPU_BLOCK_ROWS` rows (whole frames) so that the
@@ -111,7 +113,7 @@ class GatedResidualStack(torch.autograd.Function):
     def forward(ctx, x, conds, dilations, *weights):
         batch, samples, res = x.shape
         frames, layers = conds.shape[1], len(dilations)
-        rows, g2, skip_width = batch * samples, weights[0].shape[1], weights[-2].shape[1]
+        rows, g2, skip_width = batch * samples, weights[0].shape[0], weights[-2].shape[0]
         spf = samples // frames
         # Row r = b * samples + t lies in condition row b * frames + t // spf = r // spf: blocks of whole
         # condition rows are blocks of rows. One contiguous (B*F, 2G) matrix per layer: broadcasting
@@ -122,12 +124,13 @@ class GatedResidualStack(torch.autograd.Function):
         cond_rows = torch.mul(conds.reshape(batch * frames, layers, g2).transpose(0, 1), scale,
                               out=conds.new_empty(layers, batch * frames, g2))
         blocks = _frame_blocks(batch * frames, spf, CPU_BLOCK_ROWS if x.device.type == "cpu" else rows)
-        skip = sum(weights[4 * i + 3][-skip_width:] for i in range(layers)).expand(rows, skip_width).contiguous()
+        skip = sum(weights[3 * i + 2][-skip_width:] for i in range(layers)).expand(rows, skip_width).contiguous()
         z_block = x.new_empty((blocks[0][1] - blocks[0][0]) * spf, g2 // 2)
         inputs, gate_inputs = [x.reshape(rows, res)], []
         for i, d in enumerate(dilations):
-            w0, w1, w_out, b_out = weights[4 * i : 4 * i + 4]
-            w0, w1 = w0 * scale, w1 * scale
+            gate_weight, out_weight, b_out = weights[3 * i : 3 * i + 3]
+            w0, w1 = (torch.mul(gate_weight[:, :, k].t(), scale, out=x.new_empty(res, g2)) for k in (0, 1))
+            w_out = out_weight[:, :, 0].t()  # (G, R + K), a transposed view: the products take it as is
             last = i == layers - 1
             x_in, s = inputs[-1], x.new_empty(rows, g2)
             x_out = None if last else x.new_empty(rows, res)
@@ -158,7 +161,7 @@ class GatedResidualStack(torch.autograd.Function):
         layers, rows, spf = len(dilations), batch * samples, samples // frames
         saved = ctx.saved_tensors
         inputs, gate_inputs, weights = saved[:layers], saved[layers : 2 * layers], saved[2 * layers :]
-        g2 = weights[0].shape[1]
+        g2 = weights[0].shape[0]
         gate = g2 // 2
         skip_width = grad_skip.shape[-1]
         # [dx | d_skip] (N, R + K): the gradient of a layer's output projection [residual | skip], so that
@@ -170,15 +173,16 @@ class GatedResidualStack(torch.autograd.Function):
         block_rows = (blocks[0][1] - blocks[0][0]) * spf
         z_block, dz_block = (d_out.new_empty(block_rows, gate) for _ in range(2))
         dh_block = d_out.new_empty(block_rows, g2)
-        grads: list = [None] * (4 * layers)
+        grads: list = [None] * (3 * layers)
         for i in reversed(range(layers)):
             d, last = dilations[i], i == layers - 1
             x_in, s = inputs[i], gate_inputs[i]
-            w0, w1, w_out, _ = weights[4 * i : 4 * i + 4]
-            # Transposed copies (small) so that every product below reads row-major operands.
-            w0_t, w1_t, w_out_t = w0.t().contiguous(), w1.t().contiguous(), w_out.t().contiguous()
+            gate_weight, out_weight, _ = weights[3 * i : 3 * i + 3]
+            # (2G, R) copies of the taps (strided in the parameter) and the (R + K, G) output weight as it is:
+            # every product below reads row-major operands.
+            w0_t, w1_t, w_out_t = gate_weight[:, :, 0].contiguous(), gate_weight[:, :, 1].contiguous(), out_weight[:, :, 0]
             d_w0_t, d_w1_t = w0_t.new_zeros(w0_t.shape), w1_t.new_zeros(w1_t.shape)
-            d_w_out, d_b_out = w_out.new_zeros(w_out.shape), w_out.new_zeros(w_out.shape[1])
+            d_w_out_t, d_b_out = w_out_t.new_zeros(w_out_t.shape), w_out_t.new_zeros(w_out_t.shape[0])
             d_cond = d_cond_rows[i]
             # The residual path passes dx through; this layer's contributions are added in place. Blocks
             # go forward in time: a block adds to its own and earlier rows only, after reading its own
@@ -190,7 +194,7 @@ class GatedResidualStack(torch.autograd.Function):
                 s_block, d_block = s[r0:r1], d_layer_out[r0:r1]
                 z = torch.mul(s_block[:, :gate], s_block[:, gate:], out=z_block[:n])  # the gate output, recomputed
                 dz = torch.mm(d_block, w_out_t, out=dz_block[:n])
-                d_w_out.addmm_(z.t(), d_block)
+                d_w_out_t.addmm_(d_block.t(), z)
                 d_b_out.add_(d_block.sum(0))
                 dh = gate_backward_(dz, s_block, out=dh_block[:n])
                 torch.sum(dh.view(f1 - f0, spf, g2), dim=1, out=d_cond[f0:f1])
@@ -202,7 +206,7 @@ class GatedResidualStack(torch.autograd.Function):
                 for lo, hi in _shifted_rows(r0, r1, samples, d):
                     d_w0_t.addmm_(dh[lo - r0 : hi - r0].t(), x_in[lo - d : hi - d])
                     dx[lo - d : hi - d].addmm_(dh[lo - r0 : hi - r0], w0_t)
-            grads[4 * i : 4 * i + 4] = [d_w0_t.t(), d_w1_t.t(), d_w_out, d_b_out]
+            grads[3 * i : 3 * i + 3] = [torch.stack([d_w0_t, d_w1_t], dim=-1), d_w_out_t[:, :, None], d_b_out]
         d_conds = d_cond_rows.transpose(0, 1).reshape(batch, frames, layers * g2)
         return (dx.view(batch, samples, res), d_conds, None, *grads)
 
@@ -220,7 +224,8 @@ class WaveNet(nn.Module):
     (the same as repeating the frames, without materialising the repeat).
 
     Parameters keep the reference modules' layout (``nn.Conv1d`` per layer), so checkpoints hold the
-    plain WaveNet; :meth:`forward` rearranges them for :class:`GatedResidualStack`.
+    plain WaveNet; :class:`GatedResidualStack` takes them as they are (rearranging them through autograd
+    cost ~1% of a paper-scale step).
     """
 
     def __init__(self, quantization_channels: int = 256, residual_channels: int = 256, gate_channels: int = 368,
@@ -260,9 +265,8 @@ class WaveNet(nn.Module):
         return F.linear(cond, self.cond_proj.weight[:, :, 0], bias)
 
     def stack_weights(self) -> list[torch.Tensor]:
-        """Per layer ``W0 (R, 2G), W1 (R, 2G), Wout (G, R + K), bout`` as :class:`GatedResidualStack`
-        takes them: the taps of ``x[t-d]`` and ``x[t]`` and the output projection, transposed for
-        row-major products."""
+        """Per layer ``W0 (R, 2G), W1 (R, 2G), Wout (G, R + K), bout``: the taps of ``x[t-d]`` and
+        ``x[t]`` and the output projection, transposed for row-major products (for generation)."""
         weights = []
         for gate_conv, out_conv in zip(self.gate_convs, self.out_convs):
             taps = gate_conv.weight.permute(2, 1, 0)  # (2, R, 2G)
@@ -285,7 +289,7 @@ class WaveNet(nn.Module):
             raise ValueError(f"WaveNet: {samples} samples are not a whole number of the {frames} condition frames")
         x = self.embed(inputs)  # (B, S, R)
         conds = self.layer_conditions(cond)  # (B, F, L*2G)
-        weights = self.stack_weights()
+        weights = [w for gate, out in zip(self.gate_convs, self.out_convs) for w in (gate.weight, out.weight, out.bias)]
         device = x.device.type
         if torch.is_autocast_enabled(device):
             # Mixed precision: the products run in the autocast dtype; the function itself sees no autocast.
