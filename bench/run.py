@@ -59,13 +59,14 @@ def timeit(fn, warmup: int = 2, repeats: int = 5) -> float:
     return min(times)
 
 
-def matmul_peak(device: str = "cpu", dtype=torch.float32) -> dict:
+def matmul_peak(sizes=(512, 1024, 2048), warmup: int = 2, repeats: int = 7, device: str = "cpu",
+                dtype=torch.float32) -> dict:
     """The best sgemm FLOP/s over a few square sizes: the denominator of every utilisation figure."""
     best = {"flops_per_s": 0.0}
-    for n in (512, 1024, 2048):
+    for n in sizes:
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
-        seconds = timeit(lambda: a @ b, warmup=2, repeats=7)
+        seconds = timeit(lambda: a @ b, warmup=warmup, repeats=repeats)
         rate = 2 * n**3 / seconds
         if rate > best["flops_per_s"]:
             best = {"flops_per_s": rate, "n": n, "seconds": seconds}
@@ -73,13 +74,9 @@ def matmul_peak(device: str = "cpu", dtype=torch.float32) -> dict:
 
 
 def quick_peak() -> float:
-    """The sgemm rate right now (best of a few 512² and 1024² products, ~0.1 s): the machine's speed
-    drifts by ~10% over minutes (shared cores), so each timed step is paired with one of these."""
-    best = 0.0
-    for n in (512, 1024):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        best = max(best, 2 * n**3 / timeit(lambda: a @ b, warmup=1, repeats=4))
-    return best
+    """The sgemm rate right now (512² and 1024² products, ~0.1 s): the machine's speed drifts by 10-20%
+    within minutes (shared cores), so each timed step is paired with one of these."""
+    return matmul_peak(sizes=(512, 1024), warmup=1, repeats=4)["flops_per_s"]
 
 
 def _addmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:

@@ -116,10 +116,9 @@ class GatedResidualStack(torch.autograd.Function):
         rows, g2, skip_width = batch * samples, weights[0].shape[0], weights[-2].shape[0]
         spf = samples // frames
         # Row r = b * samples + t lies in condition row b * frames + t // spf = r // spf: blocks of whole
-        # condition rows are blocks of rows. One contiguous (B*F, 2G) matrix per layer: broadcasting
-        # copies from a column slice run at a tenth of the speed.
-        # The a halves of the pre-activations are computed doubled (see gate_): the condition's and both
-        # taps' a columns times 2 (exact in floating point).
+        # condition rows are blocks of rows. One contiguous (B*F, 2G) matrix per layer (broadcasting
+        # copies from a column slice run at a tenth of the speed), its a columns doubled like both taps'
+        # (see gate_; exact in floating point).
         scale = torch.cat([x.new_full((g2 // 2,), 2.0), x.new_ones(g2 // 2)])
         cond_rows = torch.mul(conds.reshape(batch * frames, layers, g2).transpose(0, 1), scale,
                               out=conds.new_empty(layers, batch * frames, g2))
