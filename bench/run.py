@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import repr_asr  # noqa: E402,F401  (registers the models)
 import yaml  # noqa: E402
+from repr_asr.modules.wavenet import plain_wavenet_stack  # noqa: E402
 from repr_asr.training.memory import keep_freed_memory  # noqa: E402
 from transformers import AutoConfig, AutoModel  # noqa: E402
 
@@ -191,9 +192,11 @@ def bench_pretraining_steps(peak: float, quick: bool) -> dict:
     return rows
 
 
-def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: int, repeats: int = 5) -> dict:
-    """The plain WaveNet stack of a config alone (decoder + head + softmax cross-entropy, no encoder):
-    the reference the whole autoencoder step is compared with."""
+def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: int, repeats: int = 5,
+                       plain: bool = False) -> dict:
+    """The WaveNet decoder of a config alone (stack + head + softmax cross-entropy, no encoder), with the
+    fused stack or (``plain``) the textbook ``conv1d`` + autograd one over the same parameters
+    (:func:`plain_wavenet_stack`): the references the whole autoencoder step is compared with."""
     model, _, _ = build_pretraining_model(config_name)
     decoder = model.decoder
     torch.manual_seed(0)
@@ -203,7 +206,7 @@ def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: 
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=1e-4, fused=True)
 
     def loss():
-        skip = decoder(inputs, cond).reshape(-1, decoder.skip_channels)
+        skip = (plain_wavenet_stack(decoder, inputs, cond) if plain else decoder(inputs, cond)).reshape(-1, decoder.skip_channels)
         return torch.nn.functional.cross_entropy(decoder.head(skip), inputs.reshape(-1))
 
     def step():
@@ -214,7 +217,7 @@ def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: 
     forward_flops = count_forward_flops(loss)
     seconds, paired = timed_against_peak(step, 3 * forward_flops, warmup=3, repeats=repeats)
     return {
-        "config": f"{config_name} (decoder only)",
+        "config": f"{config_name} (decoder only, {'plain conv1d' if plain else 'fused'} stack)",
         "batch_size": batch_size,
         "samples_per_item": samples,
         "parameters": sum(p.numel() for p in decoder.parameters()),
@@ -232,13 +235,17 @@ def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: 
 def bench_wavenet_step(peak: float, quick: bool) -> dict:
     """The WaveNet autoencoder's training step at tiny scale (its config's batch) and at paper scale
     (one of the config's 1 s crops: the paper's batch of 32 does not fit CPU time), and the decoder
-    stack alone for both."""
+    alone for both, with the fused stack and with the plain ``conv1d`` one (the textbook PyTorch
+    WaveNet, the same parameters)."""
     paper_samples = 3200 if quick else 16000
+    tiny_batch = build_pretraining_model("wavenet_vq_tiny")[1:]
     return {
         "ae_tiny": bench_training_step("wavenet_vq_tiny", peak),
-        "decoder_tiny": bench_decoder_step("wavenet_vq_tiny", peak, *build_pretraining_model("wavenet_vq_tiny")[1:]),
+        "decoder_tiny": bench_decoder_step("wavenet_vq_tiny", peak, *tiny_batch),
+        "decoder_plain_tiny": bench_decoder_step("wavenet_vq_tiny", peak, *tiny_batch, plain=True),
         "ae_paper": bench_training_step("wavenet_vq", peak, batch_size=1, crop=paper_samples, repeats=6),
         "decoder_paper": bench_decoder_step("wavenet_vq", peak, 1, paper_samples, repeats=6),
+        "decoder_plain_paper": bench_decoder_step("wavenet_vq", peak, 1, paper_samples, repeats=4, plain=True),
     }
 
 

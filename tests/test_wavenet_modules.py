@@ -15,7 +15,7 @@ from repr_asr.modules import (
     sparse_emission,
 )
 import repr_asr.modules.wavenet as wavenet_module
-from repr_asr.modules.wavenet import make_dilations
+from repr_asr.modules.wavenet import make_dilations, plain_wavenet_stack
 
 
 def tiny_wavenet(**kw):
@@ -47,24 +47,6 @@ def test_wavenet_is_causal():
         assert not torch.allclose(out[:, cut:], base[:, cut:])
 
 
-def reference_wavenet(net, inputs, cond):
-    """The plain WaveNet the fused stack must equal: conv1d layers over channels first, tanh * sigmoid
-    of a dilated causal conv + the repeated condition, residual and skip from one 1x1 conv."""
-    import torch.nn.functional as F
-
-    spf = inputs.shape[1] // cond.shape[1]
-    conds = net.cond_proj(cond.transpose(1, 2)).repeat_interleave(spf, dim=-1)  # (B, L*2G, S)
-    x = net.embed(inputs).transpose(1, 2)  # (B, R, S)
-    g, skip = net.gate_channels, 0
-    for i, (d, gate_conv, out_conv) in enumerate(zip(net.dilations, net.gate_convs, net.out_convs)):
-        h = gate_conv(F.pad(x, (d, 0))) + conds[:, 2 * g * i : 2 * g * (i + 1)]
-        out = out_conv(torch.tanh(h[:, :g]) * torch.sigmoid(h[:, g:]))
-        if i < len(net.dilations) - 1:
-            x = x + out[:, : net.residual_channels]
-        skip = skip + out[:, -net.skip_channels :]
-    return skip.transpose(1, 2)  # (B, S, K)
-
-
 @pytest.mark.parametrize("block_rows", [1024, 4, 10])  # 4, 10: blocks of 1 and 2 frames
 # (3, 4, 2): dilations past the length; (2, 5, 3): blocks of 2 frames straddle utterances.
 @pytest.mark.parametrize("batch, spf, frames", [(2, 5, 4), (3, 4, 2), (2, 5, 3)])
@@ -87,7 +69,7 @@ def test_wavenet_matches_plain_reference_values_and_gradients(batch, spf, frames
         return out.detach(), params + [cond.grad.clone()]
 
     fused, fused_grads = grads(lambda n, i, c: n(i, c))
-    plain, plain_grads = grads(reference_wavenet)
+    plain, plain_grads = grads(plain_wavenet_stack)
     torch.testing.assert_close(fused, plain, rtol=1e-10, atol=1e-10)
     names = [name for name, _ in net.named_parameters()] + ["cond"]
     head = {"head_hidden.weight", "head_hidden.bias", "head_out.weight", "head_out.bias"}

@@ -313,6 +313,25 @@ class WaveNet(nn.Module):
         return cache.step(prev)
 
 
+def plain_wavenet_stack(wavenet: WaveNet, inputs: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """The textbook formulation of :meth:`WaveNet.forward` over the same parameters, channels first:
+    ``conv1d`` over a left-padded input per layer, ``tanh · sigmoid`` of it plus the repeated condition,
+    residual and skip from one 1x1 ``conv1d``, autograd for the backward. The reference the fused stack
+    is tested against (``tests/test_wavenet_modules.py``) and benchmarked against (``bench/run.py``).
+    Returns the skip sums ``(batch, samples, skip_channels)``."""
+    spf = inputs.shape[1] // cond.shape[1]
+    conds = wavenet.cond_proj(cond.transpose(1, 2)).repeat_interleave(spf, dim=-1)  # (B, L*2G, S)
+    x = wavenet.embed(inputs).transpose(1, 2)  # (B, R, S)
+    g, skip, layers = wavenet.gate_channels, 0, len(wavenet.dilations)
+    for i, (d, gate_conv, out_conv) in enumerate(zip(wavenet.dilations, wavenet.gate_convs, wavenet.out_convs)):
+        h = gate_conv(F.pad(x, (d, 0))) + conds[:, 2 * g * i : 2 * g * (i + 1)]
+        out = out_conv(torch.tanh(h[:, :g]) * torch.sigmoid(h[:, g:]))
+        if i < layers - 1:
+            x = x + out[:, : wavenet.residual_channels]
+        skip = skip + out[:, -wavenet.skip_channels :]
+    return skip.transpose(1, 2)
+
+
 class WaveNetCache:
     """State of incremental generation for :meth:`WaveNet.step`: per-layer ring buffers of past layer
     inputs and the weights rearranged for one sample at a time.
