@@ -102,8 +102,10 @@ def test_wavenet_condition_is_repeated_per_frame():
 
 
 @pytest.mark.parametrize("spf", [7, 8])  # odd frames: blocks of one sample; 8: blocks of up to 8
-def test_incremental_generation_matches_teacher_forcing(spf):
-    net = tiny_wavenet(dilations=make_dilations(10, 2)).double()  # dilations 1..16, twice
+# Residual width 8: products split in two reduction halves, gate columns padded (6 + 1 -> 8); 7: not split.
+@pytest.mark.parametrize("residual, gate", [(8, 6), (7, 5)])
+def test_incremental_generation_matches_teacher_forcing(spf, residual, gate):
+    net = tiny_wavenet(dilations=make_dilations(10, 2), residual_channels=residual, gate_channels=gate).double()
     frames = 6
     inputs = torch.randint(0, 16, (3, spf * frames))
     cond = torch.randn(3, frames, 5, dtype=torch.float64)
@@ -115,6 +117,7 @@ def test_incremental_generation_matches_teacher_forcing(spf):
     # Ring buffers hold at most `dilation` past inputs: no receptive-field recomputation.
     assert [b.shape[0] for b in cache.buffers] == net.dilations
     assert max(cache.blocks) == (8 if spf == 8 else 1)
+    assert cache.parts == (2 if residual % 2 == 0 else 1)
     torch.testing.assert_close(steps, reference, rtol=1e-10, atol=1e-10)
 
 
