@@ -19,10 +19,10 @@ sample) and collects the skip outputs of all layers in one product at the end of
 The gate ``tanh(a) · σ(b)`` takes three elementwise passes per block: the products write ``[2a, b]``
 (the ``a`` columns of the weights and condition doubled), one ``sigmoid_`` covers both halves,
 ``tanh(a) = 2σ(2a) − 1`` is a ``lerp_``, then one product. ``[tanh(a), σ(b)]`` is all the backward
-needs (``tanh_backward``, ``sigmoid_backward``, no exponentials). In the stack the elementwise work, not
-the matrix products, is what keeps the step from the matmul rate; PyTorch's CPU ``tanh`` runs at a tenth
+needs (``tanh_backward``, ``sigmoid_backward``, no exponentials). PyTorch's CPU ``tanh`` runs at a tenth
 of ``sigmoid``'s element rate and ``glu`` / ``glu_backward`` at a third to a sixth of these passes'
-(bench machine).
+(bench machine). What keeps the step under the matmul rate is the products themselves (0.82-0.90 of it
+inside the step against 0.95-1.05 alone); the elementwise passes cost 1-4% of it (README, "make bench").
 """
 
 from __future__ import annotations
@@ -347,10 +347,10 @@ class WaveNetCache:
     product each.
 
     At batch 1 a step is bound by reading the weights (~30 MB at paper scale, about the L3 cache), and
-    one core's product of a vector with a matrix of under 1 MB streams it at half the rate two cores
-    do. So the per-layer products split their reduction in :attr:`parts` halves, one ``bmm`` whose
-    batch entries run on different cores, and add the halves (1.3-1.4x faster steps at batch 1 on the
-    bench machine). Every view a step touches is made here once.
+    one core multiplying a vector by a layer's matrix (under 1 MB) streams it at ~60% of the rate two
+    cores do. So the per-layer products split their reduction in :attr:`parts` halves, one ``bmm`` whose
+    batch entries run on different cores, and add the halves (1.35-1.46x faster steps at batch 1 on the
+    bench machine, README). Every view a step touches is made here once.
     """
 
     def __init__(self, wavenet: WaveNet, cond: torch.Tensor, samples_per_frame: int):
@@ -390,9 +390,9 @@ class WaveNetCache:
         self.frame_table = None
         self.table_offsets = torch.arange(batch, device=device) * classes
         # Gate outputs (B, L * width): layer i writes columns [i width, i width + G), then a 1, then zeros.
-        self.gates = torch.zeros(batch, layers, width, dtype=dtype, device=device)
-        self.gates[:, :, gate] = 1.0
-        self.gates = self.gates.view(batch, layers * width)
+        gate_in = torch.zeros(batch, layers, width, dtype=dtype, device=device)
+        gate_in[:, :, gate] = 1.0
+        self.gates = gate_in.view(batch, layers * width)
 
         def padded(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # (G, n), (n,) -> (width, n)
             return torch.cat([w, b[None], w.new_zeros(width - gate - 1, w.shape[1])])
@@ -407,7 +407,6 @@ class WaveNetCache:
         self.slots = [list(buffer.unbind(0)) for buffer in self.buffers]
         self.slot_parts = [[slot.view(batch, parts, -1).transpose(0, 1) for slot in slots] for slots in self.slots]
         self.past_rows = [None] + [list(past.unbind(0)) for past in self.past[1:]]
-        gate_in = self.gates.view(batch, layers, width)
         self.gate_out = list(gate_in[:, :, :gate].unbind(1))
         self.gate_parts = [g.view(batch, parts, width // parts).transpose(0, 1) for g in gate_in.unbind(1)]
         self.h = torch.empty(batch, g2, dtype=dtype, device=device)
