@@ -80,12 +80,8 @@ def quick_peak() -> float:
     return matmul_peak(sizes=(512, 1024), warmup=1, repeats=4)["flops_per_s"]
 
 
-def _addmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
-    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
-
-
 # FlopCounterMode knows out-of-place addmm only; the WaveNet stack accumulates in place.
-_IN_PLACE_FLOPS = {torch.ops.aten.addmm_: _addmm_flops}
+from repr_asr.training.flops import IN_PLACE_FLOPS as _IN_PLACE_FLOPS  # noqa: E402
 
 
 def timed_against_peak(step, flops: float, warmup: int, repeats: int) -> tuple[float, dict]:

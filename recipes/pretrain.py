@@ -10,7 +10,8 @@ Also runs as plain ``python recipes/pretrain.py ...`` (one process). Writes DIR/
 import json
 import sys
 
-from repr_asr.training import ConfigError, load_config, parse_recipe_args, run_pretraining
+from repr_asr.training import CheckpointError, ConfigError, load_config, parse_recipe_args, run_pretraining
+from repr_asr.training.trainer import NonFiniteError
 
 
 def main(argv=None):
@@ -26,5 +27,5 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except ConfigError as error:  # a wrong key or value: say which, without a traceback
+    except (ConfigError, CheckpointError, NonFiniteError) as error:  # say what is wrong, without a traceback
         sys.exit(f"pretrain.py: error: {error}")

@@ -14,6 +14,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .distributed import all_reduce_sum, gather_rows, world_size
+from .randomness import example_randn
+
 
 @dataclass
 class BottleneckOutput:
@@ -46,7 +49,7 @@ class IdentityBottleneck(nn.Module):
         self.dim = dim
         self.bits_per_dim = bits_per_dim
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> BottleneckOutput:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, example_seeds: Optional[torch.Tensor] = None) -> BottleneckOutput:
         return BottleneckOutput(latents=x, bits_per_frame=x.new_tensor(self.dim * self.bits_per_dim))
 
 
@@ -71,11 +74,13 @@ class GaussianBottleneck(nn.Module):
         self.dim = dim
         self.free_bits = free_bits
 
-    def forward(self, params: torch.Tensor, mask: torch.Tensor) -> BottleneckOutput:
+    def forward(self, params: torch.Tensor, mask: torch.Tensor, example_seeds: Optional[torch.Tensor] = None) -> BottleneckOutput:
+        """``example_seeds`` ``(batch,)``: each example's noise from its own seed (global RNG if None)."""
         mean, logvar = params.float().chunk(2, dim=-1)  # (B, T, D) each
         logvar = logvar.clamp(-30.0, 20.0)
         if self.training:
-            latents = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+            noise = example_randn(example_seeds, mean.shape, "vae", device=mean.device)  # (B, T, D)
+            latents = mean + noise * torch.exp(0.5 * logvar)
         else:
             latents = mean
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, T, D), >= 0
@@ -110,6 +115,16 @@ class VectorQuantizer(nn.Module):
       Zeghidour et al. 2021, SoundStream, https://arxiv.org/abs/2107.03312).
     - ``kmeans_init``: the codebook is set by a few k-means iterations on the first training batch
       (SoundStream, section 3.3; Łańcucki et al. 2020, https://arxiv.org/abs/2005.08520).
+
+    Every piece of training state is a buffer, so checkpoints hold all of it and a resumed run is
+    exact: EMA sums, usage, the k-means flag, the recent encoder outputs that revival draws from
+    (``recent``, ``recent_count``) and the seed of the quantizer's own random draws (``rng_seed``; those
+    draws are seeded by it and the step, never by the global RNG). With several training processes the
+    statistics are summed and the recent outputs gathered over processes
+    (:mod:`repr_asr.modules.distributed`), so every process holds what one process on the whole batch
+    would. We keep this quantizer rather than adopt ``vector-quantize-pytorch`` because its state is
+    what the paper's ablations need (usage-based revival with a grace period, k-means on the first
+    batch, per-frame masks) and these properties are tested here.
     """
 
     def __init__(self, codebook_size: int, dim: int, commitment_cost: float = 0.25, use_ema: bool = False,
@@ -133,17 +148,28 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("usage", torch.zeros(codebook_size))
         self.register_buffer("usage_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("initialized", torch.tensor(not kmeans_init))
-        self._recent: Optional[torch.Tensor] = None  # (N, D) recent encoder outputs, for revival
+        # Recent encoder outputs for revival: the first `recent_count` rows are valid. Only kept when
+        # revival is on (an empty buffer otherwise).
+        self.register_buffer("recent", torch.zeros(recent_size if dead_code_threshold > 0 else 0, dim))
+        self.register_buffer("recent_count", torch.zeros((), dtype=torch.long))
+        self.register_buffer("rng_seed", torch.randint(0, 2**62, (), dtype=torch.long))
 
     def reset_codebook(self) -> None:
-        """Initial codebook: N(0, 1/dim) entries (norm ≈ 1), EMA sums consistent with it."""
+        """Initial codebook: N(0, 1/dim) entries (norm ≈ 1), EMA sums consistent with it, no statistics."""
         with torch.no_grad():
             nn.init.normal_(self.codebook, 0.0, 1.0 / math.sqrt(self.dim))
             self.ema_cluster_size.fill_(1.0)
             self.ema_embed_sum.copy_(self.codebook)
             self.usage.zero_()
             self.usage_steps.zero_()
+            self.recent.zero_()
+            self.recent_count.zero_()
+            self.rng_seed.fill_(int(torch.randint(0, 2**62, ())))
             self.initialized.fill_(not self.kmeans_init)
+
+    def _generator(self, purpose: int) -> torch.Generator:
+        """A CPU generator for this step's draws: a function of (``rng_seed``, ``usage_steps``, purpose)."""
+        return torch.Generator().manual_seed((int(self.rng_seed) * 1_000_003 + int(self.usage_steps) * 4 + purpose) % 2**63)
 
     def quantize(self, flat: torch.Tensor) -> torch.Tensor:
         """Nearest code index for each row of ``flat`` ``(N, dim)`` → ``(N,)``."""
@@ -156,8 +182,12 @@ class VectorQuantizer(nn.Module):
     def _kmeans(self, data: torch.Tensor) -> None:
         k = self.codebook_size
         data = data.float()
-        pick = torch.randint(0, data.shape[0], (k,), device=data.device) if data.shape[0] < k else torch.randperm(data.shape[0], device=data.device)[:k]
-        centres = data[pick].clone()
+        generator = self._generator(0)
+        if data.shape[0] < k:
+            pick = torch.randint(0, data.shape[0], (k,), generator=generator)
+        else:
+            pick = torch.randperm(data.shape[0], generator=generator)[:k]
+        centres = data[pick.to(data.device)].clone()
         for _ in range(self.kmeans_iters):
             assign = (centres.pow(2).sum(1)[None] - 2 * data @ centres.t()).argmin(1)
             counts = torch.bincount(assign, minlength=k).to(data.dtype)
@@ -169,21 +199,27 @@ class VectorQuantizer(nn.Module):
         self.ema_cluster_size.fill_(1.0)
         self.initialized.fill_(True)
 
-    def forward(self, z: torch.Tensor, mask: torch.Tensor) -> BottleneckOutput:
-        """``z`` ``(batch, frames, dim)``, ``mask`` ``(batch, frames)`` bool → quantised latents and codes."""
+    def forward(self, z: torch.Tensor, mask: torch.Tensor, example_seeds: Optional[torch.Tensor] = None) -> BottleneckOutput:
+        """``z`` ``(batch, frames, dim)``, ``mask`` ``(batch, frames)`` bool → quantised latents and codes.
+        (``example_seeds`` is accepted for a common bottleneck signature; quantisation draws nothing per example.)"""
         batch, frames, dim = z.shape
         flat = z.reshape(-1, dim)  # (B*T, D)
         real = mask.reshape(-1)
         real_rows = flat[real].detach().float()  # (N, D)
-        if self.training and self.kmeans_init and not bool(self.initialized) and real_rows.shape[0] > 0:
-            self._kmeans(real_rows)
+        # A non-finite batch must not reach the codebook or its statistics (the trainer skips its step).
+        # Decided over every process, so that all of them take the same branch.
+        finite = all_reduce_sum(torch.isfinite(real_rows).all().float().reshape(1)) == world_size() if self.training else None
+        if self.training and self.kmeans_init and not bool(self.initialized) and bool(finite):
+            rows = gather_rows(real_rows)
+            if rows.shape[0] > 0:
+                self._kmeans(rows)
         codes = self.quantize(flat.detach())  # (B*T,)
         quantized = F.embedding(codes, self.codebook).view(batch, frames, dim)  # (B, T, D)
         real_codes = codes[real]
         counts = torch.bincount(real_codes, minlength=self.codebook_size).float()  # (K,)
 
-        if self.training:
-            self._update_statistics(real_rows, real_codes, counts)
+        if self.training and bool(finite):
+            counts = self._update_statistics(real_rows, real_codes, counts)
 
         zf, qf = z.float(), quantized.float()
         commit = _masked_mean((zf - qf.detach()).pow(2), mask)
@@ -205,21 +241,33 @@ class VectorQuantizer(nn.Module):
         )
 
     @torch.no_grad()
-    def _update_statistics(self, rows: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor) -> None:
+    def _update_statistics(self, rows: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Update usage, EMA and recent outputs from this batch (summed over processes); returns the
+        batch's code counts over every process."""
         decay = self.ema_decay
+        counts = all_reduce_sum(counts.clone())
         self.usage.mul_(decay).add_(counts, alpha=1 - decay)
-        self.usage_steps.add_(1)
-        if rows.shape[0] > 0:
-            keep = rows if rows.shape[0] <= self.recent_size else rows[torch.randperm(rows.shape[0], device=rows.device)[: self.recent_size]]
-            self._recent = keep.clone()
-        if self.use_ema and rows.shape[0] > 0:
+        if self.dead_code_threshold > 0:
+            everyone = gather_rows(rows)
+            if everyone.shape[0] > 0:
+                keep = everyone
+                if everyone.shape[0] > self.recent_size:
+                    pick = torch.randperm(everyone.shape[0], generator=self._generator(1))[: self.recent_size]
+                    keep = everyone[pick.to(everyone.device)]
+                self.recent[: keep.shape[0]] = keep.to(self.recent.dtype)
+                self.recent_count.fill_(keep.shape[0])
+        if self.use_ema:
             sums = torch.zeros(self.codebook_size, self.dim, device=rows.device).index_add_(0, codes, rows)
-            self.ema_cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
-            self.ema_embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
-            n = self.ema_cluster_size.sum()
-            # Laplace smoothing keeps rarely used codes from dividing by ~0.
-            size = (self.ema_cluster_size + self.epsilon) / (n + self.codebook_size * self.epsilon) * n
-            self.codebook.data.copy_(self.ema_embed_sum / size[:, None])
+            sums = all_reduce_sum(sums)
+            if counts.sum() > 0:
+                self.ema_cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
+                self.ema_embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
+                n = self.ema_cluster_size.sum()
+                # Laplace smoothing keeps rarely used codes from dividing by ~0.
+                size = (self.ema_cluster_size + self.epsilon) / (n + self.codebook_size * self.epsilon) * n
+                self.codebook.data.copy_(self.ema_embed_sum / size[:, None])
+        self.usage_steps.add_(1)
+        return counts
 
     def average_usage(self) -> torch.Tensor:
         """``(K,)`` bias-corrected moving average of assignments per training batch."""
@@ -231,18 +279,23 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def revive_dead_codes(self) -> int:
         """Re-initialise codes used less than ``dead_code_threshold`` times per batch (on average) with
-        randomly chosen recent encoder outputs. Returns how many codes were revived."""
-        if self.dead_code_threshold <= 0 or self._recent is None or self._recent.shape[0] == 0:
+        randomly chosen recent encoder outputs. Returns how many codes were revived.
+
+        Deterministic given the buffers (the draw is seeded by ``rng_seed`` and the step), so every
+        process revives the same codes with the same rows."""
+        count = int(self.recent_count)
+        if self.dead_code_threshold <= 0 or count == 0:
             return 0
         usage = self.average_usage()
         dead = (usage < self.dead_code_threshold).nonzero().squeeze(1)
         if dead.numel() == 0:
             return 0
-        recent = self._recent.to(self.codebook.device)
-        new = recent[torch.randint(0, recent.shape[0], (dead.numel(),), device=recent.device)]
+        recent = self.recent[:count]
+        pick = torch.randint(0, count, (dead.numel(),), generator=self._generator(2))
+        new = recent[pick.to(recent.device)]
         self.codebook.data[dead] = new.to(self.codebook.dtype)
         # Give revived codes a grace period of one average batch share before they can die again.
-        share = float(recent.shape[0]) / self.codebook_size
+        share = float(count) / self.codebook_size
         self.ema_cluster_size[dead] = 1.0
         self.ema_embed_sum[dead] = new.to(self.ema_embed_sum.dtype)
         bias = 1.0 - self.ema_decay ** int(self.usage_steps)

@@ -7,8 +7,12 @@ the exact position of a latent and the encoder is pushed towards slowly varying,
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
+
+from .randomness import example_rand
 
 
 class TimeJitter(nn.Module):
@@ -26,12 +30,13 @@ class TimeJitter(nn.Module):
             raise ValueError(f"jitter probability must be in [0, 1], got {probability}")
         self.probability = probability
 
-    def forward(self, latents: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``latents`` ``(batch, frames, dim)``, ``lengths`` ``(batch,)`` real frames → same shape."""
+    def forward(self, latents: torch.Tensor, lengths: torch.Tensor, example_seeds: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``latents`` ``(batch, frames, dim)``, ``lengths`` ``(batch,)`` real frames → same shape.
+        ``example_seeds`` ``(batch,)``: draw each example's jitter from its own seed (global RNG if None)."""
         if not self.training or self.probability == 0.0:
             return latents
         batch, frames, dim = latents.shape
-        u = torch.rand(batch, frames, device=latents.device)
+        u = example_rand(example_seeds, (batch, frames), "jitter", device=latents.device)
         shift = (u < self.probability / 2).long() * -1 + ((u >= self.probability / 2) & (u < self.probability)).long()
         last = (lengths - 1).clamp(min=0)[:, None]  # (B, 1)
         index = torch.arange(frames, device=latents.device)[None, :] + shift  # (B, T)

@@ -1,6 +1,6 @@
 """The shared training loop (Accelerate), its configuration, checkpoints, and the pretraining entry point."""
 
-from .checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, verify_checkpoint
+from .checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, prepare_output_dir, verify_checkpoint
 from .config import (
     ConfigError,
     PretrainDataConfig,
@@ -26,6 +26,7 @@ __all__ = [
     "load_config",
     "parse_overrides",
     "parse_recipe_args",
+    "prepare_output_dir",
     "pretraining_forward",
     "run_pretraining",
     "verify_checkpoint",

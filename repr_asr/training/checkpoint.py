@@ -177,3 +177,20 @@ def remove_leftovers(root: Path) -> None:
         if path.is_dir() and (path.name.startswith(TMP_PREFIX) or path.name.startswith(TRASH_PREFIX)):
             logger.warning("removing %s left by an interrupted save", path)
             shutil.rmtree(path, ignore_errors=True)
+
+
+def prepare_output_dir(output_dir, resume: bool) -> Path:
+    """Check that a run may write into ``output_dir`` *before* anything is written there.
+
+    A folder holding checkpoints is refused without ``resume`` (``CheckpointError`` naming it), so a
+    mistyped command never overwrites the ``config.yaml``, tokenizer or metrics of an earlier run.
+    Returns the folder as a ``Path`` (created when missing).
+    """
+    output_dir = Path(output_dir)
+    root = output_dir / "checkpoints"
+    if not resume and list_checkpoints(root):
+        raise CheckpointError(
+            f"{root} already holds checkpoints: pass --resume to continue that run, or choose another --output_dir"
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return output_dir

@@ -69,6 +69,18 @@ class TrainingConfig:
         pin_memory (`bool`, defaults to `False`): pin host memory of batches (helps GPU transfers).
         drop_last (`bool`, defaults to `True`): drop the last incomplete batch of an epoch.
         shuffle (`bool`, defaults to `True`): shuffle the training set each epoch (seeded by `seed` and the epoch).
+        max_nonfinite_steps (`int`, defaults to `10`): a step whose loss or gradients are not finite is skipped
+            (no update, counted as `nonfinite_steps` in `metrics.jsonl`); after this many such steps in a row
+            the run stops with an error, keeping its last good checkpoint. 0 stops at the first one.
+        metric_for_best_model (`str`, defaults to `""`): an evaluation result (e.g. `"eval_cer"`) that picks
+            the step whose weights become `final/`; empty: `final/` is the last step.
+        greater_is_better (`bool`, defaults to `False`): whether a larger `metric_for_best_model` is better.
+        early_stopping_patience (`int`, defaults to `0`): stop after this many evaluations in a row without
+            an improvement of `metric_for_best_model`; 0 never stops early.
+        flops_budget (`float`, defaults to `0.0`): training FLOPs to spend; when > 0 the recipes that count a
+            step's FLOPs (pretraining) set `max_steps` to `flops_budget / FLOPs per step` (equal compute).
+        strict (`bool`, defaults to `False`): stop at the first undecodable example instead of skipping it
+            (skipped examples are named in the log and counted in the results).
     """
 
     max_steps: int = 1000
@@ -92,6 +104,12 @@ class TrainingConfig:
     pin_memory: bool = False
     drop_last: bool = True
     shuffle: bool = True
+    max_nonfinite_steps: int = 10
+    metric_for_best_model: str = ""
+    greater_is_better: bool = False
+    early_stopping_patience: int = 0
+    flops_budget: float = 0.0
+    strict: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -105,11 +123,16 @@ class TrainingConfig:
         for name in ("max_steps", "batch_size", "gradient_accumulation_steps", "log_steps"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"training.{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("warmup_steps", "save_steps", "save_total_limit", "eval_steps", "num_workers"):
+        for name in ("warmup_steps", "save_steps", "save_total_limit", "eval_steps", "num_workers",
+                     "max_nonfinite_steps", "early_stopping_patience"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"training.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.learning_rate <= 0:
             raise ConfigError(f"training.learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.flops_budget < 0:
+            raise ConfigError(f"training.flops_budget must be >= 0, got {self.flops_budget!r}")
+        if self.early_stopping_patience and not self.metric_for_best_model:
+            raise ConfigError("training.early_stopping_patience needs training.metric_for_best_model (e.g. eval_cer)")
 
 
 @dataclass
@@ -397,6 +420,7 @@ def parse_recipe_args(argv: Optional[list[str]] = None, description: str = "", e
     parser.add_argument("--save_steps", help="shortcut for --training.save_steps")
     parser.add_argument("--seed", help="shortcut for --training.seed")
     parser.add_argument("--data", help="shortcut for --data.spec (builtin:PATH, librispeech:PATH, hf:NAME)")
+    parser.add_argument("--strict", action="store_true", help="stop at the first undecodable example (--training.strict true)")
     if extra is not None:
         extra(parser)
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -406,4 +430,6 @@ def parse_recipe_args(argv: Optional[list[str]] = None, description: str = "", e
         if value is not None:
             shortcut_args += [f"--{name}", value]
     overrides = parse_overrides(shortcut_args + rest)
+    if args.strict:
+        overrides[("training", "strict")] = True
     return args, overrides

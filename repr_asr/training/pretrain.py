@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -12,14 +14,18 @@ from typing import Optional
 import yaml
 from accelerate.utils import set_seed
 
-from .config import RunConfig, config_class_for, model_config_keys
+from .checkpoint import prepare_output_dir
+from .config import ConfigError, RunConfig, config_class_for, model_config_keys
+from .flops import count_step_flops
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
 # Keys that may legitimately change between a run and its resumption.
 _RESUMABLE_CHANGES = {("training", "max_steps"), ("training", "save_steps"), ("training", "log_steps"),
-                      ("training", "eval_steps"), ("training", "save_total_limit"), ("training", "num_workers")}
+                      ("training", "eval_steps"), ("training", "save_total_limit"), ("training", "num_workers"),
+                      ("training", "flops_budget"), ("training", "strict")}
+RESULTS_FILE = "results.json"
 
 
 def pretraining_forward(model, batch):
@@ -63,6 +69,9 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     conditioning on and an empty ``speakers`` list gets the sorted speaker ids of the training split. Every batch carries
     ``speaker_ids`` (indices into that list, or into the split's own sorted speaker list for models
     without one, e.g. CPC's same-speaker negatives); models that do not use them ignore them.
+    Before training, one step's FLOPs are counted on a real batch (:mod:`repr_asr.training.flops`);
+    with ``training.flops_budget`` > 0 that sets ``max_steps`` (equal compute across upstreams). FLOPs
+    per step and in total go into ``output_dir/results.json`` and the model card.
     Returns the final metrics.
     """
     import repr_asr  # noqa: F401  (registers every model type)
@@ -72,6 +81,9 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     from ..data.crops import RandomCropDataset, collate_crops
     from ..feature_extraction import ReprFeatureExtractor
 
+    # Before anything is written: a folder with checkpoints needs --resume (its config.yaml stays intact).
+    if int(os.environ.get("RANK", "0")) == 0:
+        prepare_output_dir(output_dir, resume)
     output_dir = Path(output_dir)
     set_seed(run.training.seed)  # parameter initialisation
 
@@ -96,7 +108,16 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     sampling_rate = getattr(model_config, "sampling_rate", 16000)
 
     crops = dict(crop_samples=run.data.crop_samples, cache_audio=run.data.cache_audio, normalize=run.data.normalize, sampling_rate=sampling_rate)
-    train_set = RandomCropDataset(split, seed=run.training.seed, speakers=speakers or None, **crops)
+    train_set = RandomCropDataset(split, seed=run.training.seed, speakers=speakers or None, strict=run.training.strict, **crops)
+
+    # One step's FLOPs, measured on the first batch that decodes (every step has the same crop shapes).
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    batch_flops = count_step_flops(model, _first_batch(train_set, run.training.batch_size), pretraining_forward)
+    flops_per_step = batch_flops * run.training.gradient_accumulation_steps * processes
+    if run.training.flops_budget > 0:
+        steps = max(1, math.floor(run.training.flops_budget / flops_per_step))
+        logger.info("flops_budget %.3g / %.3g FLOPs per step: max_steps %d", run.training.flops_budget, flops_per_step, steps)
+        run = replace(run, training=replace(run.training, max_steps=steps))
 
     eval_set = None
     if run.data.eval_split:
@@ -129,6 +150,8 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
             "config": config_path or "(in code)",
             "data": f"{run.data.spec} split {run.data.split} ({len(split)} utterances, {len(speakers)} speakers), "
             f"{run.data.crop_samples}-sample random crops",
+            "compute": f"{flops_per_step:.4g} FLOPs per step (forward + backward, counted with FlopCounterMode), "
+            f"{flops_per_step * run.training.max_steps:.4g} in total over {run.training.max_steps} steps",
         },
     )
     if trainer.accelerator.is_main_process:
@@ -138,4 +161,30 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
             _warn_config_changes(saved, run)
         run.save(saved)
     trainer.accelerator.wait_for_everyone()
-    return trainer.train(resume=resume)
+    metrics = trainer.train(resume=resume)
+    metrics.update(flops_per_step=flops_per_step, total_flops=flops_per_step * metrics["step"])
+    if trainer.accelerator.is_main_process:
+        results = {"task": "pretraining", "model_type": run.model_type, "config": config_path, "data": run.data.spec,
+                   "steps": metrics["step"], "flops_per_step": flops_per_step, "total_flops": metrics["total_flops"],
+                   **trainer.run_info(), "metrics": metrics, "run": run.to_dict()}
+        (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1, default=str))
+    return metrics
+
+
+def _first_batch(dataset, batch_size: int) -> dict:
+    """A collated batch of the first ``batch_size`` decodable items (the FLOP count's input)."""
+    from ..data.crops import collate_crops
+    from ..data.skipping import is_skipped
+
+    items = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if not is_skipped(item):
+            items.append(item)
+        if len(items) == batch_size:
+            break
+    if not items:
+        raise ValueError("no utterance of the training split could be decoded")
+    while len(items) < batch_size:  # a split smaller than a batch: repeat, the shapes are what count
+        items.append(items[len(items) % len(items)])
+    return collate_crops(items)

@@ -11,7 +11,19 @@ Exact resume: the data order is a function of (seed, epoch) only (Accelerate's s
 datasets with ``set_epoch``), the batches already consumed in the current epoch are skipped with
 ``skip_first_batches``, and the torch / numpy / python RNG states come back from the checkpoint.
 The DataLoader has its own generator so that starting an epoch never draws from the global RNG
-that the model's random ops (dropout, jitter, masking, negatives) use.
+that the model's random ops use.
+
+Several processes: each process seeds its global RNG with ``seed + rank`` (dropout differs between
+ranks, as it would between examples); the model's data augmentations are drawn per example from the
+batch's ``example_seeds`` (:mod:`repr_asr.modules.randomness`), so a run on two processes at batch
+B/2 computes what one process at batch B does.
+
+Nothing non-finite is kept: a step whose loss or gradients are not finite is skipped (no update,
+counted as ``nonfinite_steps``); ``TrainingConfig.max_nonfinite_steps`` such steps in a row stop the run
+with :class:`NonFiniteError`, and no checkpoint or ``final/`` is ever written from non-finite weights.
+
+Launch: precision and process count are what ``accelerate launch`` asked for or the run stops
+(:func:`resolve_mixed_precision`, :func:`check_launch`).
 """
 
 from __future__ import annotations
@@ -42,12 +54,88 @@ from .checkpoint import (
     remove_leftovers,
     rotate_checkpoints,
 )
-from .config import TrainingConfig
+from ..data.skipping import SKIPPED_KEY
+from .config import ConfigError, TrainingConfig
 from .memory import keep_freed_memory
 
 logger = logging.getLogger(__name__)
 
 _SCHEDULE_NAMES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+
+
+BEST_DIR = "best"
+SKIPPED_FILE = "skipped_examples.txt"
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced non-finite losses or gradients too many steps in a row (or non-finite weights)."""
+
+
+def resolve_mixed_precision(configured: str, launcher: Optional[str] = None) -> str:
+    """The precision a run uses, from the config and ``accelerate launch --mixed_precision``.
+
+    ``accelerate launch`` always exports ``ACCELERATE_MIXED_PRECISION`` ("no" when not given), so a
+    launcher "no" cannot be told apart from no choice at all. The rule: mixed precision is on when
+    either the config or the launcher turns it on; two different precisions (bf16 vs fp16) stop the run.
+    """
+    launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no") if launcher is None else launcher
+    launcher = (launcher or "no").lower()
+    if launcher == configured or launcher == "no":
+        return configured
+    if configured == "no":
+        logger.info("mixed precision %s from accelerate launch (training.mixed_precision is 'no')", launcher)
+        return launcher
+    raise ConfigError(
+        f"accelerate launch asked for --mixed_precision {launcher} but training.mixed_precision is {configured!r}: "
+        "pass the same value to both, or drop one"
+    )
+
+
+def _launcher_num_processes() -> Optional[int]:
+    """``--num_processes N`` of an ``accelerate launch`` that is this process's parent (Linux), else None."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as handle:
+            argv = [a.decode(errors="replace") for a in handle.read().split(b"\0") if a]
+    except OSError:
+        return None
+    if not any(a.endswith("accelerate") for a in argv[:2]) or "launch" not in argv:
+        return None
+    for i, arg in enumerate(argv):
+        for flag in ("--num_processes", "--num-processes"):
+            if arg == flag and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith(flag + "="):
+                value = arg.split("=", 1)[1]
+            else:
+                continue
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def check_launch(num_processes: int) -> None:
+    """Stop when the launcher asked for more processes than the run got.
+
+    ``accelerate launch --cpu --num_processes 2`` starts ONE process (Accelerate's simple launcher does
+    not use ``--num_processes`` with ``--cpu``); several CPU processes are started with
+    ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes N`` or ``torchrun``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and num_processes == 1:
+        # Every process would believe it is the only one and write the same files.
+        raise ConfigError(
+            f"launched as {world} processes but Accelerate set up a single-process run: on a machine without "
+            "GPUs set ACCELERATE_USE_CPU=true, and create no accelerate PartialState before the Trainer"
+        )
+    asked = _launcher_num_processes()
+    if asked is not None and asked > num_processes:
+        raise ConfigError(
+            f"accelerate launch asked for --num_processes {asked} but started {num_processes} process(es) "
+            "(with --cpu, Accelerate's launcher runs a single process): for several CPU processes run "
+            f"`ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes {asked} ...`"
+        )
 
 
 def default_forward(model, batch):
@@ -128,9 +216,10 @@ class Trainer:
         self.feature_extractor = feature_extractor
         self.card_info = dict(card_info or {})
 
+        mixed_precision = resolve_mixed_precision(config.mixed_precision)
         self.accelerator = Accelerator(
             gradient_accumulation_steps=config.gradient_accumulation_steps,
-            mixed_precision=config.mixed_precision,
+            mixed_precision=mixed_precision,
             log_with="tensorboard",
             project_config=ProjectConfiguration(project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")),
             # Data order depends only on (data_seed, epoch), identically on every process.
@@ -138,15 +227,10 @@ class Trainer:
             # Some parameters get no gradient in some steps (frozen upstream, unused probe heads).
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world > 1 and self.accelerator.num_processes == 1:
-            # Every process would believe it is the only one and write the same files.
-            raise RuntimeError(
-                f"launched as {world} processes but Accelerate set up a single-process run: on CPU use "
-                "`accelerate launch --cpu` (or set ACCELERATE_USE_CPU=true), and create no accelerate "
-                "PartialState before the Trainer"
-            )
-        set_seed(config.seed)
+        check_launch(self.accelerator.num_processes)
+        # seed + rank: ranks never share a stream (dropout); one process keeps `seed` itself. Parameters
+        # were initialised before (the recipe seeds them) and DDP copies rank 0's to every rank.
+        set_seed(config.seed, device_specific=True)
         if self.accelerator.device.type == "cpu":
             keep_freed_memory()  # activations reuse last step's pages instead of faulting in new ones
 
@@ -185,6 +269,20 @@ class Trainer:
         self.accelerator.register_for_checkpointing(self.scheduler)
         if len(self.train_loader) == 0:
             raise ValueError(f"the training DataLoader yields no batch ({len(train_dataset)} examples, batch_size {config.batch_size})")
+        # Run state that checkpoints carry (trainer_state.json) besides Accelerate's.
+        self.nonfinite_steps = 0  # skipped steps, in total
+        self.skipped: list[dict] = []  # undecodable examples met by this process since the last save
+        self.skipped_total: list[dict] = []  # all of them, every process (main process's view)
+        self.best_step: Optional[int] = None
+        self.best_metric: Optional[float] = None
+        self.evals_without_improvement = 0
+        self.stopped_early = False
+
+    def run_info(self) -> dict:
+        """What really ran: process count, precision and device (for results.json and the model card)."""
+        acc = self.accelerator
+        return {"num_processes": acc.num_processes, "mixed_precision": acc.mixed_precision,
+                "device": acc.device.type, "distributed_type": str(acc.distributed_type.value)}
 
     # ------------------------------------------------------------------------------------------
     def _optimizer_groups(self, model, param_groups):
@@ -226,6 +324,8 @@ class Trainer:
         acc = self.accelerator
         if batches_in_epoch >= len(self.train_loader):  # saved at an epoch's very end: resume at the next one
             epoch, batches_in_epoch = epoch + 1, 0
+        self._check_finite_weights(f"checkpoint at step {step}")
+        self._collect_skipped()
         final_dir = self.checkpoint_root / f"{CHECKPOINT_PREFIX}{step}"
         tmp_dir = self.checkpoint_root / f"{TMP_PREFIX}{CHECKPOINT_PREFIX}{step}"
         if acc.is_main_process:
@@ -235,7 +335,10 @@ class Trainer:
         acc.save_state(str(tmp_dir))
         acc.wait_for_everyone()
         if acc.is_main_process:
-            state = {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch, "max_steps": self.config.max_steps}
+            state = {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch, "max_steps": self.config.max_steps,
+                     "nonfinite_steps": self.nonfinite_steps, "skipped_examples": self.skipped_total,
+                     "best_step": self.best_step, "best_metric": self.best_metric,
+                     "evals_without_improvement": self.evals_without_improvement, "stopped_early": self.stopped_early}
             finalize_checkpoint(tmp_dir, final_dir, state)
             rotate_checkpoints(self.checkpoint_root, self.config.save_total_limit)
         acc.wait_for_everyone()
@@ -248,6 +351,11 @@ class Trainer:
             return 0, 0, 0
         path, state = found
         self.accelerator.load_state(str(path))
+        self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
+        self.skipped_total = list(state.get("skipped_examples", []))
+        self.best_step, self.best_metric = state.get("best_step"), state.get("best_metric")
+        self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
+        self.stopped_early = bool(state.get("stopped_early", False))
         logger.info("resumed from %s (step %d)", path, state["step"])
         self.accelerator.print(f"resuming from {path}")
         return int(state["step"]), int(state["epoch"]), int(state["batches_in_epoch"])
@@ -308,6 +416,81 @@ class Trainer:
         return {f"eval_{name}": total / max(count, 1) for name, total in sums.items()}
 
     # ------------------------------------------------------------------------------------------
+    def _check_finite_weights(self, what: str) -> None:
+        """Refuse to write ``what`` from weights (or buffers) that are not all finite."""
+        bad = [name for name, tensor in self.unwrapped_model.state_dict().items()
+               if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+        if bad:
+            raise NonFiniteError(f"refusing to write the {what}: non-finite values in {', '.join(bad[:5])}"
+                                 + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
+
+    def _note_skipped(self, skipped: list[dict]) -> None:
+        for item in skipped:
+            logger.warning("skipping example %s: %s", item["id"], item["error"])
+        self.skipped.extend(skipped)
+
+    def _collect_skipped(self) -> None:
+        """Gather every process's newly skipped examples onto the main process's list (all processes call it)."""
+        from accelerate.utils import gather_object
+
+        new = gather_object([self.skipped]) if self.accelerator.num_processes > 1 else [self.skipped]
+        self.skipped = []
+        if self.accelerator.is_main_process:
+            seen = {item["id"] for item in self.skipped_total}
+            for part in new:
+                for item in part:
+                    if item["id"] not in seen:  # an example met again in a later epoch is counted once
+                        seen.add(item["id"])
+                        self.skipped_total.append(item)
+
+    def _skipped_count(self) -> int:
+        """Distinct skipped examples so far, over every process (all processes call it)."""
+        mine = {item["id"] for item in self.skipped} - {item["id"] for item in self.skipped_total}
+        count = torch.tensor(float(len(mine)), device=self.accelerator.device)
+        return int(self.accelerator.reduce(count, reduction="sum").item()) + len(self.skipped_total)
+
+    def _grad_norm(self, model):
+        """The global gradient norm (clipped to ``max_grad_norm`` when > 0); non-finite when a gradient is."""
+        if self.config.max_grad_norm > 0:
+            return self.accelerator.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not grads:
+            return torch.zeros((), device=self.accelerator.device)
+        return torch.nn.utils.get_total_norm(grads)
+
+    def _improved(self, value: float) -> bool:
+        if self.best_metric is None:
+            return True
+        return value > self.best_metric if self.config.greater_is_better else value < self.best_metric
+
+    def _save_best(self, step: int, value: float) -> None:
+        """Keep the weights of the best evaluation so far in ``DIR/best/`` (all processes call it)."""
+        from safetensors.torch import save_model
+
+        acc = self.accelerator
+        self._check_finite_weights(f"best model at step {step}")
+        if acc.is_main_process:
+            best = self.output_dir / BEST_DIR
+            tmp = self.output_dir / f"{TMP_PREFIX}{BEST_DIR}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            save_model(self.unwrapped_model, str(tmp / "model.safetensors"))
+            (tmp / "best.json").write_text(json.dumps({"step": step, "metric": self.config.metric_for_best_model, "value": value}))
+            shutil.rmtree(best, ignore_errors=True)
+            os.rename(tmp, best)
+        acc.wait_for_everyone()
+
+    def _load_best(self) -> None:
+        """Put the best evaluation's weights back into the model (every process)."""
+        from safetensors.torch import load_model
+
+        best = self.output_dir / BEST_DIR
+        info = json.loads((best / "best.json").read_text())
+        if int(info["step"]) != self.best_step:
+            raise CheckpointError(f"{best} holds step {info['step']}, but the run's best step is {self.best_step}")
+        load_model(self.unwrapped_model, str(best / "model.safetensors"), device=str(self.accelerator.device))
+
+    # ------------------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
         """Run to ``max_steps`` (continuing from the newest complete checkpoint when ``resume``); returns final metrics."""
         acc, config = self.accelerator, self.config
@@ -336,6 +519,9 @@ class Trainer:
         step_loss = torch.zeros((), device=acc.device)
         step_terms: dict = {}
         micro = 0
+        micro_finite = torch.ones((), dtype=torch.bool, device=acc.device)
+        nonfinite_in_a_row = 0
+        last_eval = -1
         hook_terms: dict = {}
         grad_norm = None
         final_metrics: dict = {}
@@ -343,10 +529,18 @@ class Trainer:
         samples_per_step = config.batch_size * config.gradient_accumulation_steps * acc.num_processes
         progress = tqdm(total=config.max_steps, initial=step, disable=not acc.is_local_main_process, desc="train")
 
-        while step < config.max_steps:
+        while step < config.max_steps and not self.stopped_early:
             loader = acc.skip_first_batches(self.train_loader, batches_in_epoch) if batches_in_epoch else self.train_loader
             self._set_epoch(loader, epoch)
             for batch in loader:
+                skipped = batch.pop(SKIPPED_KEY, None) if isinstance(batch, dict) else None
+                if skipped:
+                    self._note_skipped(skipped)
+                    if not any(torch.is_tensor(v) for v in batch.values()):
+                        if acc.num_processes > 1:  # the other processes would wait for this one's gradients
+                            raise RuntimeError(f"every example of a batch was undecodable: {[s['id'] for s in skipped]}")
+                        batches_in_epoch += 1
+                        continue
                 if micro == 0:
                     unwrapped = self.unwrapped_model
                     if hasattr(unwrapped, "on_train_step"):
@@ -358,12 +552,19 @@ class Trainer:
                     loss = output.loss
                     if loss is None or loss.ndim != 0:
                         raise ValueError("forward_fn must return an output whose .loss is a scalar tensor")
+                    micro_finite = micro_finite & torch.isfinite(loss.detach()).all()
                     acc.backward(loss)
-                    if acc.sync_gradients and config.max_grad_norm > 0:
-                        grad_norm = acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                    self.optimizer.step()
-                    if acc.sync_gradients and not acc.optimizer_step_was_skipped:
-                        self.scheduler.step()
+                    step_ok = True
+                    if acc.sync_gradients:
+                        grad_norm = self._grad_norm(model)
+                        finite = (micro_finite & torch.isfinite(torch.as_tensor(grad_norm, device=acc.device))).float()
+                        # Every process takes the same decision (a NaN on one rank reaches all through DDP anyway).
+                        step_ok = bool(acc.reduce(finite, reduction="sum").item() == acc.num_processes)
+                        micro_finite = torch.ones((), dtype=torch.bool, device=acc.device)
+                    if step_ok:
+                        self.optimizer.step()
+                        if acc.sync_gradients and not acc.optimizer_step_was_skipped:
+                            self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 batches_in_epoch += 1
                 micro += 1
@@ -375,18 +576,32 @@ class Trainer:
                 if not acc.sync_gradients:
                     continue
 
-                # ---- one optimisation step is complete ----
+                # ---- one optimisation step is complete (or skipped) ----
                 step += 1
                 progress.update(1)
-                window["loss"] = window.get("loss", 0.0) + step_loss / micro
-                for name, total in step_terms.items():
-                    window[name] = window.get(name, 0.0) + total / micro
-                for name, value in hook_terms.items():
-                    window[name] = window.get(name, 0.0) + torch.as_tensor(value, device=acc.device).float()
+                if step_ok:
+                    nonfinite_in_a_row = 0
+                    window["loss"] = window.get("loss", 0.0) + step_loss / micro
+                    for name, total in step_terms.items():
+                        window[name] = window.get(name, 0.0) + total / micro
+                    for name, value in hook_terms.items():
+                        window[name] = window.get(name, 0.0) + torch.as_tensor(value, device=acc.device).float()
+                    if grad_norm is not None:
+                        window["grad_norm"] = window.get("grad_norm", 0.0) + torch.as_tensor(grad_norm, device=acc.device).float()
+                    window_steps += 1
+                else:
+                    self.nonfinite_steps += 1
+                    nonfinite_in_a_row += 1
+                    logger.warning("step %d: non-finite loss or gradients, update skipped (%d in a row)", step, nonfinite_in_a_row)
+                    if nonfinite_in_a_row > config.max_nonfinite_steps:
+                        progress.close()
+                        raise NonFiniteError(
+                            f"{nonfinite_in_a_row} training steps in a row (up to step {step}) had a non-finite loss or "
+                            f"gradients (training.max_nonfinite_steps = {config.max_nonfinite_steps}): stopping. "
+                            f"The last good checkpoint in {self.checkpoint_root} is kept; lower the learning rate or "
+                            "check the data, then --resume"
+                        )
                 hook_terms = {}
-                if grad_norm is not None:
-                    window["grad_norm"] = window.get("grad_norm", 0.0) + torch.as_tensor(grad_norm, device=acc.device).float()
-                window_steps += 1
                 step_loss, step_terms, micro = torch.zeros((), device=acc.device), {}, 0
 
                 if self.step_callback is not None:
@@ -394,11 +609,15 @@ class Trainer:
 
                 if step % config.log_steps == 0 or step == config.max_steps:
                     names = sorted(window)
-                    # Mean over the window's steps, then over processes.
-                    stacked = torch.stack([torch.as_tensor(window[n], device=acc.device).float() for n in names]) / window_steps
-                    reduced = acc.reduce(stacked, reduction="mean").tolist()
+                    # Mean over the window's good steps, then over processes (every process has the same names).
+                    reduced = []
+                    if names:
+                        stacked = torch.stack([torch.as_tensor(window[n], device=acc.device).float() for n in names]) / window_steps
+                        reduced = acc.reduce(stacked, reduction="mean").tolist()
                     elapsed = time.time() - start_time
                     record = {"step": step, "epoch": epoch, **{n: v for n, v in zip(names, reduced)}}
+                    record["nonfinite_steps"] = self.nonfinite_steps
+                    record["skipped_examples"] = self._skipped_count()
                     record["lr"] = self.scheduler.get_last_lr()[0]
                     record["elapsed_s"] = round(elapsed, 3)
                     record["steps_per_s"] = (step - start_step) / elapsed if elapsed > 0 else 0.0
@@ -408,17 +627,18 @@ class Trainer:
                     if acc.is_main_process:
                         self._write_metrics(record)
                     acc.log({f"train/{k}": v for k, v in record.items() if k not in ("step",)}, step=step)
-                    progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                    progress.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}", lr=f"{record['lr']:.2e}")
                     final_metrics.update(record)
                     window, window_steps = {}, 0
 
                 if config.eval_steps and step % config.eval_steps == 0 and step < config.max_steps:
                     self._log_eval(step, final_metrics)
+                    last_eval = step
 
-                if config.save_steps and step % config.save_steps == 0:
+                if config.save_steps and step % config.save_steps == 0 or self.stopped_early:
                     self.save_checkpoint(step, epoch, batches_in_epoch)
                     last_saved = step
-                if step >= config.max_steps:
+                if step >= config.max_steps or self.stopped_early:
                     break
             else:
                 # The epoch ran out: the next one starts from its first batch.
@@ -428,10 +648,26 @@ class Trainer:
             break  # max_steps reached
 
         progress.close()
-        self._log_eval(step, final_metrics)
+        if last_eval != step:
+            self._log_eval(step, final_metrics)
         if last_saved != step:
             self.save_checkpoint(step, epoch, batches_in_epoch)
+        self._collect_skipped()
         final_metrics["step"] = step
+        final_metrics["nonfinite_steps"] = self.nonfinite_steps
+        final_metrics["skipped_examples"] = len(self.skipped_total)
+        if self.skipped_total and acc.is_main_process:
+            lines = [f"{item['id']}\t{item['error']}\n" for item in self.skipped_total]
+            (self.output_dir / SKIPPED_FILE).write_text("".join(lines))
+            logger.warning("%d undecodable example(s) were skipped; listed in %s", len(lines), self.output_dir / SKIPPED_FILE)
+        if config.metric_for_best_model and self.best_step is not None:
+            final_metrics.update(best_step=self.best_step, best_metric=self.best_metric, stopped_early=self.stopped_early)
+            if self.best_step != step:
+                acc.wait_for_everyone()
+                self._load_best()
+        final_metrics.update(self.run_info())
+        # No result from a model that is not finite: non-finite metrics are left out of what is returned.
+        final_metrics = {k: v for k, v in final_metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
         self.save_final(final_metrics)
         acc.end_training()
         return final_metrics
@@ -441,9 +677,26 @@ class Trainer:
         if not results:
             return
         results = {k if k.startswith("eval_") else f"eval_{k}": float(v) for k, v in results.items()}
+        name = self.config.metric_for_best_model
+        if name:
+            if name not in results:
+                raise KeyError(f"training.metric_for_best_model {name!r} is not among the evaluation results {sorted(results)}")
+            value = results[name]
+            if math.isfinite(value) and self._improved(value):
+                self.best_step, self.best_metric = step, value
+                self.evals_without_improvement = 0
+                self._save_best(step, value)
+            else:
+                self.evals_without_improvement += 1
+                patience = self.config.early_stopping_patience
+                if patience and self.evals_without_improvement >= patience:
+                    self.stopped_early = True
+                    self.accelerator.print(f"early stop at step {step}: {name} has not improved on "
+                                           f"{self.best_metric:.4g} (step {self.best_step}) for {patience} evaluations")
+            results["best_step"], results["best_metric"] = self.best_step, self.best_metric
         if self.accelerator.is_main_process:
             self._write_metrics({"step": step, **results})
-        self.accelerator.log({k.replace("eval_", "eval/", 1): v for k, v in results.items()}, step=step)
+        self.accelerator.log({k.replace("eval_", "eval/", 1): v for k, v in results.items() if k.startswith("eval_")}, step=step)
         into.update(results)
 
     # ------------------------------------------------------------------------------------------
@@ -452,6 +705,7 @@ class Trainer:
         acc = self.accelerator
         acc.wait_for_everyone()
         final = self.output_dir / "final"
+        self._check_finite_weights("final model")
         if acc.is_main_process:
             tmp = self.output_dir / f"{TMP_PREFIX}final"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -498,7 +752,8 @@ class Trainer:
             f"× {self.accelerator.num_processes} process(es)",
             f"- **optimiser**: AdamW, lr {c.learning_rate:g}, {c.warmup_steps} warm-up steps, {c.lr_schedule} decay, "
             f"weight decay {c.weight_decay:g}, clip {c.max_grad_norm:g}",
-            f"- **seed**: {c.seed}, **mixed precision**: {c.mixed_precision}",
+            f"- **seed**: {c.seed}; ran on {self.accelerator.num_processes} process(es), device "
+            f"`{self.accelerator.device.type}`, mixed precision `{self.accelerator.mixed_precision}`",
             "",
             "## Final metrics",
             "",

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
+from ...modules.distributed import global_count
+from ...modules.randomness import example_rand
 from ..upstream import UpstreamMixin, UpstreamOutput, lengths_from_mask, mask_from_lengths
 from .configuration_cpc import CPCConfig
 
@@ -139,13 +141,17 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         return self.encoder.output_lengths(torch.as_tensor(sample_lengths).long())
 
     # ----- contrastive loss ---------------------------------------------------------------------
-    def sample_negatives(self, frame_lengths: torch.Tensor, num_frames: int, speaker_ids: Optional[torch.Tensor] = None):
+    def sample_negatives(self, frame_lengths: torch.Tensor, num_frames: int, speaker_ids: Optional[torch.Tensor] = None,
+                         example_seeds: Optional[torch.Tensor] = None):
         """Draw ``num_negatives`` real frames for every ``(utterance, frame)`` query, uniformly from its pool.
 
         Returns ``(utterance_index, frame_index)``, each ``(batch, num_frames, num_negatives)`` long. Every
         drawn frame is real (``frame_index < frame_lengths[utterance_index]``) for each utterance that has a
         real frame in its pool; an utterance with an empty pool gets placeholders it never uses (it has no
         valid prediction either). The positive itself may be drawn, as in CPC_audio (rarely, in long pools).
+        With ``example_seeds`` ``(batch,)`` each row's draws come from its example's seed: with
+        ``negative_sampling="utterance"`` an example's negatives then do not depend on its batch (with
+        "speaker" or "batch" the pool itself is the batch on this process).
         """
         batch, device = frame_lengths.shape[0], frame_lengths.device
         mode = self.config.negative_sampling
@@ -163,7 +169,7 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         total = ends[:, -1:]  # (B, 1)
         count = num_frames * self.config.num_negatives
         # One uniform draw over the row's pool, then find the utterance it falls in.
-        draws = (torch.rand(batch, count, device=device) * total).long()
+        draws = (example_rand(example_seeds, (batch, count), "cpc_negatives", device=device) * total).long()
         draws = torch.minimum(draws, total - 1).clamp(min=0)  # (B, T*N)
         utterance = torch.searchsorted(ends, draws, right=True).clamp(max=batch - 1)  # (B, T*N)
         frame = draws - (ends.gather(1, utterance) - sizes.gather(1, utterance))
@@ -190,7 +196,8 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         ]
         return torch.stack(outputs, dim=2)  # (B, T, K, D)
 
-    def contrastive_loss(self, enc: torch.Tensor, ctx: torch.Tensor, frame_lengths: torch.Tensor, speaker_ids=None):
+    def contrastive_loss(self, enc: torch.Tensor, ctx: torch.Tensor, frame_lengths: torch.Tensor, speaker_ids=None,
+                         example_seeds=None):
         """InfoNCE of predicting ``enc[t + k]`` from ``ctx[t]``, k = 1..K, over real frames only.
 
         Args:
@@ -209,7 +216,7 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         positions = torch.arange(frames, device=enc.device)
         valid = (positions[None, :, None] + offsets[None, None, :]) < frame_lengths[:, None, None]  # (B, T, K)
 
-        utterance, frame = self.sample_negatives(frame_lengths, frames, speaker_ids)
+        utterance, frame = self.sample_negatives(frame_lengths, frames, speaker_ids, example_seeds)
         negatives = enc[utterance, frame]  # (B, T, N, D)
         positive_scores = (predictions * futures).sum(-1, keepdim=True)  # (B, T, K, 1)
         negative_scores = predictions @ negatives.transpose(-1, -2)  # (B, T, K, N)
@@ -220,7 +227,9 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
 
         valid_f = valid.float()
         count = valid_f.sum()
-        loss = (nll * valid_f).sum() / count.clamp(min=1.0)
+        # Divided by the count shared by every training process: DDP's averaged gradients are then those of
+        # one process over the union of the batches (repr_asr.modules.distributed).
+        loss = (nll * valid_f).sum() / global_count(count).clamp(min=1.0)
         per_step_count = valid_f.sum((0, 1)).clamp(min=1.0)  # (K,)
         per_step_acc = (correct.float() * valid_f).sum((0, 1)) / per_step_count  # (K,)
         metrics = {"loss": loss.detach(), "accuracy": ((correct.float() * valid_f).sum() / count.clamp(min=1.0)).detach()}
@@ -237,6 +246,7 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         compute_loss: bool = False,
         speaker_ids: Optional[torch.Tensor] = None,
         return_dict: bool = True,
+        example_seeds: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> UpstreamOutput:
         """Features at the probe points, and the InfoNCE loss with ``compute_loss=True``.
@@ -248,6 +258,7 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
             compute_loss: compute the pretraining loss and ``metrics`` (loss, ``accuracy``,
                 ``acc_step_1`` ... ``acc_step_K``).
             speaker_ids: ``(batch,)`` long, used only by ``negative_sampling="speaker"``.
+            example_seeds: ``(batch,)`` long seeds of each example's negatives (global RNG when None).
         """
         if input_values.dim() != 2:
             raise ValueError(f"CPCModel expects input_values of shape (batch, samples), got {tuple(input_values.shape)}")
@@ -262,7 +273,7 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
 
         loss = metrics = None
         if compute_loss:
-            loss, metrics = self.contrastive_loss(enc, probes["ctx"], frame_lengths, speaker_ids)
+            loss, metrics = self.contrastive_loss(enc, probes["ctx"], frame_lengths, speaker_ids, example_seeds)
         return UpstreamOutput(
             loss=loss,
             last_hidden_state=probes[self.config.default_probe_point],

@@ -23,6 +23,8 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...audio import SpectralFrontEnd
+from ...modules.distributed import global_count
+from ...modules.randomness import example_rand, example_randn
 from ..spectral.modeling_spectral import masked_cmvn
 from ..upstream import UpstreamMixin, UpstreamOutput, lengths_from_mask, mask_from_lengths
 from .configuration_masked_recon import MaskedReconConfig
@@ -53,21 +55,23 @@ class MaskedInputs:
     noised: torch.Tensor
 
 
-def sample_time_spans(frame_lengths: torch.Tensor, max_frames: int, proportion: float, span: int) -> torch.Tensor:
+def sample_time_spans(frame_lengths: torch.Tensor, max_frames: int, proportion: float, span: int,
+                      example_seeds: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Non-overlapping masked spans: ``(batch, max_frames)`` long, the span's index (0 .. n_spans - 1 over
     the batch) at masked frames and -1 elsewhere.
 
     Each utterance of ``L`` real frames gets ``n = min(round(L * proportion / span), L // span)`` spans,
     placed uniformly among all non-overlapping placements inside its real frames: choose ``n`` of the
     ``L - n * (span - 1)`` slots, then shift the k-th chosen slot right by ``k * (span - 1)``. Randomness
-    comes from torch's global RNG, so the trainer's RNG state in a checkpoint covers it.
+    comes from each example's seed (``example_seeds``, :mod:`repr_asr.modules.randomness`) or, without
+    seeds, torch's global RNG (whose state a checkpoint holds).
     """
     device = frame_lengths.device
     batch = frame_lengths.shape[0]
     n_spans = torch.minimum(torch.round(frame_lengths.double() * proportion / span).long(), frame_lengths // span)
     free_slots = frame_lengths - n_spans * (span - 1)  # (B,) >= n_spans
     slots = torch.arange(max_frames, device=device)
-    scores = torch.rand(batch, max_frames, device=device).masked_fill(slots[None, :] >= free_slots[:, None], 2.0)
+    scores = example_rand(example_seeds, (batch, max_frames), "mask_spans", device=device).masked_fill(slots[None, :] >= free_slots[:, None], 2.0)
     rank = scores.argsort(dim=1).argsort(dim=1)  # (B, T) rank of each slot's score
     chosen = rank < n_spans[:, None]  # (B, T) the n lowest-scoring valid slots
     order = chosen.long().cumsum(1) - 1  # (B, T) k for the k-th chosen slot
@@ -79,10 +83,16 @@ def sample_time_spans(frame_lengths: torch.Tensor, max_frames: int, proportion: 
     return span_id
 
 
-def masked_l1(predicted: torch.Tensor, target: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over the True entries of ``loss_mask`` (0 when there are none)."""
+def masked_l1(predicted: torch.Tensor, target: torch.Tensor, loss_mask: torch.Tensor, across_processes: bool = False) -> torch.Tensor:
+    """Mean absolute error over the True entries of ``loss_mask`` (0 when there are none).
+
+    ``across_processes``: divide by the count shared by every training process
+    (:func:`repr_asr.modules.distributed.global_count`), so data-parallel gradients equal one process's."""
     mask = loss_mask.to(predicted.dtype)
-    return ((predicted - target).abs() * mask).sum() / mask.sum().clamp(min=1.0)
+    count = mask.sum()
+    if across_processes:
+        count = global_count(count)
+    return ((predicted - target).abs() * mask).sum() / count.clamp(min=1.0)
 
 
 def sinusoidal_positions(length: int, dim: int, device, dtype) -> torch.Tensor:
@@ -226,7 +236,8 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
             features = features.reshape(batch, -1, rate * dim)  # (B, ceil(T/rate), rate * n_mels)
         return features, self.frame_lengths_at(sample_lengths, self.config.default_probe_point)
 
-    def mask_features(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> MaskedInputs:
+    def mask_features(self, features: torch.Tensor, frame_lengths: torch.Tensor,
+                      example_seeds: Optional[torch.Tensor] = None) -> MaskedInputs:
         """Corrupt clean features ``(batch, frames, dim)`` for training; padding is never touched.
 
         Time: non-overlapping spans of ``mask_span`` frames covering ``mask_proportion`` of the real
@@ -237,7 +248,8 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
         every real frame (and in every stacked sub-frame when ``downsample_rate > 1``).
         Noise (TERA): with probability ``noise_proportion`` an utterance gets N(0, noise_std²) added to
         its real frames; noise alone adds no loss positions.
-        Uses torch's global RNG.
+        Every draw comes from the example's seed (``example_seeds`` ``(batch,)``), or torch's global RNG
+        when None.
         """
         config = self.config
         batch, frames, dim = features.shape
@@ -245,13 +257,19 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
         real = mask_from_lengths(frame_lengths, frames)  # (B, T)
         inputs = features.clone()
 
-        span_id = sample_time_spans(frame_lengths, frames, config.mask_proportion, config.mask_span)  # (B, T)
+        seeds = example_seeds
+        span_id = sample_time_spans(frame_lengths, frames, config.mask_proportion, config.mask_span, seeds)  # (B, T)
         time_mask = span_id >= 0
-        draw = torch.rand(max(int(span_id.max()) + 1, 1), device=device)  # one draw per span
+        # One draw per span, from its example's stream: span ids count over the batch, so take the
+        # span's index within its example (its id minus the example's first id).
+        n_spans = time_mask.sum(1) // config.mask_span  # (B,)
+        first_id = n_spans.cumsum(0) - n_spans  # (B,)
+        local_id = (span_id - first_id[:, None]).clamp(min=0)  # (B, T)
+        draw = example_rand(seeds, (batch, max(frames, 1)), "mask_action", device=device).gather(1, local_id)  # (B, T)
         span_action = (draw >= config.mask_zero_prob).long() + (draw >= config.mask_zero_prob + config.mask_random_prob).long()
-        time_action = torch.where(time_mask, span_action[span_id.clamp(min=0)], torch.full_like(span_id, -1))
+        time_action = torch.where(time_mask, span_action, torch.full_like(span_id, -1))
         # Random real frames of the same utterance for the "random" spans.
-        random_index = (torch.rand(batch, frames, device=device) * frame_lengths[:, None]).long()  # (B, T)
+        random_index = (example_rand(seeds, (batch, frames), "mask_random_frames", device=device) * frame_lengths[:, None]).long()  # (B, T)
         random_frames = torch.gather(features, 1, random_index[..., None].expand(-1, -1, dim))  # (B, T, D)
         inputs = torch.where((time_action == 1)[..., None], random_frames, inputs)
         inputs = inputs.masked_fill((time_action == 0)[..., None], 0.0)
@@ -259,8 +277,9 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
         band_mask = torch.zeros(batch, dim, dtype=torch.bool, device=device)
         max_width = int(config.freq_mask_proportion * config.n_mels)
         if max_width > 0:
-            widths = (torch.rand(batch, device=device) * (max_width + 1)).long()  # (B,) uniform 0..max_width
-            starts = (torch.rand(batch, device=device) * (config.n_mels - widths + 1)).long()  # (B,)
+            band_draw = example_rand(seeds, (batch, 2), "mask_band", device=device)  # (B, 2)
+            widths = (band_draw[:, 0] * (max_width + 1)).long()  # (B,) uniform 0..max_width
+            starts = (band_draw[:, 1] * (config.n_mels - widths + 1)).long()  # (B,)
             bands = torch.arange(config.n_mels, device=device)
             mel_band = (bands >= starts[:, None]) & (bands < (starts + widths)[:, None])  # (B, n_mels)
             band_mask = mel_band.repeat(1, config.downsample_rate)  # (B, D): same band in each stacked frame
@@ -268,8 +287,8 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
 
         noised = torch.zeros(batch, dtype=torch.bool, device=device)
         if config.noise_proportion > 0 and config.noise_std > 0:
-            noised = torch.rand(batch, device=device) < config.noise_proportion
-            noise = torch.randn_like(inputs) * config.noise_std
+            noised = example_rand(seeds, (batch, 1), "mask_noised", device=device)[:, 0] < config.noise_proportion
+            noise = example_randn(seeds, inputs.shape, "mask_noise", device=device, dtype=inputs.dtype) * config.noise_std
             inputs = inputs + noise * (noised[:, None, None] & real[..., None]).to(inputs.dtype)
 
         loss_mask = (time_mask[..., None] | band_mask[:, None, :]) & real[..., None]  # (B, T, D)
@@ -309,22 +328,24 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
         compute_loss: bool = False,
         speaker_ids: Optional[torch.Tensor] = None,
         return_dict: bool = True,
+        example_seeds: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> UpstreamOutput:
-        """``input_values`` ``(batch, samples)`` at 16 kHz, ``attention_mask`` ``(batch, samples)`` (1 = real).
+        """``input_values`` ``(batch, samples)`` at 16 kHz, ``attention_mask`` ``(batch, samples)`` (1 = real),
+        ``example_seeds`` ``(batch,)`` long seeds of each example's masking (global RNG when None).
 
         With ``compute_loss=True`` the input is masked (see ``mask_features``) and the output carries the
         L1 reconstruction ``loss`` and ``metrics``; the hidden states are then those of the masked input.
         """
         clean, frame_lengths = self.log_mel(input_values, attention_mask)  # (B, T, D), (B,)
-        masked = self.mask_features(clean, frame_lengths) if compute_loss else None
+        masked = self.mask_features(clean, frame_lengths, example_seeds) if compute_loss else None
         states = self.encode(masked.inputs if compute_loss else clean, frame_lengths)
         names = ["input"] + [f"layer_{i}" for i in range(1, self.config.num_hidden_layers + 1)]
         by_name = dict(zip(names, states))
         loss = metrics = None
         if compute_loss:
             predicted = self.reconstruction_head(states[-1]).float()  # (B, T, D), loss in float32
-            loss = masked_l1(predicted, clean, masked.loss_mask)
+            loss = masked_l1(predicted, clean, masked.loss_mask, across_processes=True)
             with torch.no_grad():
                 real = mask_from_lengths(frame_lengths, clean.shape[1])  # (B, T)
                 real_positions = real[..., None].expand_as(masked.loss_mask)

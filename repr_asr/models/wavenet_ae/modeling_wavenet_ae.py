@@ -18,6 +18,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from ...audio import SpectralFrontEnd, mu_law_decode, mu_law_encode
+from ...modules.distributed import global_count
 from ...modules import (
     ConditioningStack,
     ConvEncoder,
@@ -152,25 +153,26 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         frame_mask = mask_from_lengths(frame_lengths, frames).unsqueeze(-1).to(features.dtype)  # (B, T, 1)
         return features * frame_mask, frame_lengths
 
-    def encode(self, input_values: torch.Tensor, sample_lengths: torch.Tensor) -> dict:
+    def encode(self, input_values: torch.Tensor, sample_lengths: torch.Tensor, example_seeds: Optional[torch.Tensor] = None) -> dict:
         """The encoder side up to the bottleneck: ``enc``, ``proj``, ``bn`` ``(batch, frames, dim)``, the
-        :class:`~repr_asr.modules.BottleneckOutput`, latent ``lengths`` and ``mask``."""
+        :class:`~repr_asr.modules.BottleneckOutput`, latent ``lengths`` and ``mask``. ``example_seeds``
+        ``(batch,)`` seeds each example's random draws in training (:mod:`repr_asr.modules.randomness`)."""
         if input_values.dim() != 2:
             raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
         features, frame_lengths = self._features(input_values, sample_lengths)
         enc, lengths = self.encoder(features.to(self.projection.weight.dtype), frame_lengths)  # (B, T, H)
         mask = mask_from_lengths(lengths, enc.shape[1])  # (B, T)
         proj = self.projection(enc) * mask.unsqueeze(-1).to(enc.dtype)  # (B, T, P), zero past each length
-        bn = self.bottleneck(proj, mask)
+        bn = self.bottleneck(proj, mask, example_seeds=example_seeds)
         latents = bn.latents
         if self.config.sparse_emission_window > 1:
             latents = sparse_emission(latents, self.config.sparse_emission_window, self.config.sparse_emission_keep)
         latents = latents * mask.unsqueeze(-1).to(latents.dtype)
         return {"enc": enc, "proj": proj, "bn": latents, "bottleneck": bn, "lengths": lengths, "mask": mask}
 
-    def condition(self, latents: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def condition(self, latents: torch.Tensor, lengths: torch.Tensor, example_seeds: Optional[torch.Tensor] = None) -> torch.Tensor:
         """pcond: jitter (training only) then the conditioning convolution, ``(batch, frames, channels)``."""
-        return self.conditioning.mix(self.jitter(latents, lengths), lengths)
+        return self.conditioning.mix(self.jitter(latents, lengths, example_seeds), lengths)
 
     def decoder_condition(self, cond: torch.Tensor, speaker_ids: Optional[torch.Tensor]) -> torch.Tensor:
         """What the WaveNet sees: pcond (+ speaker embedding) ``(batch, frames, channels)``."""
@@ -207,7 +209,10 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
             selected = skip[sample_mask]  # (N, K)
             selected_targets = targets[sample_mask]
         logits = self.decoder.head(selected)  # (N, Q)
-        return F.cross_entropy(logits.float(), selected_targets)
+        # Sum over this process's samples / the sample count shared by every training process: DDP's
+        # averaged gradients are then one process's over the union of batches (modules.distributed).
+        total = F.cross_entropy(logits.float(), selected_targets, reduction="sum")
+        return total / global_count(torch.tensor(float(n_real), device=total.device))
 
     def forward(
         self,
@@ -217,15 +222,17 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         output_hidden_states: bool = False,
         compute_loss: bool = False,
         return_dict: bool = True,
+        example_seeds: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> UpstreamOutput:
         """``input_values`` ``(batch, samples)`` 16 kHz waveform, ``attention_mask`` ``(batch, samples)``,
         ``speaker_ids`` ``(batch,)`` long indices into ``config.speakers`` (needed with speaker conditioning
-        when ``compute_loss``)."""
+        when ``compute_loss``), ``example_seeds`` ``(batch,)`` long seeds of each example's jitter and VAE
+        noise in training (torch's global RNG when None)."""
         sample_lengths = lengths_from_mask(attention_mask, input_values)
-        encoded = self.encode(input_values, sample_lengths)
+        encoded = self.encode(input_values, sample_lengths, example_seeds)
         lengths = encoded["lengths"]
-        cond = self.condition(encoded["bn"], lengths)
+        cond = self.condition(encoded["bn"], lengths, example_seeds)
         probes = {"enc": encoded["enc"], "proj": encoded["proj"], "bn": encoded["bn"], "cond": cond}
         hidden_states = tuple(probes[p] for p in self.config.probe_points) if output_hidden_states else None
         loss, metrics = None, None
@@ -320,3 +327,7 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
             init.zeros_(module.usage)
             init.zeros_(module.usage_steps)
             init.constant_(module.initialized, not module.kmeans_init)
+            init.zeros_(module.recent)
+            init.zeros_(module.recent_count)
+            # The quantizer's own random draws (k-means picks, revival) are seeded by this and the step.
+            init.constant_(module.rng_seed, int(torch.randint(0, 2**62, ())))
