@@ -5,6 +5,9 @@
 
 Writes DIR/results.json (within- and across-speaker error in percent per probe point) and, unless an
 --item_file is given, the triphone items built from the split's phone timings as DIR/SPLIT.item.
+results.json also records the feature extractor settings and the weights hash used. Features are
+prepared with the feature extractor saved with the upstream and cached in DIR/features/ (or --cache_dir),
+keyed by the weights, extractor settings, probe point and audio (shared with recipes/probe.py).
 """
 
 import argparse
@@ -32,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--max_x_across", type=int, default=DEFAULT_MAX_X_ACROSS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--cache_dir", default=None, help="feature cache (default: DIR/features)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default=None, help="where the upstream runs for feature extraction (default: cpu)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.makedirs(args.output_dir, exist_ok=True)

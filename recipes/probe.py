@@ -3,8 +3,10 @@
     python recipes/probe.py --upstream PATH|fbank|mfcc --data SPEC --output_dir DIR \
         [--split dev] [--probe_points NAME ...] [--tasks phone speaker gender fbank] [--max_utterances N]
 
-Writes DIR/results.json (what was run + metrics per probe point) and caches the features in
-DIR/features/ (reused by a later run on the same upstream, data and split).
+Writes DIR/results.json (what was run, the feature extractor settings and weights hash used, and
+metrics per probe point). Features are prepared with the feature extractor saved with the upstream and
+cached in DIR/features/ (or --cache_dir), keyed by the weights, extractor settings, probe point and
+audio: a later run reuses them only if none of these changed.
 """
 
 import argparse
@@ -27,7 +29,7 @@ def main(argv=None):
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--max_utterances", type=int, default=None, help="a seeded random subset of the split")
     parser.add_argument("--cache_dir", default=None, help="feature cache (default: DIR/features)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default=None, help="where the upstream runs for feature extraction (default: cpu)")
     for field in fields(ProbeConfig):  # every ProbeConfig field, e.g. --hidden_size 256 --epochs 10
         parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
     args = parser.parse_args(argv)

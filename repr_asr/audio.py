@@ -26,15 +26,35 @@ class AudioError(ValueError):
     """An audio file (or array) that cannot be used; the message names the file."""
 
 
-def _resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    if orig_sr == target_sr:
+# A 2-D array is multi-channel audio when exactly one axis has at most this many entries: that axis is
+# the channels (soundfile gives ``(samples, channels)``, datasets and torchaudio ``(channels, samples)``).
+MAX_CHANNELS = 8
+# Float audio is on the [-1, 1] scale. Resampling, mixing or float effects can push a legitimate
+# signal a little past 1, so only a peak beyond MAX_PEAK is refused: such a file is integer PCM
+# stored as float, or an unnormalised signal, and would silently reach the models 15x too loud.
+MAX_PEAK = 2.0
+# Integer PCM → float in [-1, 1): (offset, scale) per dtype, as soundfile reads PCM files.
+_PCM_SCALES = {
+    np.dtype(np.int8): (0, 2**7),
+    np.dtype(np.int16): (0, 2**15),
+    np.dtype(np.int32): (0, 2**31),
+    np.dtype(np.uint8): (128, 2**7),  # 8-bit WAV is unsigned, centred on 128
+}
+
+
+def _resample(waveform: np.ndarray, orig_sr: int, target_sr: Optional[int]) -> np.ndarray:
+    if target_sr is None or orig_sr == target_sr:
         return waveform
     tensor = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))
     return torchaudio.functional.resample(tensor, orig_sr, target_sr).numpy()
 
 
 def _read(source: Union[str, os.PathLike, bytes], name: str) -> tuple[np.ndarray, int]:
-    """Decode with libsndfile (wav, flac, ogg, mp3 with libsndfile >= 1.1); fall back to torchaudio."""
+    """Decode with libsndfile (wav, flac, ogg, mp3 with libsndfile >= 1.1); fall back to torchaudio.
+
+    Any decoder failure (a truncated FLAC loses sync, a garbage header...) becomes an :class:`AudioError`
+    naming the file, so a caller can skip or report it instead of crashing deep in a training step.
+    """
     try:
         handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
         data, sr = soundfile.read(handle, dtype="float32", always_2d=True)  # (samples, channels)
@@ -45,61 +65,133 @@ def _read(source: Union[str, os.PathLike, bytes], name: str) -> tuple[np.ndarray
         try:
             tensor, sr = torchaudio.load(str(source))  # (channels, samples)
             return tensor.numpy().T.astype(np.float32), sr
+        except ImportError:  # torchaudio >= 2.9 needs torchcodec to load: only soundfile's reason matters
+            raise AudioError(f"{name}: cannot decode audio ({sf_error})") from sf_error
         except Exception as ta_error:  # noqa: BLE001
             raise AudioError(f"{name}: cannot decode audio ({sf_error}; {ta_error})") from ta_error
 
 
-def validate_waveform(waveform: np.ndarray, name: str = "<array>") -> np.ndarray:
-    """Check a mono float waveform: non-empty and finite. Returns it as float32."""
+def pcm_to_float(array: np.ndarray, name: str = "<array>") -> np.ndarray:
+    """Samples as float32 on the [-1, 1] scale: float arrays as they are, integer PCM scaled as
+    soundfile scales PCM files (int16 / 32768, int32 / 2**31, int8 / 128, uint8 (x - 128) / 128).
+
+    Other integer types (int64, uint16...) have no PCM convention (an int64 array is usually a Python
+    list of ints) and raise :class:`AudioError`, as do non-numeric arrays.
+    """
+    array = np.asarray(array)
+    if array.dtype in _PCM_SCALES:
+        offset, scale = _PCM_SCALES[array.dtype]
+        return ((array.astype(np.float32) - offset) / scale).astype(np.float32)
+    if array.dtype.kind in "iu":
+        raise AudioError(
+            f"{name}: integer samples of dtype {array.dtype} have no PCM scale; pass float samples in [-1, 1] "
+            "or int16 / int32 / int8 / uint8 PCM"
+        )
+    if array.dtype.kind != "f":
+        raise AudioError(f"{name}: audio samples must be numbers, got an array of dtype {array.dtype}")
+    return array.astype(np.float32, copy=False)
+
+
+def to_mono(array: np.ndarray, name: str = "<array>") -> np.ndarray:
+    """A 1-D array as it is; a 2-D array averaged over its channel axis, the one axis with at most
+    :data:`MAX_CHANNELS` entries, so ``(samples, channels)`` (soundfile) and ``(channels, samples)``
+    (datasets, torchaudio) both work. A shape where that axis is not clear (both axes or neither at
+    most 8 long, e.g. ``(4, 4)``) raises :class:`AudioError`, as does any other number of dimensions."""
+    array = np.asarray(array)
+    if array.ndim == 1:
+        return array
+    if array.ndim == 2:
+        rows, cols = array.shape
+        if array.size == 0:
+            raise AudioError(f"{name}: audio is empty (shape {array.shape})")
+        if cols <= MAX_CHANNELS < rows:
+            return array.mean(axis=1)  # (samples, channels)
+        if rows <= MAX_CHANNELS < cols:
+            return array.mean(axis=0)  # (channels, samples)
+        raise AudioError(
+            f"{name}: cannot tell channels from samples in audio of shape {array.shape}; pass mono audio "
+            f"(samples,), or (samples, channels) / (channels, samples) with at most {MAX_CHANNELS} channels"
+        )
+    raise AudioError(f"{name}: expected mono audio (samples,) or multi-channel audio (2-D), got shape {array.shape}")
+
+
+def validate_waveform(waveform: np.ndarray, name: str = "<array>", max_peak: Optional[float] = None) -> np.ndarray:
+    """Check a mono float waveform: 1-D, non-empty, finite and, with ``max_peak``, no sample beyond
+    ``±max_peak``. Returns it as float32; raises :class:`AudioError` naming ``name``."""
     waveform = np.asarray(waveform, dtype=np.float32)
     if waveform.ndim != 1:
         raise AudioError(f"{name}: expected mono audio of shape (samples,), got shape {waveform.shape}")
     if waveform.size == 0:
         raise AudioError(f"{name}: audio is empty (0 samples)")
     if not np.isfinite(waveform).all():
-        raise AudioError(f"{name}: audio contains NaN or infinite samples")
+        bad = int((~np.isfinite(waveform)).sum())
+        raise AudioError(f"{name}: audio contains NaN or infinite samples ({bad} of {waveform.size})")
+    if max_peak is not None:
+        peak = float(np.abs(waveform).max())
+        if peak > max_peak:
+            raise AudioError(
+                f"{name}: float audio is not on the [-1, 1] scale (peak {peak:.4g} > {max_peak}); "
+                "rescale it (integer PCM stored as float: divide by 32768)"
+            )
     return waveform
 
 
-def load_audio(
-    path: Union[str, os.PathLike, bytes], sampling_rate: int = DEFAULT_SAMPLING_RATE, name: Optional[str] = None
-) -> np.ndarray:
-    """Load an audio file as float32 mono at ``sampling_rate``.
+def array_to_waveform(array, name: str = "<array>", max_peak: Optional[float] = MAX_PEAK) -> np.ndarray:
+    """Any audio array → float32 mono: integer PCM scaled (:func:`pcm_to_float`), channels averaged
+    (:func:`to_mono`), then checked by :func:`validate_waveform` (peak limit ``max_peak``)."""
+    return validate_waveform(to_mono(pcm_to_float(array, name), name), name, max_peak)
 
-    Multi-channel audio is averaged to mono and other rates are resampled with torchaudio. A file
-    that is missing, unreadable, empty or holds NaN/inf raises :class:`AudioError` (a ``ValueError``)
-    whose message names the file.
+
+def load_audio(
+    path: Union[str, os.PathLike, bytes],
+    sampling_rate: Optional[int] = DEFAULT_SAMPLING_RATE,
+    name: Optional[str] = None,
+) -> np.ndarray:
+    """Load an audio file as float32 mono at ``sampling_rate`` (``None``: the file's own rate).
+
+    Multi-channel audio is averaged to mono and other rates are resampled with torchaudio. A file that
+    is missing, undecodable (e.g. truncated), empty, holds NaN/inf, or is float audio peaking beyond
+    :data:`MAX_PEAK` (not on the [-1, 1] scale) raises :class:`AudioError` (a ``ValueError``) whose
+    message names the file (``name`` when given).
     """
     name = name or (str(path) if not isinstance(path, (bytes, bytearray)) else "<bytes>")
     if not isinstance(path, (bytes, bytearray)) and not os.path.isfile(path):
         raise AudioError(f"{name}: no such audio file")
-    data, sr = _read(path, name)
+    data, sr = _read(path, name)  # (samples, channels): the layout is known, so no guessing with to_mono
     if data.size == 0:
         raise AudioError(f"{name}: audio is empty (0 samples)")
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    mono = validate_waveform(mono, name)
+    mono = validate_waveform(mono, name, max_peak=MAX_PEAK)
     return np.ascontiguousarray(_resample(mono, sr, sampling_rate), dtype=np.float32)
 
 
-def decode_audio(value, sampling_rate: int = DEFAULT_SAMPLING_RATE, name: Optional[str] = None) -> np.ndarray:
+def decode_audio(value, sampling_rate: Optional[int] = DEFAULT_SAMPLING_RATE, name: Optional[str] = None) -> np.ndarray:
     """Decode one ``audio`` cell of a corpus: a file path, a ``{"path", "bytes"}`` dict (``datasets``'
-    ``Audio(decode=False)``), or a decoded ``{"array", "sampling_rate"}`` dict. Returns float32 mono.
+    ``Audio(decode=False)``), or a decoded ``{"array", "sampling_rate"}`` dict. Returns float32 mono at
+    ``sampling_rate`` (``None``: the audio's own rate).
+
+    Arrays go through :func:`array_to_waveform`: integer PCM is scaled to [-1, 1), ``(samples, channels)``
+    and ``(channels, samples)`` are averaged to mono. Errors are :class:`AudioError` naming ``name`` and
+    the cell's file, e.g. ``utterance 11-100-0001 (/data/11-100-0001.flac): cannot decode audio (...)``.
     """
+    path = value if isinstance(value, (str, os.PathLike)) else value.get("path") if isinstance(value, dict) else None
+    label = name or (str(path) if path else "<audio>")
+    if name and path and str(path) not in name:  # callers name the utterance; errors should name the file too
+        label = f"{name} ({path})"
     if isinstance(value, (str, os.PathLike)):
-        return load_audio(value, sampling_rate, name=name)
+        return load_audio(value, sampling_rate, name=label)
     if isinstance(value, dict):
-        label = name or value.get("path") or "<audio>"
         if value.get("array") is not None:
-            array = np.asarray(value["array"], dtype=np.float32)
-            if array.ndim == 2:  # (channels, samples) as datasets stores multi-channel audio
-                array = array.mean(axis=0)
-            array = validate_waveform(array, label)
+            if value.get("sampling_rate") is None:
+                raise AudioError(f"{label}: audio cell has an array but no sampling_rate")
+            array = array_to_waveform(value["array"], label)
             return np.ascontiguousarray(_resample(array, int(value["sampling_rate"]), sampling_rate), dtype=np.float32)
         if value.get("bytes"):
             return load_audio(value["bytes"], sampling_rate, name=label)
         if value.get("path"):
             return load_audio(value["path"], sampling_rate, name=label)
-    raise AudioError(f"{name or '<audio>'}: cannot decode audio cell of type {type(value).__name__}")
+        raise AudioError(f"{label}: audio cell holds no array, bytes or path (keys: {sorted(value)})")
+    raise AudioError(f"{label}: cannot decode audio cell of type {type(value).__name__}")
 
 
 def save_audio(path: Union[str, os.PathLike], waveform: np.ndarray, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> None:

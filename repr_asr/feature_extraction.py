@@ -12,7 +12,7 @@ import numpy as np
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.utils import TensorType
 
-from .audio import DEFAULT_SAMPLING_RATE, AudioError, validate_waveform
+from .audio import DEFAULT_SAMPLING_RATE, MAX_CHANNELS, AudioError, array_to_waveform
 
 
 class ReprFeatureExtractor(SequenceFeatureExtractor):
@@ -27,6 +27,15 @@ class ReprFeatureExtractor(SequenceFeatureExtractor):
             utterance over its real samples only. Off by default because the WaveNet autoencoder
             reconstructs the waveform itself, on its original scale.
         return_attention_mask (`bool`, defaults to `True`): return the mask marking real samples.
+
+    Inputs (``raw_speech``): a 1-D array (one utterance), a list of arrays (a batch), or a 2-D array
+    ``(batch, samples)`` (a batch, the Hugging Face convention); torch tensors follow the same rules.
+    A 2-D array whose second axis has at most 8 entries and whose first is longer is one
+    ``(samples, channels)`` utterance (soundfile's layout) and is averaged to mono; one whose axes are
+    both at most 8 long is ambiguous and raises :class:`~repr_asr.audio.AudioError`. Items of a list may
+    be ``(samples, channels)`` or ``(channels, samples)`` (:func:`repr_asr.audio.to_mono`). Integer PCM
+    (int16, int32, int8, uint8) is scaled to [-1, 1) as soundfile scales PCM files; float audio is used
+    as given. Empty or non-finite inputs raise :class:`~repr_asr.audio.AudioError` naming the input.
 
     Example:
         >>> import numpy as np
@@ -59,6 +68,38 @@ class ReprFeatureExtractor(SequenceFeatureExtractor):
         self.do_normalize = do_normalize
 
     @staticmethod
+    def _waveforms(raw_speech) -> list[np.ndarray]:
+        """``raw_speech`` → a list of float32 mono waveforms, following the rules of the class docstring."""
+        if hasattr(raw_speech, "detach"):  # a torch tensor follows the numpy rules
+            raw_speech = raw_speech.detach().cpu().numpy()
+        if isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2:
+            rows, cols = raw_speech.shape
+            if cols <= MAX_CHANNELS < rows:
+                # (samples, channels), soundfile's layout: one multi-channel utterance, not a batch of
+                # `rows` utterances of `cols` samples each.
+                raw_speech = [raw_speech]
+            elif cols <= MAX_CHANNELS:
+                raise AudioError(
+                    f"input of shape {raw_speech.shape}: cannot tell a (batch, samples) batch of {rows} utterances of "
+                    f"{cols} samples from (samples, channels) audio; pass a list of 1-D arrays for a batch"
+                )
+            # otherwise (batch, samples), the Hugging Face convention; channels-first audio must be
+            # downmixed first or passed inside a list (a list item may be (channels, samples)).
+        is_batched = isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2 or (
+            isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and not np.isscalar(raw_speech[0])
+        )
+        if not is_batched:
+            raw_speech = [raw_speech]
+        waveforms = []
+        for i, speech in enumerate(raw_speech):
+            if hasattr(speech, "detach"):
+                speech = speech.detach().cpu().numpy()
+            # Integer PCM is scaled to [-1, 1) and multi-channel items averaged, as files are decoded. No
+            # peak limit: callers may pass audio they scaled themselves (e.g. already normalised).
+            waveforms.append(array_to_waveform(speech, f"input {i}", max_peak=None))
+        return waveforms
+
+    @staticmethod
     def _normalize(waveform: np.ndarray) -> np.ndarray:
         return (waveform - waveform.mean()) / np.sqrt(waveform.var() + 1e-7)
 
@@ -84,20 +125,7 @@ class ReprFeatureExtractor(SequenceFeatureExtractor):
                 f"audio at {sampling_rate} Hz given to a feature extractor for {self.sampling_rate} Hz: "
                 f"resample first (repr_asr.audio.load_audio(path, sampling_rate={self.sampling_rate}) does)"
             )
-        is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and not np.isscalar(raw_speech[0])
-        if isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2:
-            is_batched = True
-        if not is_batched:
-            raw_speech = [raw_speech]
-        waveforms = []
-        for i, speech in enumerate(raw_speech):
-            if hasattr(speech, "detach"):
-                speech = speech.detach().cpu().numpy()
-            try:
-                waveform = validate_waveform(np.asarray(speech, dtype=np.float32), f"input {i}")
-            except AudioError as error:
-                raise AudioError(f"{error} (stereo audio must be downmixed to mono first)" if np.ndim(speech) == 2 else str(error)) from None
-            waveforms.append(self._normalize(waveform) if self.do_normalize else waveform)
+        waveforms = [self._normalize(w) if self.do_normalize else w for w in self._waveforms(raw_speech)]
 
         padded = self.pad(
             BatchFeature({"input_values": waveforms}),

@@ -232,9 +232,14 @@ def test_abx_recipe_writes_results_and_items(tmp_path, monkeypatch):
     assert 0.0 <= metrics["within"] < 10.0 and 0.0 <= metrics["across"] < 25.0  # percent: tones are easy
     items = read_item_file(out / "dev.item")
     assert len(items) == results["num_items"] > 0 and {i.phone for i in items} == {"AA", "IY", "M"}
-    assert (out / "features" / "features-features.safetensors").is_file()
-    # A second run reads the cached features and scores the same.
+    # results.json says which audio preparation and weights produced the numbers.
+    assert results["feature_extractor"]["do_normalize"] is False and results["feature_extractor"]["sampling_rate"] == SR
+    assert len(results["weights_sha256"]) == 64
+    (cached,) = (out / "features").glob("features-features-*.safetensors")  # keyed by content, not by path
+    stamp = cached.stat().st_mtime_ns
+    # A second run reads the cached features (file untouched) and scores the same.
     _recipe("abx").main(["--upstream", "fbank", "--data", f"librispeech:{tmp_path / 'corpus'}", "--output_dir", str(out),
                          "--item_file", str(out / "dev.item")])
-    again = json.loads((out / "results.json").read_text())["metrics"]["features"]
-    assert again["within"] == metrics["within"] and again["across"] == metrics["across"]
+    again = json.loads((out / "results.json").read_text())
+    assert again["metrics"]["features"]["within"] == metrics["within"] and again["metrics"]["features"]["across"] == metrics["across"]
+    assert cached.stat().st_mtime_ns == stamp and again["weights_sha256"] == results["weights_sha256"]

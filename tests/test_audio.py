@@ -139,3 +139,90 @@ def test_front_end_builds_on_meta_device():
     with torch.device("meta"):
         fe = SpectralFrontEnd("mfcc")
     assert len(list(fe.parameters())) == 0 and len(list(fe.buffers())) == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input: errors name the file; arrays are scaled and downmixed as files are.
+
+
+def _truncated_flac(path, fraction=0.6):
+    save_audio(path, tone(1.0), SR)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])  # the header survives: soundfile.info still works
+    return path
+
+
+def test_truncated_flac_error_names_utterance_and_file(tmp_path):
+    path = _truncated_flac(tmp_path / "cut.flac")
+    assert soundfile.info(str(path)).frames == SR  # what load_corpus reads passes
+    with pytest.raises(AudioError, match=r"^utterance 1-2-3 \(.*cut\.flac\): cannot decode audio") as caught:
+        decode_audio(str(path), name="utterance 1-2-3")
+    # torchaudio's fallback needing torchcodec is not the reason the file is bad.
+    assert "torchcodec" not in str(caught.value).lower()
+    with pytest.raises(AudioError, match=r"utterance 1-2-3 \(cut\.flac\): cannot decode"):
+        decode_audio({"path": "cut.flac", "bytes": path.read_bytes()}, name="utterance 1-2-3")
+
+
+def test_infinite_samples_name_the_file(tmp_path):
+    path = tmp_path / "inf.wav"
+    data = tone()
+    data[[3, 7]] = [np.inf, -np.inf]
+    soundfile.write(path, data, SR, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"inf\.wav: audio contains NaN or infinite samples \(2 of"):
+        load_audio(path)
+
+
+def test_float_audio_off_the_unit_scale_is_refused(tmp_path):
+    loud = tmp_path / "loud.wav"
+    soundfile.write(loud, 50.0 * tone(), SR, subtype="FLOAT")  # peak 15
+    with pytest.raises(AudioError, match=r"loud\.wav: float audio is not on the \[-1, 1\] scale \(peak 15"):
+        load_audio(loud)
+    with pytest.raises(AudioError, match=r"utterance u1: float audio is not on the \[-1, 1\] scale"):
+        decode_audio({"array": 50.0 * tone(), "sampling_rate": SR}, name="utterance u1")
+    # Slightly clipped float audio (peak 1.2) is legitimate and loads unchanged.
+    clipped = tmp_path / "clipped.wav"
+    soundfile.write(clipped, 4.0 * tone(), SR, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(clipped), 4.0 * tone())
+
+
+@pytest.mark.parametrize("dtype,subtype", [(np.int16, "PCM_16"), (np.int32, "PCM_32"), (np.uint8, "PCM_U8")])
+def test_integer_array_cells_are_scaled_like_pcm_files(tmp_path, dtype, subtype):
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(0)
+    samples = rng.integers(info.min, info.max, size=4000, endpoint=True).astype(dtype)
+    path = tmp_path / "pcm.wav"
+    if dtype == np.uint8:  # soundfile takes no uint8 arrays: write floats that land on exact 8-bit codes
+        soundfile.write(path, (samples.astype(np.float64) - 128) / 128, SR, subtype=subtype)
+        assert path.read_bytes()[-samples.size :] == samples.tobytes()  # the file holds these very bytes
+    else:  # integer arrays are written as they are
+        soundfile.write(path, samples, SR, subtype=subtype)
+    from_file = load_audio(path)  # libsndfile's scaling of PCM files is the reference
+    from_cell = decode_audio({"array": samples, "sampling_rate": SR})
+    assert from_cell.dtype == np.float32 and np.abs(from_cell).max() <= 1.0
+    np.testing.assert_allclose(from_cell, from_file, atol=1e-7)
+
+
+def test_integer_array_without_pcm_scale_is_refused():
+    with pytest.raises(AudioError, match=r"utterance u2: integer samples of dtype int64 have no PCM scale"):
+        decode_audio({"array": np.arange(100), "sampling_rate": SR}, name="utterance u2")
+
+
+def test_multichannel_cells_are_downmixed_in_either_layout(tmp_path):
+    left, right = tone(freq=440), tone(freq=880)
+    path = tmp_path / "stereo.wav"
+    soundfile.write(path, np.stack([left, right], axis=1), SR, subtype="FLOAT")
+    from_file = load_audio(path)
+    channels_last = decode_audio({"array": np.stack([left, right], axis=1), "sampling_rate": SR})  # soundfile's layout
+    channels_first = decode_audio({"array": np.stack([left, right]), "sampling_rate": SR})  # datasets' layout
+    assert channels_last.shape == channels_first.shape == left.shape
+    np.testing.assert_allclose(channels_last, from_file, atol=1e-7)
+    np.testing.assert_allclose(channels_first, from_file, atol=1e-7)
+    with pytest.raises(AudioError, match=r"utterance u3: cannot tell channels from samples in audio of shape \(4, 4\)"):
+        decode_audio({"array": np.zeros((4, 4), np.float32), "sampling_rate": SR}, name="utterance u3")
+
+
+def test_native_rate_is_kept_without_sampling_rate(tmp_path):
+    path = tmp_path / "narrow.wav"
+    soundfile.write(path, tone(1.0, sr=8000), 8000)
+    assert len(load_audio(path, sampling_rate=None)) == 8000
+    assert len(decode_audio(str(path), sampling_rate=None)) == 8000

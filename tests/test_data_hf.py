@@ -123,3 +123,52 @@ def test_single_dataset_and_missing_columns(tmp_path):
     assert set(corpus["train"]["speaker_id"]) == {""}
     assert corpus["train"]["text"] == ["A B", "", "D", "E"]
     assert corpus["train"]["id"] == ["train-000000", "train-000001", "train-000002", "train-000003"]
+
+
+def _tiny_source(tmp_path, splits: dict, bad_bytes: set = frozenset()):
+    """save_to_disk folder with ``{split: [ids]}`` as embedded FLAC bytes; ids in ``bad_bytes`` get a truncated file."""
+    source = {}
+    for split, ids in splits.items():
+        cells = []
+        for i, utt in enumerate(ids):
+            data = _flac_bytes(_wave(0.5, i))
+            cells.append({"path": f"{utt}.flac", "bytes": data[: len(data) // 2] if utt in bad_bytes else data})
+        source[split] = datasets.Dataset.from_dict({"id": ids, "audio": cells, "text": ["a"] * len(ids)}).cast_column(
+            "audio", datasets.Audio(sampling_rate=SR)
+        )
+    folder = tmp_path / "source"
+    datasets.DatasetDict(source).save_to_disk(str(folder))
+    return folder
+
+
+def test_id_in_train_and_validation_is_refused(tmp_path):
+    folder = _tiny_source(tmp_path, {"train": ["0", "1", "2", "3"], "validation": ["0", "1"]})
+    with pytest.raises(CorpusError, match=r"0, 1 appear in both training split 'train' and evaluation split 'validation'.*id_column=None"):
+        load_corpus(f"hf:{folder}")
+    # Ids that only number the rows of each split: generated ids are unique.
+    corpus = load_corpus(f"hf:{folder}", id_column=None)
+    assert corpus["dev"]["id"] == ["validation-000000", "validation-000001"]
+
+
+def test_id_twice_in_one_split_is_refused(tmp_path):
+    folder = _tiny_source(tmp_path, {"train": ["a", "b", "a", "c"]})
+    with pytest.raises(CorpusError, match=r"split 'train' holds utterance id\(s\) a more than once"):
+        load_corpus(f"hf:{folder}")
+
+
+def test_verify_names_bad_embedded_audio_once(tmp_path):
+    from repr_asr.data.verify import BadAudioError
+
+    ids = [f"u{i}" for i in range(20)]
+    folder = _tiny_source(tmp_path, {"train": ids}, bad_bytes={"u7"})
+    corpus = load_corpus(f"hf:{folder}", subset_seconds={"train-10h": 100.0, "train-1h": 100.0, "train-10min": 100.0})
+    held_out = set(corpus["dev"]["id"]) | set(corpus["test"]["id"])
+    with pytest.raises(BadAudioError) as caught:
+        load_corpus(f"hf:{folder}", verify=True, subset_seconds={"train-10h": 100.0, "train-1h": 100.0, "train-10min": 100.0})
+    [bad] = caught.value.bad_files  # one entry although the utterance is in several splits
+    assert bad.file == "utterance u7 (u7.flac)" and bad.utterances == ["u7"]
+    assert bad.reason.startswith("cannot decode audio")
+    expected = {"train"} | ({"dev"} if "u7" in corpus["dev"]["id"] else set()) | ({"test"} if "u7" in corpus["test"]["id"] else set())
+    if "u7" not in held_out:
+        expected |= {"pretrain", "train-10h", "train-1h", "train-10min"}
+    assert set(bad.splits) == expected

@@ -1,5 +1,6 @@
 """LibriSpeech / Libri-light reader on tiny trees built in tmp_path."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -275,3 +276,107 @@ def test_collator_error_names_utterance(tmp_path):
     collator = AudioCollator()
     with pytest.raises(ValueError, match=r"utterance 1-2-3 \(.*missing\.flac\)"):
         collator([{"id": "1-2-3", "audio": str(tmp_path / "missing.flac")}])
+
+
+# ------------------------------------------------------------------------------------------------
+# Leaks, text encodings and decoding every file up front (verify).
+
+
+def test_evaluation_utterance_in_training_split_is_refused(tmp_path):
+    root = tmp_path / "LibriSpeech"
+    _chapter(root / "train-clean-100", "11", "100", 2, 0)
+    _chapter(root / "dev-clean", "21", "300", 2, 10)
+    _chapter(root / "train-clean-100", "21", "300", 1, 10)  # 21-300-0000 is also a dev-clean utterance
+    with pytest.raises(CorpusError, match=r"21-300-0000 appear in both training split 'train-clean-100' and evaluation split 'dev-clean'"):
+        load_corpus(f"librispeech:{root}")
+
+
+def test_libri_light_subsets_nested_in_pretrain_are_not_a_leak(tmp_path):
+    root = tmp_path / "LibriSpeech"
+    train = _chapter(root / "train-clean-100", "11", "100", 3, 0)
+    _chapter(root / "dev-clean", "21", "300", 1, 10)
+    # Libri-light's labeled subsets are utterances of the LibriSpeech training sets: same ids, same files.
+    _chapter(tmp_path / "librispeech_finetuning" / "1h" / "0" / "clean", "11", "100", 2, 0)
+    corpus = load_corpus(f"librispeech:{root}")
+    assert set(corpus["train-10min"]["id"]) == set(train[:2]) < set(corpus["pretrain"]["id"])
+
+
+def test_latin1_transcript_names_file_and_line(tmp_path):
+    root = tmp_path / "LibriSpeech"
+    _chapter(root / "dev-clean", "21", "300", 2, 0)
+    trans = root / "dev-clean" / "21" / "300" / "21-300.trans.txt"
+    trans.write_bytes("21-300-0000 HELLO\n21-300-0001 CAFÉ AU LAIT\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"21-300\.trans\.txt:2: not UTF-8 text \(byte 0xc9 at column 16\).*iconv"):
+        load_corpus(f"librispeech:{root}")
+    trans.write_bytes("\ufeff21-300-0000 HELLO\n21-300-0001 CAFÉ AU LAIT\n".encode("utf-8"))  # UTF-8 with a BOM reads
+    assert load_corpus(f"librispeech:{root}")["dev"]["text"] == ["HELLO", "CAFE AU LAIT"]
+
+
+def test_latin1_speakers_and_alignments_name_file_and_line(tmp_path):
+    root = tmp_path / "LibriSpeech"
+    build_tree(root)
+    speakers = root / "SPEAKERS.TXT"
+    original = speakers.read_bytes()
+    speakers.write_bytes(original + "41 | F | dev-clean | 8.0 | Zoé\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match=r"SPEAKERS\.TXT:7: not UTF-8 text"):
+        load_corpus(f"librispeech:{root}")
+    speakers.write_bytes(original)
+    alignments = root / "librispeech_finetuning" / "phones" / "dev-clean.txt"
+    alignments.write_bytes(alignments.read_bytes() + "21-300-0009 é\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"dev-clean\.txt:3: not UTF-8 text"):
+        load_corpus(f"librispeech:{root}")
+
+
+def _break_files(root: Path) -> dict[str, Path]:
+    """Truncate a training FLAC that a Libri-light fold shares (hard link) and put NaN in a dev WAV."""
+    fold = root / "librispeech_finetuning" / "1h" / "0" / "clean" / "11" / "100"
+    fold.mkdir(parents=True)
+    train = root / "train-clean-100" / "11" / "100"
+    (fold / "11-100-0001.flac").hardlink_to(train / "11-100-0001.flac")
+    (fold / "11-100.trans.txt").write_text("11-100-0001 HELLO\n")
+    with open(train / "11-100-0001.flac", "r+b") as handle:  # truncates both names of the file
+        handle.truncate(int(0.6 * handle.seek(0, 2)))
+    dev = root / "dev-clean" / "21" / "300"
+    (dev / "21-300-0001.flac").unlink()
+    wave = np.full(SR // 5, 0.1, np.float32)
+    wave[50] = np.nan
+    soundfile.write(str(dev / "21-300-0001.wav"), wave, SR, subtype="FLOAT")
+    return {"truncated": train / "11-100-0001.flac", "nan": dev / "21-300-0001.wav"}
+
+
+def test_verify_lists_every_bad_file_once(tmp_path):
+    from repr_asr.data.verify import BadAudioError, find_bad_audio
+
+    root = tmp_path / "LibriSpeech"
+    build_tree(root)
+    bad = _break_files(root)
+    corpus = load_corpus(f"librispeech:{root}")  # headers are fine: the bad files pass a plain load
+    with pytest.raises(BadAudioError) as caught:
+        load_corpus(f"librispeech:{root}", verify=True)
+    error = caught.value
+    assert isinstance(error, CorpusError)
+    assert [b.file for b in error.bad_files] == [str(bad["nan"]), str(bad["truncated"])]  # corpus order, each once
+    nan, truncated = error.bad_files
+    assert "NaN" in nan.reason and nan.utterances == ["21-300-0001"] and set(nan.splits) == {"dev-clean", "dev"}
+    assert "cannot decode audio" in truncated.reason and truncated.utterances == ["11-100-0001"]
+    assert set(truncated.splits) == {"train-clean-100", "pretrain", "train-10min", "train-1h", "train-10h"}
+    message = str(error)
+    assert "2 of" in message and str(bad["nan"]) in message and str(bad["truncated"]) in message
+    # Each distinct file (the hard link is the same file; dev is dev-clean) is decoded once.
+    inodes = {(os.stat(p).st_dev, os.stat(p).st_ino) for split in corpus.values() for p in split["audio"]}
+    assert find_bad_audio(corpus, progress=False)[1] == len(inodes)
+
+
+def test_verify_command_line(tmp_path, capsys):
+    from repr_asr.data.verify import main
+
+    root = tmp_path / "LibriSpeech"
+    build_tree(root)
+    assert main([f"librispeech:{root}"]) == 0
+    bad = _break_files(root)
+    capsys.readouterr()
+    assert main([f"librispeech:{root}", "--num_workers", "1"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{bad['nan']}: ") and lines[1].startswith(f"{bad['truncated']}: ")
+    assert main([f"librispeech:{tmp_path / 'nowhere'}"]) == 2
+    assert "not a LibriSpeech root" in capsys.readouterr().err

@@ -81,3 +81,37 @@ def test_spectral_config_round_trip(tmp_path):
     assert isinstance(model, SpectralModel) and model.config.input_features == "mfcc"
     with pytest.raises(ValueError, match="input_features"):
         SpectralConfig(input_features="spectrogram")
+
+
+def test_channels_last_array_is_one_downmixed_utterance():
+    fe = ReprFeatureExtractor()
+    stereo = np.random.default_rng(0).uniform(-0.5, 0.5, size=(3000, 2)).astype(np.float32)  # soundfile's layout
+    batch = fe(stereo, sampling_rate=16000)
+    assert len(batch["input_values"]) == 1  # not 3000 utterances of two samples
+    np.testing.assert_allclose(batch["input_values"][0], stereo.mean(axis=1), atol=1e-7)
+    from_tensor = fe(torch.from_numpy(stereo), sampling_rate=16000)["input_values"]
+    np.testing.assert_array_equal(from_tensor[0], batch["input_values"][0])
+    # Inside a list, either layout is one utterance.
+    listed = fe([stereo, stereo.T], sampling_rate=16000)["input_values"]
+    np.testing.assert_allclose(listed[0], listed[1], atol=1e-7)
+    np.testing.assert_allclose(listed[0], stereo.mean(axis=1), atol=1e-7)
+
+
+def test_two_dimensional_batch_convention_is_kept_and_ambiguity_refused():
+    fe = ReprFeatureExtractor()
+    batch = np.random.default_rng(1).uniform(-0.5, 0.5, size=(3, 500)).astype(np.float32)  # (batch, samples)
+    values = fe(batch, sampling_rate=16000, return_tensors="np")["input_values"]
+    np.testing.assert_array_equal(values, batch)
+    with pytest.raises(AudioError, match=r"shape \(4, 4\).*list of 1-D arrays"):
+        fe(np.zeros((4, 4), np.float32), sampling_rate=16000)
+
+
+def test_integer_pcm_is_scaled():
+    fe = ReprFeatureExtractor()
+    pcm = np.array([0, 16384, -32768, 32767], np.int16)
+    values = fe([pcm, pcm.astype(np.int32) << 16], sampling_rate=16000)["input_values"]
+    expected = np.array([0.0, 0.5, -1.0, 32767 / 32768], np.float32)
+    np.testing.assert_allclose(values[0], expected, atol=1e-7)
+    np.testing.assert_allclose(values[1], expected, atol=1e-7)  # int32 PCM on the same scale
+    with pytest.raises(AudioError, match="input 0: integer samples of dtype int64"):
+        fe(np.arange(100), sampling_rate=16000)

@@ -203,6 +203,7 @@ def test_probe_recipe_results(corpus, tmp_path):
     assert results["task"] == "probe" and results["upstream"] == "fbank" and results["split"] == "dev"
     assert results["probe_points"] == ["features"] and results["num_speakers"] == 4 and results["frozen"] is True
     assert results["config"]["epochs"] == 10
+    assert results["feature_extractor"]["do_normalize"] is False and len(results["weights_sha256"]) == 64
     metrics = results["metrics"]["features"]
     assert metrics["frame_rate"] == 100.0 and metrics["dim"] == 80
     assert set(metrics) >= {"phone", "speaker", "gender", "fbank"}

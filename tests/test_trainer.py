@@ -390,3 +390,56 @@ def test_leftover_temp_and_corrupt_checkpoints_are_not_resumed(corpus, tmp_path,
     assert not (out2 / "checkpoints" / ".tmp-checkpoint-6").exists()
     steps = [json.loads(line)["step"] for line in (out2 / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6]
+
+
+# ------------------------------------------------------------------------------------------------
+# Non-finite steps and the best model
+
+
+def test_a_nonfinite_step_is_skipped_counted_and_training_goes_on(corpus, tmp_path):
+    calls = []
+
+    def forward(model, batch):  # the 3rd batch's loss is NaN (as a corrupt example or an overflow would make it)
+        out = pretraining_forward(model, batch)
+        calls.append(1)
+        if len(calls) == 3:
+            out.loss = out.loss * float("nan")
+        return out
+
+    trainer = make_trainer(corpus, tmp_path / "run", max_steps=5, log_steps=1, save_steps=0, warmup_steps=0)
+    trainer.forward_fn = forward
+    before = {k: v.clone() for k, v in trainer.unwrapped_model.state_dict().items()}
+    snapshots = []
+    trainer.step_callback = lambda step, model: snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+    metrics = trainer.train()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["nonfinite_steps"] for line in lines] == [0, 0, 1, 1, 1]
+    assert "loss" not in lines[2] and all(np.isfinite(line["loss"]) for line in lines if "loss" in line)
+    # The skipped step changed no weight; the others did.
+    for name in snapshots[1]:
+        torch.testing.assert_close(snapshots[2][name], snapshots[1][name], rtol=0, atol=0)
+    assert any(not torch.equal(snapshots[3][n], snapshots[2][n]) for n in snapshots[2])
+    assert any(not torch.equal(snapshots[0][n], before[n]) for n in before)
+    assert metrics["nonfinite_steps"] == 1 and (tmp_path / "run" / "final" / "model.safetensors").exists()
+
+
+def test_final_is_the_best_evaluation_and_training_stops_early(corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    scores = iter([5.0, 3.0, 4.0, 4.5, 9.0, 9.0])
+    weights = {}
+
+    def eval_fn(model, accelerator):  # a fixed sequence of dev scores: best at the 2nd evaluation (step 4)
+        weights[len(weights) + 1] = {k: v.clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        return {"cer": next(scores)}
+
+    trainer = make_trainer(corpus, tmp_path / "run", max_steps=20, eval_steps=2, save_steps=0, log_steps=2,
+                           metric_for_best_model="eval_cer", early_stopping_patience=2)
+    trainer.eval_fn = eval_fn
+    metrics = trainer.train()
+    assert metrics["best_step"] == 4 and metrics["best_metric"] == 3.0 and metrics["stopped_early"]
+    assert metrics["step"] == 8  # two evaluations without improvement after step 4
+    final = load_file(str(tmp_path / "run" / "final" / "model.safetensors"))
+    for name, value in final.items():
+        torch.testing.assert_close(value, weights[2][name], rtol=0, atol=0)
+        torch.testing.assert_close(trainer.unwrapped_model.state_dict()[name], weights[2][name], rtol=0, atol=0)

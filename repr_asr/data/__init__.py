@@ -23,17 +23,25 @@ _LAZY = {
     "find_oov": "repr_asr.data.text",
     "LengthGroupedBatchSampler": "repr_asr.data.batching",
     "AudioCollator": "repr_asr.data.batching",
+    "BadAudio": "repr_asr.data.verify",
+    "BadAudioError": "repr_asr.data.verify",
+    "find_bad_audio": "repr_asr.data.verify",
+    "verify_corpus": "repr_asr.data.verify",
 }
 
 __all__ = sorted([*_LAZY, "load_corpus"])
 
 
-def load_corpus(spec: str, **options):
+def load_corpus(spec: str, verify: bool = False, **options):
     """Load a corpus from a ``--data`` spec as a ``datasets.DatasetDict``.
 
     ``spec`` is ``librispeech:PATH``, ``builtin:PATH`` (the built-in corpus, a LibriSpeech root) or
     ``hf:NAME_OR_PATH`` (a ``save_to_disk`` folder or a hub dataset); ``options`` go to the loader
     (:func:`repr_asr.data.librispeech.load_librispeech`, :func:`repr_asr.data.hf.load_hf`).
+
+    Loading reads file headers only. With ``verify=True`` every utterance of every split is also decoded
+    (each file once, with a progress bar) and one :class:`repr_asr.data.verify.BadAudioError` (a
+    ``CorpusError``) lists every file that cannot be used (:func:`repr_asr.data.verify.verify_corpus`).
     """
     kind, sep, location = str(spec).partition(":")
     if not sep or not location:
@@ -41,12 +49,18 @@ def load_corpus(spec: str, **options):
     if kind in ("librispeech", "builtin"):
         from .librispeech import load_librispeech
 
-        return load_librispeech(location, builtin=(kind == "builtin"), **options)
-    if kind == "hf":
+        corpus = load_librispeech(location, builtin=(kind == "builtin"), **options)
+    elif kind == "hf":
         from .hf import load_hf
 
-        return load_hf(location, **options)
-    raise ValueError(f"corpus spec {spec!r}: unknown kind {kind!r} (expected librispeech, builtin or hf)")
+        corpus = load_hf(location, **options)
+    else:
+        raise ValueError(f"corpus spec {spec!r}: unknown kind {kind!r} (expected librispeech, builtin or hf)")
+    if verify:
+        from .verify import verify_corpus
+
+        verify_corpus(corpus)
+    return corpus
 
 
 def __getattr__(name: str):

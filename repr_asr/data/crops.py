@@ -3,6 +3,11 @@
 Item ``i`` of epoch ``e`` is a crop of utterance ``i`` whose offset is drawn from a generator seeded
 with ``(seed, e, i)`` only, so the crops of a resumed run are the crops the uninterrupted run saw,
 whatever the worker count or the order in which items are fetched.
+
+Each item also carries an ``example_seed`` drawn from the same ``(seed, epoch, index)``: the model
+draws the example's random augmentations (jitter, masking, negatives, VAE noise) from it
+(:mod:`repr_asr.modules.randomness`), so they do not depend on which process or batch the example
+lands in, and two examples never share a random stream.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..audio import DEFAULT_SAMPLING_RATE, decode_audio
+from ..audio import DEFAULT_SAMPLING_RATE, AudioError, decode_audio
+from .skipping import SKIPPED_KEY, skipped_item, split_skipped
 
 
 class RandomCropDataset(torch.utils.data.Dataset):
@@ -29,9 +35,14 @@ class RandomCropDataset(torch.utils.data.Dataset):
         normalize: zero-mean unit-variance normalisation of each crop over its real samples
             (as ``ReprFeatureExtractor(do_normalize=True)`` does).
         sampling_rate: the rate audio is decoded at.
+        strict: raise on an utterance whose audio cannot be decoded (the :class:`~repr_asr.audio.AudioError`
+            names the utterance and its file). By default (``False``) the item is
+            ``skipped_item(utterance_id, error)`` instead and ``collate_crops`` lists it under ``"skipped"``
+            (:mod:`repr_asr.data.skipping`), so one bad file in a long run costs one example, not the run.
 
     Items are dicts of numpy arrays: ``input_values`` ``(crop_samples,)`` float32, ``attention_mask``
-    ``(crop_samples,)`` int32 and, with ``speakers``, ``speaker_ids`` (int). ``collate_crops`` stacks them.
+    ``(crop_samples,)`` int32, ``example_seed`` (int) and, with ``speakers``, ``speaker_ids`` (int).
+    ``collate_crops`` stacks them.
     """
 
     def __init__(
@@ -43,6 +54,7 @@ class RandomCropDataset(torch.utils.data.Dataset):
         cache_audio: bool = False,
         normalize: bool = False,
         sampling_rate: int = DEFAULT_SAMPLING_RATE,
+        strict: bool = False,
     ):
         if crop_samples < 1:
             raise ValueError(f"crop_samples must be >= 1, got {crop_samples}")
@@ -55,6 +67,7 @@ class RandomCropDataset(torch.utils.data.Dataset):
         self.cache_audio = cache_audio
         self.normalize = normalize
         self.sampling_rate = sampling_rate
+        self.strict = bool(strict)
         self._cache: dict[int, np.ndarray] = {}
         self.speaker_index = None
         self._speaker_ids = None
@@ -89,8 +102,18 @@ class RandomCropDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return int(rng.integers(0, num_samples - self.crop_samples + 1))
 
+    def example_seed(self, index: int) -> int:
+        """The seed of item ``index``'s random augmentations in the current epoch (63 bits)."""
+        state = np.random.SeedSequence([self.seed, self.epoch, index, 1]).generate_state(2, dtype=np.uint32)
+        return (int(state[0]) << 31) ^ int(state[1])
+
     def __getitem__(self, index: int) -> dict:
-        waveform = self._audio(index)
+        try:
+            waveform = self._audio(index)
+        except AudioError as error:  # names the utterance and its file (decode_audio adds the path)
+            if self.strict:
+                raise
+            return skipped_item(self._ids[index], error)
         offset = self.crop_offset(index, len(waveform))
         piece = waveform[offset : offset + self.crop_samples]
         real = len(piece)
@@ -100,7 +123,7 @@ class RandomCropDataset(torch.utils.data.Dataset):
         values[:real] = piece
         mask = np.zeros(self.crop_samples, dtype=np.int32)
         mask[:real] = 1
-        item = {"input_values": values, "attention_mask": mask}
+        item = {"input_values": values, "attention_mask": mask, "example_seed": self.example_seed(index)}
         if self.speaker_index is not None:
             speaker = self._speaker_ids[index]
             if speaker not in self.speaker_index:
@@ -114,11 +137,22 @@ class RandomCropDataset(torch.utils.data.Dataset):
 
 def collate_crops(items: list[dict]) -> dict:
     """Stack equal-length crops: ``input_values`` ``(batch, samples)`` float32, ``attention_mask``
-    ``(batch, samples)`` long, and ``speaker_ids`` ``(batch,)`` long when the items carry them."""
+    ``(batch, samples)`` long, ``example_seeds`` ``(batch,)`` long, and ``speaker_ids`` ``(batch,)``
+    long when the items carry them.
+
+    Skipped items (:func:`repr_asr.data.skipping.skipped_item`) are left out of the tensors and listed as
+    ``batch["skipped"]`` (``[{"id", "error"}, ...]``), a key present only when some item was skipped; a
+    batch whose every item was skipped is just ``{"skipped": [...]}``."""
+    items, skipped = split_skipped(items)
+    if not items:
+        return {SKIPPED_KEY: skipped}
     batch = {
         "input_values": torch.from_numpy(np.stack([item["input_values"] for item in items])),
         "attention_mask": torch.from_numpy(np.stack([item["attention_mask"] for item in items]).astype(np.int64)),
+        "example_seeds": torch.tensor([item["example_seed"] for item in items], dtype=torch.long),
     }
     if "speaker_ids" in items[0]:
         batch["speaker_ids"] = torch.tensor([item["speaker_ids"] for item in items], dtype=torch.long)
+    if skipped:
+        batch[SKIPPED_KEY] = skipped
     return batch

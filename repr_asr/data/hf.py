@@ -21,6 +21,11 @@ split), with a seeded permutation (``seed``, default 0):
 * ``train-10h`` ⊃ ``train-1h`` ⊃ ``train-10min``: the longest prefixes of one permutation of that rest whose
   total duration stays within ``subset_seconds`` (default 36000 / 3600 / 600 s; at least one utterance), so
   they nest; a source smaller than the target gives all of it.
+
+An id twice in one source split, or in both a training split (``train*``) and an evaluation split
+(``dev*``, ``test*``, ``valid*``) of the source, raises :class:`CorpusError` naming the ids and the splits
+(:func:`repr_asr.data.librispeech.check_disjoint`); sources whose ``id`` column only numbers the rows of each
+split should be loaded with ``id_column=None``, which generates ``SPLIT-000123`` ids.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import datasets
 import numpy as np
 import soundfile
 
-from .librispeech import FEATURES, SPLITS, Corpus, CorpusError, empty_phones
+from ..audio import to_mono
+from .librispeech import FEATURES, SPLITS, Corpus, CorpusError, check_disjoint, empty_phones
 from .text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -50,7 +56,8 @@ def _cell_duration(cell, utt_id: str) -> float:
         if isinstance(cell, (str, os.PathLike)):
             info = soundfile.info(str(cell))
         elif isinstance(cell, dict) and cell.get("array") is not None:
-            return len(np.asarray(cell["array"]).reshape(-1)) / float(cell["sampling_rate"])
+            # Samples, not values: a (samples, channels) array holds `channels` values per sample.
+            return len(to_mono(np.asarray(cell["array"]), f"utterance {utt_id}")) / float(cell["sampling_rate"])
         elif isinstance(cell, dict) and cell.get("bytes"):
             info = soundfile.info(io.BytesIO(cell["bytes"]))
         elif isinstance(cell, dict) and cell.get("path"):
@@ -117,7 +124,7 @@ def load_hf(
     name_or_path: str,
     audio_column: str = "audio",
     text_column: Optional[str] = "text",
-    id_column: str = "id",
+    id_column: Optional[str] = "id",
     speaker_column: str = "speaker_id",
     gender_column: str = "gender",
     split_map: Optional[dict[str, str]] = None,
@@ -135,7 +142,8 @@ def load_hf(
         name_or_path: a ``save_to_disk`` folder, or a hub dataset name (``load_dataset``; needs the network).
         audio_column / text_column / id_column / speaker_column / gender_column: the source's column names
             (defaults ``audio``, ``text``, ``id``, ``speaker_id``, ``gender``); ``text_column=None`` for
-            unlabeled audio. Absent id / speaker / gender columns give generated ids / ``""``.
+            unlabeled audio. Absent id / speaker / gender columns give generated ids / ``""``;
+            ``id_column=None`` generates ids even when the source has an ``id`` column.
         split_map: ``{source split: our split}``, merged over ``validation``/``valid`` → ``dev``.
         config_name: the hub dataset's configuration (``load_dataset``'s ``name``).
         train_split: the split (after renaming) that missing standard splits are derived from (default
@@ -172,6 +180,18 @@ def load_hf(
             if target in loaded or target in splits and splits[target] is not ds:
                 raise CorpusError(f"hf:{name_or_path}: split_map sends {source_name!r} onto {target!r}, which already exists")
             splits[target] = ds
+
+    # Leaks are checked on the source's own splits: the splits derived below are disjoint by construction
+    # (held-out sets leave the permutation before pretrain and the labeled subsets take from it), while
+    # the source `train` they come from keeps all its rows, held-out ones included, by design.
+    hint = (
+        f" (if `{id_column}` is only a row number within each split, pass id_column=None to generate ids)"
+        if id_column is not None else ""
+    )
+    try:
+        check_disjoint(splits, f"hf:{name_or_path}")
+    except CorpusError as error:
+        raise CorpusError(f"{error}{hint}") from None
 
     missing: dict[str, str] = {}
     needed = [s for s in SPLITS if s not in splits]

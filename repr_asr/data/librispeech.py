@@ -22,8 +22,11 @@ is missing and where it was looked for; the splits that exist load normally. Aud
 ``audio`` holds the file path (``repr_asr.audio.decode_audio`` reads it) and ``duration`` comes from the file
 header (``soundfile.info``), read in parallel and cached (see :func:`audio_durations`).
 
-Bad files: a transcript line whose audio file is missing, a malformed line, a duplicate utterance id or an
-unreadable audio header raise :class:`CorpusError` naming the file (and line). An audio file without a
+Bad files: a transcript line whose audio file is missing, a malformed line, a duplicate utterance id, a
+transcript or ``SPEAKERS.TXT`` that is not UTF-8, or an unreadable audio header raise :class:`CorpusError`
+naming the file (and line). An utterance id in both a training split (``train-*``, Libri-light's subsets) and an
+evaluation split (``dev-*``, ``test-*``) raises :class:`CorpusError` naming the id and both splits
+(:func:`check_disjoint`). Audio itself is only decoded with ``verify=True`` (:mod:`repr_asr.data.verify`). An audio file without a
 transcript line also raises, unless ``allow_untranscribed=True``, which keeps it with ``text=""`` (unlabeled
 audio is fine for pretraining).
 """
@@ -43,7 +46,7 @@ import datasets
 import soundfile
 
 from .phones import read_alignments
-from .text import normalize_text
+from .text import normalize_text, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,51 @@ class Corpus(datasets.DatasetDict):
         reason = getattr(self, "missing", {}).get(key, "no split of that name")
         available = ", ".join(sorted(self)) or "none"
         raise MissingSplitError(f"corpus {self.source}: no data for split {key!r}: {reason} (available: {available})")
+
+
+def is_training_split(name: str) -> bool:
+    """``pretrain``, ``train``, ``train-*``: splits a model learns from."""
+    return name == "pretrain" or name.startswith("train")
+
+
+def is_evaluation_split(name: str) -> bool:
+    """``dev``, ``test``, ``dev-*``, ``test-*``, ``validation*``, ``valid*``: splits results are reported on."""
+    return name.startswith(("dev", "test", "valid"))
+
+
+def check_disjoint(splits: dict, source: str, show: int = 5) -> None:
+    """Raise :class:`CorpusError` when an utterance id appears twice in one split, or in both a training
+    split and an evaluation split (an evaluation utterance trained on inflates every result).
+
+    ``splits`` maps names to datasets with an ``id`` column. Training splits may share ids with each
+    other (Libri-light's labeled subsets are nested inside the pretraining data by design), and so may
+    evaluation splits (``dev`` is ``dev-clean`` under another name). The error names up to ``show`` ids,
+    their number, and the two splits.
+    """
+    ids: dict[str, list[str]] = {}
+    for name, split in splits.items():
+        if "id" not in split.column_names:
+            continue
+        ids[name] = [str(i) for i in split["id"]]
+        counts: dict[str, int] = {}
+        for utt_id in ids[name]:
+            counts[utt_id] = counts.get(utt_id, 0) + 1
+        twice = [utt_id for utt_id, n in counts.items() if n > 1]
+        if twice:
+            more = f" (and {len(twice) - show} more)" if len(twice) > show else ""
+            raise CorpusError(
+                f"corpus {source}: split {name!r} holds utterance id(s) {', '.join(twice[:show])}{more} more than once"
+            )
+    sets = {name: set(values) for name, values in ids.items()}
+    for train in (n for n in sets if is_training_split(n)):
+        for held_out in (n for n in sets if is_evaluation_split(n)):
+            shared = sorted(sets[train] & sets[held_out])
+            if shared:
+                more = f" (and {len(shared) - show} more)" if len(shared) > show else ""
+                raise CorpusError(
+                    f"corpus {source}: utterance id(s) {', '.join(shared[:show])}{more} appear in both training split "
+                    f"{train!r} and evaluation split {held_out!r}: evaluation data must not be trained on"
+                )
 
 
 def empty_phones() -> dict[str, list]:
@@ -189,24 +237,23 @@ def _scan_tree(root: Path, allow_untranscribed: bool) -> list[dict]:
             for trans in sorted(transcripts):
                 match = _TRANS_NAME.match(trans.name)
                 prefix = f"{match['spk']}-{match['chapter']}-" if match else None
-                with open(trans, encoding="utf-8") as handle:
-                    for line_number, line in enumerate(handle, 1):
-                        if not line.strip():
-                            continue
-                        utt_id, _, text = line.strip().partition(" ")
-                        if prefix and not utt_id.startswith(prefix):
-                            raise CorpusError(
-                                f"{trans}:{line_number}: utterance id {utt_id!r} does not start with {prefix!r} "
-                                "(expected 'SPK-CHAPTER-UTT TRANSCRIPT')"
-                            )
-                        if utt_id in texts:
-                            raise CorpusError(f"{trans}:{line_number}: utterance {utt_id} is transcribed twice")
-                        if utt_id not in audio:
-                            raise CorpusError(
-                                f"{trans}:{line_number}: utterance {utt_id} has no audio file "
-                                f"({chapter_dir / utt_id}{{{','.join(AUDIO_EXTENSIONS)}}} not found)"
-                            )
-                        texts[utt_id] = normalize_text(text)
+                for line_number, line in read_lines(trans, CorpusError):
+                    if not line.strip():
+                        continue
+                    utt_id, _, text = line.strip().partition(" ")
+                    if prefix and not utt_id.startswith(prefix):
+                        raise CorpusError(
+                            f"{trans}:{line_number}: utterance id {utt_id!r} does not start with {prefix!r} "
+                            "(expected 'SPK-CHAPTER-UTT TRANSCRIPT')"
+                        )
+                    if utt_id in texts:
+                        raise CorpusError(f"{trans}:{line_number}: utterance {utt_id} is transcribed twice")
+                    if utt_id not in audio:
+                        raise CorpusError(
+                            f"{trans}:{line_number}: utterance {utt_id} has no audio file "
+                            f"({chapter_dir / utt_id}{{{','.join(AUDIO_EXTENSIONS)}}} not found)"
+                        )
+                    texts[utt_id] = normalize_text(text)
             for utt_id in sorted(audio):
                 if utt_id not in texts and not allow_untranscribed:
                     raise CorpusError(
@@ -237,14 +284,13 @@ def _is_split_dir(path: Path) -> bool:
 def read_speakers(path: Path) -> dict[str, str]:
     """``SPEAKERS.TXT`` → ``{speaker_id: "M" | "F"}`` (``;`` lines are comments)."""
     genders = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip() or line.lstrip().startswith(";"):
-                continue
-            fields = [f.strip() for f in line.split("|")]
-            if len(fields) < 2 or fields[1].upper() not in ("M", "F"):
-                raise CorpusError(f"{path}:{line_number}: expected 'ID | SEX | ...' with SEX M or F, got {line.strip()!r}")
-            genders[fields[0]] = fields[1].upper()
+    for line_number, line in read_lines(path, CorpusError):
+        if not line.strip() or line.lstrip().startswith(";"):
+            continue
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) < 2 or fields[1].upper() not in ("M", "F"):
+            raise CorpusError(f"{path}:{line_number}: expected 'ID | SEX | ...' with SEX M or F, got {line.strip()!r}")
+        genders[fields[0]] = fields[1].upper()
     return genders
 
 
@@ -347,6 +393,9 @@ def load_librispeech(
             splits[split] = splits[original]
         else:
             missing[split] = f"no {original}/ folder under {root}"
+    source = f"{'builtin' if builtin else 'librispeech'}:{root}"
+    # Original split names come first in `splits`, so a leak is reported between the folders it is in.
+    check_disjoint(splits, source)
     if missing:
         logger.info("corpus %s: splits without data: %s", root, ", ".join(sorted(missing)))
-    return Corpus(splits, missing=missing, source=f"{'builtin' if builtin else 'librispeech'}:{root}")
+    return Corpus(splits, missing=missing, source=source)

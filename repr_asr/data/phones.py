@@ -23,6 +23,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
+from .text import read_lines
+
 # The 39 ARPAbet phones of CMUdict without lexical stress, plus silence.
 PHONES: tuple[str, ...] = (
     "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH",
@@ -183,25 +185,21 @@ def read_alignments(phones_dir: Union[str, os.PathLike], files: Optional[Iterabl
     paths = sorted(phones_dir.glob("*.txt")) if files is None else [phones_dir / f for f in files]
     raw: dict[str, tuple[list[str], Path]] = {}
     for path in paths:
-        try:
-            handle = open(path, encoding="utf-8")
-        except OSError as error:
-            raise AlignmentError(f"{path}: cannot read phone alignments ({error})") from error
-        with handle:
-            for line_number, line in enumerate(handle, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                utt_id = fields[0]
-                try:
-                    frames = [id_to_phone[int(x)] for x in fields[1:]]
-                except (ValueError, KeyError) as error:
-                    raise AlignmentError(
-                        f"{path}:{line_number}: utterance {utt_id}: phone id {error} is not an integer of {mapping_path.name}"
-                    ) from None
-                if utt_id in raw and raw[utt_id][0] != frames:
-                    raise AlignmentError(
-                        f"{path}:{line_number}: utterance {utt_id} has alignments different from those in {raw[utt_id][1]}"
-                    )
-                raw[utt_id] = (frames, path)
+        # read_lines: a file that is not UTF-8 raises AlignmentError naming the file and line.
+        for line_number, line in read_lines(path, AlignmentError):
+            fields = line.split()
+            if not fields:
+                continue
+            utt_id = fields[0]
+            try:
+                frames = [id_to_phone[int(x)] for x in fields[1:]]
+            except (ValueError, KeyError) as error:
+                raise AlignmentError(
+                    f"{path}:{line_number}: utterance {utt_id}: phone id {error} is not an integer of {mapping_path.name}"
+                ) from None
+            if utt_id in raw and raw[utt_id][0] != frames:
+                raise AlignmentError(
+                    f"{path}:{line_number}: utterance {utt_id} has alignments different from those in {raw[utt_id][1]}"
+                )
+            raw[utt_id] = (frames, path)
     return {utt_id: frames_to_segments(frames) for utt_id, (frames, _) in raw.items()}

@@ -2,7 +2,10 @@
 
 A training dataset's ``__getitem__`` that cannot decode its example returns :func:`skipped_item`
 instead of raising (unless it was built ``strict``); its collator passes the items through
-:func:`split_skipped`, which drops the markers and lists them under the batch key ``"skipped"``.
+:func:`split_skipped`, which drops the markers and lists them under the batch key ``"skipped"``
+(:data:`SKIPPED_KEY`; ``[{"id", "error"}, ...]``, the error naming the utterance and its file). The key is
+present only when some item was skipped; a batch whose every item was skipped is just
+``{"skipped": [...]}``, with no tensors (the Trainer must record the skips and run no forward pass on it).
 The ``Trainer`` removes that key before the forward pass, names every skipped example once in the
 log, counts them in ``metrics.jsonl`` (``skipped_examples``) and in its final metrics, and writes
 their ids and errors to ``DIR/skipped_examples.txt``.

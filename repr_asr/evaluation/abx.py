@@ -421,16 +421,19 @@ def evaluate_abx(
     item_file: Union[str, os.PathLike, None] = None,
     write_items: Union[str, os.PathLike, None] = None,
     cache_dir: Optional[str] = None,
-    device: str = "cpu",
+    device: Optional[str] = None,
     max_size_group: int = DEFAULT_MAX_SIZE_GROUP,
     max_x_across: int = DEFAULT_MAX_X_ACROSS,
     seed: int = DEFAULT_SEED,
 ) -> dict:
     """ABX of ``upstream`` (``fbank``, ``mfcc`` or a pretrained folder) at each probe point on ``split``
     of the corpus ``data``. Items come from ``item_file`` when given, else from the split's phone
-    timings (written to ``write_items`` when given). Returns the ``results.json`` dictionary with
-    ``metrics[probe_point] = {"within": %, "across": %, ...}`` (error rates in percent)."""
-    from ..models import load_upstream
+    timings (written to ``write_items`` when given). Features use the feature extractor saved with the
+    upstream (``repr_asr.models.load_feature_extractor``) and run on ``device`` (None: the CPU the model
+    loads on). Returns the ``results.json`` dictionary with the ``feature_extractor`` settings, the
+    upstream's ``weights_sha256`` and ``metrics[probe_point] = {"within": %, "across": %, ...}``
+    (error rates in percent)."""
+    from ..models import load_feature_extractor, load_upstream
     from .features import extract_features, load_split, upstream_name
 
     dataset = load_split(data, split, max_utterances, seed=0)
@@ -445,8 +448,10 @@ def evaluate_abx(
     if not items:
         raise ValueError(f"corpus {data} split {split}: no ABX items (the split has no phone timings, or the item file names none of its utterances)")
     model = load_upstream(upstream)
+    # The cache is keyed by the weights, extractor and audio themselves (features.py), not by the path.
     split_features = extract_features(
-        model, dataset, probe_points, cache_dir=cache_dir, cache_key=f"{upstream}|{data}|{split}", device=device
+        model, dataset, probe_points, cache_dir=cache_dir, device=device,
+        feature_extractor=load_feature_extractor(upstream),
     )
     modes = ["within", "across"]
     metrics = {}
@@ -466,6 +471,8 @@ def evaluate_abx(
         "upstream": str(upstream),
         "upstream_name": upstream_name(upstream),
         "model_type": getattr(model.config, "model_type", None),
+        "weights_sha256": split_features.info["weights_sha256"],
+        "feature_extractor": split_features.info["feature_extractor"],
         "data": data,
         "split": split,
         "num_utterances": len(dataset),

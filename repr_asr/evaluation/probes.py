@@ -413,19 +413,23 @@ def evaluate_probes(
     max_utterances: Optional[int] = None,
     config: Optional[ProbeConfig] = None,
     cache_dir: Optional[str] = None,
-    device: str = "cpu",
+    device: Optional[str] = None,
 ) -> dict:
     """Probe every requested probe point of ``upstream`` (``fbank``, ``mfcc`` or a pretrained folder) on
-    ``split`` of the corpus ``data``. Returns the ``results.json`` dictionary: what was run, and
-    ``metrics[probe_point][task]``."""
-    from ..models import load_upstream
+    ``split`` of the corpus ``data``, with the feature extractor saved with the upstream
+    (``repr_asr.models.load_feature_extractor``) on ``device`` (None: the CPU the model loads on).
+    Returns the ``results.json`` dictionary: what was run (with the ``feature_extractor`` settings and
+    the ``weights_sha256`` of the upstream), and ``metrics[probe_point][task]``."""
+    from ..models import load_feature_extractor, load_upstream
     from .features import extract_features, load_split, upstream_name
 
     config = config or ProbeConfig()
     dataset = load_split(data, split, max_utterances, seed=config.seed)
     model = load_upstream(upstream)
+    # The cache is keyed by the weights, extractor and audio themselves (features.py), not by the path.
     split_features = extract_features(
-        model, dataset, probe_points, cache_dir=cache_dir, cache_key=f"{upstream}|{data}|{split}", device=device
+        model, dataset, probe_points, cache_dir=cache_dir, device=device,
+        feature_extractor=load_feature_extractor(upstream),
     )
     rows = [dict(r) for r in dataset.remove_columns([c for c in ("text",) if c in dataset.column_names])]
     waveforms = [decode_audio(r["audio"], name=str(r["id"])) for r in rows] if "fbank" in tasks else None
@@ -442,6 +446,8 @@ def evaluate_probes(
         "upstream": str(upstream),
         "upstream_name": upstream_name(upstream),
         "model_type": getattr(model.config, "model_type", None),
+        "weights_sha256": split_features.info["weights_sha256"],
+        "feature_extractor": split_features.info["feature_extractor"],
         "data": data,
         "split": split,
         "num_utterances": len(rows),

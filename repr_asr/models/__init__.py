@@ -2,18 +2,117 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
 from .spectral.configuration_spectral import SpectralConfig
 from .spectral.modeling_spectral import SpectralModel
 
+logger = logging.getLogger(__name__)
+
 SPECTRAL_UPSTREAMS = ("fbank", "mfcc")
+
+# A Hugging Face hub id: "name" or "org/name" (one slash at most, no leading dot).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def _local_folder(name_or_path: str, needs: str = "config.json"):
+    """The folder ``name_or_path`` names, ``None`` when it is a hub id to hand to ``from_pretrained``.
+
+    A string that exists on disk, or that only a path can be (absolute, ``./``, ``../``, ``~``, more than
+    one separator, a backslash...), is a local path: a missing one or a folder without ``needs`` raises
+    here, naming the path, instead of transformers' "Repo id must be in the form ..." message.
+    """
+    text = str(name_or_path)
+    path = Path(os.path.expanduser(text))
+    if not path.exists():
+        if _HUB_ID.match(text) and not text.startswith("."):
+            return None
+        raise FileNotFoundError(
+            f"upstream {text!r}: no such folder (expected a save_pretrained folder with {needs}, "
+            f"'fbank' / 'mfcc', or a hub name 'org/name')"
+        )
+    if not path.is_dir():
+        raise ValueError(f"upstream {text!r} is a file: pass the save_pretrained folder that holds it")
+    if needs and not (path / needs).is_file():
+        hint = f"; did you mean {path / 'final'} (a training run's export)?" if (path / "final" / needs).is_file() else ""
+        raise FileNotFoundError(f"upstream folder {text!r} has no {needs}, so it is not a save_pretrained folder{hint}")
+    return path
+
+
+def _first_unreadable_safetensors(folder: Path):
+    """The first ``*.safetensors`` file of ``folder`` whose header safetensors rejects (e.g. truncated)."""
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except Exception:  # noqa: BLE001 - any failure to open is what we are looking for
+            return file
+    return None
 
 
 def load_upstream(name_or_path: str, **kwargs):
     """The upstream behind a recipe's ``--upstream``: ``"fbank"`` / ``"mfcc"`` (no pretraining) or a
-    folder / hub name in ``save_pretrained`` format loaded with ``AutoModel``."""
+    folder / hub name in ``save_pretrained`` format loaded with ``AutoModel``.
+
+    Raises:
+        FileNotFoundError: a local-looking path that does not exist, or a folder without ``config.json``.
+        ValueError: a weights file safetensors cannot read (truncated copy...), naming the file.
+        OSError: a hub name that cannot be loaded (offline, no such repository), naming it.
+    """
     if name_or_path in SPECTRAL_UPSTREAMS:
         return SpectralModel(SpectralConfig(input_features=name_or_path))
     import repr_asr  # noqa: F401  (registers the Auto classes)
+    from safetensors import SafetensorError
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(name_or_path, **kwargs)
+    folder = _local_folder(name_or_path)
+    try:
+        return AutoModel.from_pretrained(str(folder or name_or_path), **kwargs)
+    except SafetensorError as error:
+        # safetensors' message ("incomplete metadata, file not fully covered") names no file.
+        bad = _first_unreadable_safetensors(folder) if folder is not None else None
+        where = str(bad) if bad is not None else f"the weights of {name_or_path!r}"
+        raise ValueError(f"{where}: unreadable safetensors file ({error}); it is truncated or corrupt, copy or save it again") from error
+    except OSError as error:
+        if folder is not None:
+            raise
+        raise OSError(f"upstream {name_or_path!r}: no local folder of that name, and loading it from the "
+                      f"Hugging Face hub failed: {error}") from error
+
+
+def load_feature_extractor(name_or_path: str):
+    """The feature extractor that prepares audio for the upstream ``name_or_path`` (as ``load_upstream``).
+
+    * ``"fbank"`` / ``"mfcc"``: ``ReprFeatureExtractor()`` (raw waveform; the spectral model normalises
+      its own features).
+    * a folder with ``preprocessor_config.json`` (every ``final/`` the Trainer writes has one): that
+      extractor, via ``AutoFeatureExtractor.from_pretrained``, so e.g. ``do_normalize`` set at pretraining
+      (``--data.normalize true``) is applied to evaluation audio too.
+    * a folder without one: ``ReprFeatureExtractor(sampling_rate=<config.json's>)`` with a warning
+      (what the model was trained with is unknown; this is the pretraining default).
+    * a hub name: ``AutoFeatureExtractor.from_pretrained`` (needs the hub or its local cache).
+    """
+    from ..feature_extraction import ReprFeatureExtractor
+
+    if name_or_path in SPECTRAL_UPSTREAMS:
+        return ReprFeatureExtractor()
+    import repr_asr  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoFeatureExtractor
+
+    folder = _local_folder(name_or_path, needs="")
+    if folder is None:
+        return AutoFeatureExtractor.from_pretrained(name_or_path)
+    if (folder / "preprocessor_config.json").is_file():
+        return AutoFeatureExtractor.from_pretrained(str(folder))
+    sampling_rate = 16000
+    if (folder / "config.json").is_file():
+        sampling_rate = int(json.loads((folder / "config.json").read_text()).get("sampling_rate", sampling_rate))
+    logger.warning("%s: no preprocessor_config.json; using ReprFeatureExtractor(sampling_rate=%d) defaults "
+                   "(no normalisation)", folder, sampling_rate)
+    return ReprFeatureExtractor(sampling_rate=sampling_rate)

@@ -8,9 +8,10 @@ VQ codebook's EMA, code usage, k-means initialisation, recently seen encoder out
 gathered over processes with :func:`all_reduce_sum` and :func:`gather_rows`, so every process holds
 the buffers one process would.
 
-Collectives run only while training with gradients on and ``torch.distributed`` initialised with
-more than one process; every process then reaches them in the same order (same model, same code path).
-With one process every function here is the identity.
+Collectives run only with ``torch.distributed`` initialised with more than one process, and callers
+reach them only in training passes (:func:`global_count` only with gradients on; the VQ's statistics
+only in train mode), where every process runs the same code path in the same order. With one process
+every function here is the identity.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def world_size() -> int:
 
 
 def synchronising() -> bool:
-    """Whether modules must synchronise now: several processes, and a training (grad-enabled) pass."""
-    return world_size() > 1 and torch.is_grad_enabled()
+    """Whether there are other processes to synchronise with."""
+    return world_size() > 1
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -38,7 +39,7 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 def global_count(count: torch.Tensor) -> torch.Tensor:
     """The mean over processes of ``count`` (a scalar): divide a process's loss sum by it, so the
     averaged gradients are those of the mean over every process's positions."""
-    if not synchronising():
+    if not (synchronising() and torch.is_grad_enabled()):  # evaluation passes may differ between processes
         return count
     shared = count.detach().float().clone()
     dist.all_reduce(shared, op=dist.ReduceOp.SUM)

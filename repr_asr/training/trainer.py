@@ -595,6 +595,9 @@ class Trainer:
                     logger.warning("step %d: non-finite loss or gradients, update skipped (%d in a row)", step, nonfinite_in_a_row)
                     if nonfinite_in_a_row > config.max_nonfinite_steps:
                         progress.close()
+                        if acc.is_main_process:
+                            self._write_metrics({"step": step, "epoch": epoch, "nonfinite_steps": self.nonfinite_steps,
+                                                 "stopped": "non-finite loss or gradients"})
                         raise NonFiniteError(
                             f"{nonfinite_in_a_row} training steps in a row (up to step {step}) had a non-finite loss or "
                             f"gradients (training.max_nonfinite_steps = {config.max_nonfinite_steps}): stopping. "
