@@ -26,7 +26,7 @@ system-deps:
 corpus: install
 	$(PY) recipes/make_corpus.py --output_dir $(DATA) --hours $(HOURS)
 
-# Knobs: DATA, DEMO_HOURS, RUNS, RESULTS, SUBSETS, *_STEPS (see scripts/demo.sh).
+# Knobs: DATA, DEMO_HOURS, RUNS, RESULTS, SUBSETS, PRETRAIN_FLOPS, CTC_STEPS (see scripts/demo.sh).
 demo: install
 	bash scripts/demo.sh
 

@@ -5,8 +5,8 @@
 #   3. train frozen CTC heads on train-10min and train-1h for each of them and for filterbanks
 #   4. write results/comparison.{md,csv,png} and print the table
 # Every stage is skipped when its output exists and resumed when its checkpoints do, so a killed demo
-# continues where it stopped. Knobs (environment): DATA, DEMO_HOURS, RUNS, RESULTS, SUBSETS, and the
-# step counts WAVENET_STEPS, CPC_STEPS, MASKED_STEPS, CTC_STEPS.
+# continues where it stopped. Knobs (environment): DATA, DEMO_HOURS, RUNS, RESULTS, SUBSETS, the
+# pretraining budget PRETRAIN_FLOPS (per upstream) and CTC_STEPS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -27,17 +27,19 @@ stamp() { echo "[demo $(( $(date +%s) - started ))s] $*"; }
 stamp "1/4 built-in corpus: $DATA ($DEMO_HOURS h)"
 $PY recipes/make_corpus.py --output_dir "$DATA" --hours "$DEMO_HOURS" --seed 0 --num_workers "${JOBS:-2}"
 
-# Equal pretraining compute: steps x FLOPs per training step (3 x forward, `make bench`) is ~12.6 TFLOP
-# for each upstream: WaveNet-AE 51 x 246 GFLOP, CPC 1470 x 8.6 GFLOP, masked reconstruction 985 x 12.8 GFLOP.
-declare -A STEPS=([wavenet_vq_tiny]=${WAVENET_STEPS:-51} [cpc_tiny]=${CPC_STEPS:-1470} [masked_recon_tiny]=${MASKED_STEPS:-985})
+# Equal pretraining compute, measured: each run counts one training step's FLOPs on a real batch
+# (forward + backward, FlopCounterMode) and takes max_steps = PRETRAIN_FLOPS / FLOPs per step; the
+# counts are in each run's results.json and model card. 12.6 TFLOP was ~51 WaveNet-AE steps.
+PRETRAIN_FLOPS=${PRETRAIN_FLOPS:-12.6e12}
 for name in wavenet_vq_tiny cpc_tiny masked_recon_tiny; do
   out="$RUNS/pretrain/$name"
   if [ -f "$out/final/config.json" ]; then stamp "2/4 pretrain $name: done already ($out/final)"; continue; fi
   resume=(); [ -d "$out/checkpoints" ] && resume=(--resume)
-  stamp "2/4 pretrain $name (${STEPS[$name]} steps) -> $out"
+  stamp "2/4 pretrain $name ($PRETRAIN_FLOPS FLOPs) -> $out"
   launch recipes/pretrain.py --config "configs/pretrain/$name.yaml" --data "builtin:$DATA" \
-    --output_dir "$out" --max_steps "${STEPS[$name]}" "${resume[@]}" > "$RUNS/pretrain-$name.log" 2>&1 \
+    --output_dir "$out" --training.flops_budget "$PRETRAIN_FLOPS" "${resume[@]}" > "$RUNS/pretrain-$name.log" 2>&1 \
     || { tail -n 30 "$RUNS/pretrain-$name.log"; exit 1; }
+  stamp "   $($PY -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{r['steps']} steps x {r['flops_per_step']:.3g} FLOPs = {r['total_flops']:.3g}\")" "$out/results.json")"
 done
 
 for upstream in fbank wavenet_vq_tiny cpc_tiny masked_recon_tiny; do
