@@ -1,6 +1,9 @@
 """Gather downstream runs into one comparison: comparison.md, comparison.csv, comparison.png.
 
     python recipes/compare.py --runs runs/ctc/* --output_dir results
+
+One row per setting (everything results.json says was run except the seed and the subset); runs that
+differ only in their seed share a cell, shown as mean ± std (n). See repr_asr/evaluation/report.py.
 """
 
 import argparse

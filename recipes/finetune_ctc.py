@@ -4,9 +4,15 @@
         --subset {10h,1h,10min} --output_dir DIR [--data SPEC] [--max_steps N] [--tokenizer char|sentencepiece \
         --vocab_size N] [--lm_text FILE] [--resume] [--section.key value ...]
 
-Writes DIR/results.json (what was run + WER/CER per split), DIR/hypotheses.json, DIR/final/ (loadable with
-AutoModelForCTC and transformers.pipeline("automatic-speech-recognition", model=DIR/final)),
-DIR/metrics.jsonl, DIR/logs/ and DIR/checkpoints/.
+Validates on dev every --training.eval_steps (greedy CER / WER, in DIR/metrics.jsonl) and keeps the step with
+the lowest dev CER as DIR/final/ (training.metric_for_best_model: eval_cer; training.early_stopping_patience
+evaluations without improvement stop the run). Audio is prepared by the upstream's own saved feature
+extractor, for training and in DIR/final/ alike. Undecodable audio is skipped and named (--strict stops).
+
+Writes DIR/results.json (what was run, the step kept and its dev CER, skipped utterances, WER/CER per
+split), DIR/hypotheses.json, DIR/final/ (loadable with AutoModelForCTC and
+transformers.pipeline("automatic-speech-recognition", model=DIR/final)), DIR/metrics.jsonl, DIR/logs/ and
+DIR/checkpoints/. A DIR that holds checkpoints is refused without --resume, before anything is written.
 """
 
 import json
@@ -30,7 +36,8 @@ def main(argv=None):
             overrides[("data", name)] = getattr(args, name)
     run = load_ctc_config(args.config, overrides)
     results = run_finetune_ctc(run, args.upstream, args.output_dir, resume=args.resume, config_path=args.config)
-    print(json.dumps({"upstream": results["upstream"], "subset": results["subset"], "metrics": results["metrics"]}, indent=1))
+    summary = {k: results[k] for k in ("upstream", "subset", "best_step", "best_dev_cer", "stopped_early", "metrics")}
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -256,6 +256,7 @@ model.register_forward_hook(lambda module, args, output: seen.append(int(args[0]
 out = extract_features(model, split, accelerator=state, cache_dir=sys.argv[3])
 np.savez(f"{sys.argv[2]}/rank{state.process_index}.npz", **out.as_dict("features"))
 json.dump({"utterances": sum(seen)}, open(f"{sys.argv[2]}/rank{state.process_index}.json", "w"))
+state.destroy_process_group()  # gloo's threads abort the interpreter's exit otherwise
 """
 
 

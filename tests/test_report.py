@@ -1,20 +1,31 @@
-"""compare.py's tables come from results.json files alone."""
+"""compare.py's tables come from results.json files alone: one row per setting (never two settings in
+one cell), seeds of one setting averaged as mean ± std (n)."""
 
+import csv
 import json
+import statistics
 import subprocess
 import sys
 
 import pytest
 
-from repr_asr.evaluation.report import comparison_table, load_runs
+from repr_asr.evaluation.report import comparison_table, load_runs, markdown_tables, run_settings
 
 
-def write_run(folder, upstream, subset, wer, cer, frozen=True, point=None):
+def write_run(folder, upstream, subset, wer, cer, frozen=True, point=None, seed=0, tokenizer="char", vocab_size=0,
+              extra=None):
     folder.mkdir(parents=True)
     results = {
-        "upstream": upstream, "upstream_name": upstream, "probe_point": point, "frozen": frozen, "subset": subset,
-        "steps": 10, "seed": 0, "metrics": {"test": {"wer": wer, "cer": cer}, "dev": {"wer": wer + 0.1, "cer": cer}},
+        "task": "ctc", "upstream": upstream, "upstream_name": upstream, "probe_point": point, "frozen": frozen,
+        "subset": subset, "tokenizer": tokenizer, "vocab_size": 30 if tokenizer == "char" else vocab_size,
+        "steps": 10, "seed": seed, "train_utterances": {"10min": 13, "1h": 80}[subset],
+        "best_step": 5 + seed, "stopped_early": bool(seed % 2),
+        "config": {"model_type": "upstream_ctc", "model": {"head_type": "bilstm"},
+                   "data": {"subset": subset, "tokenizer": tokenizer, "vocab_size": vocab_size, "cache_dir": f"/tmp/{seed}"},
+                   "training": {"seed": seed, "max_steps": 10, "learning_rate": 0.003, "save_steps": 5 + seed}},
+        "metrics": {"test": {"wer": wer, "cer": cer}, "dev": {"wer": wer + 0.1, "cer": cer}},
     }
+    results.update(extra or {})
     (folder / "results.json").write_text(json.dumps(results))
 
 
@@ -29,23 +40,91 @@ def runs_dir(tmp_path):
 def test_table_cells(runs_dir):
     runs = load_runs([str(runs_dir)])
     rows, subsets, cells = comparison_table(runs, "test", "wer")
-    assert rows[0] == "fbank (frozen)"  # the baseline leads the table
+    assert rows == ["fbank (frozen)", "wavenet_vq/bn (frozen)"]  # the baseline leads; both subsets share a row
     assert subsets == ["10min", "1h"]
-    assert cells[("fbank (frozen)", "1h")] == pytest.approx(70.0)
-    assert cells[("wavenet_vq/bn (frozen)", "1h")] == pytest.approx(60.0)
+    assert cells[("fbank (frozen)", "1h")].mean == pytest.approx(70.0)
+    assert cells[("fbank (frozen)", "1h")].n == 1 and cells[("fbank (frozen)", "1h")].std is None
+    assert cells[("wavenet_vq/bn (frozen)", "1h")].mean == pytest.approx(60.0)
     assert ("wavenet_vq/bn (frozen)", "10min") not in cells
 
 
+def test_two_tokenizers_are_two_rows(tmp_path):
+    # The bug: a character run's CER 95.1 was shown as the sentencepiece run's 100.0 (one cell, last wins).
+    write_run(tmp_path / "runs" / "char", "fbank", "1h", 1.0, 0.951, tokenizer="char")
+    write_run(tmp_path / "runs" / "sp", "fbank", "1h", 1.0, 1.0, tokenizer="sentencepiece", vocab_size=64)
+    runs = load_runs([str(tmp_path / "runs")])
+    rows, _, cells = comparison_table(runs, "test", "cer")
+    assert len(rows) == 2
+    by_tokenizer = {("sentencepiece" in row): cells[(row, "1h")] for row in rows}
+    assert by_tokenizer[False].mean == pytest.approx(95.1) and by_tokenizer[True].mean == pytest.approx(100.0)
+    assert all("tokenizer=" in row for row in rows)  # the label says what tells the rows apart
+    assert "95.1" in markdown_tables(runs) and "100.0" in markdown_tables(runs)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("config", {"model_type": "upstream_ctc", "model": {"head_type": "linear"}}),  # any config key
+    ("config_name", "finetune_tiny"),
+    ("data", "librispeech:/data"),
+])
+def test_any_setting_difference_is_a_row(tmp_path, field, value):
+    write_run(tmp_path / "runs" / "a", "fbank", "1h", 0.7, 0.3)
+    write_run(tmp_path / "runs" / "b", "fbank", "1h", 0.8, 0.4, extra={field: value})
+    rows, _, cells = comparison_table(load_runs([str(tmp_path / "runs")]), "test", "cer")
+    assert len(rows) == 2 and sorted(c.mean for c in cells.values()) == pytest.approx([30.0, 40.0])
+
+
+def test_seeds_of_one_setting_are_averaged(tmp_path):
+    cers = [0.712, 0.751, 0.79]
+    for seed, value in enumerate(cers):
+        # Per-run fields (seed, best step, cache folder, save cadence) differ; the setting does not.
+        write_run(tmp_path / "runs" / f"seed{seed}", "cpc_tiny", "1h", 1.0, value, point="ctx", seed=seed)
+    write_run(tmp_path / "runs" / "other", "cpc_tiny", "10min", 1.0, 0.8, point="ctx", seed=0)
+    runs = load_runs([str(tmp_path / "runs")])
+    rows, subsets, cells = comparison_table(runs, "test", "cer")
+    assert rows == ["cpc_tiny/ctx (frozen)"] and subsets == ["10min", "1h"]
+    cell = cells[(rows[0], "1h")]
+    assert cell.n == 3
+    assert cell.mean == pytest.approx(statistics.mean(100 * v for v in cers))
+    assert cell.std == pytest.approx(statistics.stdev(100 * v for v in cers))  # sample std (n - 1)
+    assert str(cell) == "75.1 ± 3.9 (n=3)"
+    assert str(cells[(rows[0], "10min")]) == "80.0"  # one seed: just the value
+    assert "| cpc_tiny/ctx (frozen) | 80.0 | 75.1 ± 3.9 (n=3) |" in markdown_tables(runs)
+
+
+def test_settings_leave_out_the_seed_and_outcomes_only():
+    base = {"upstream": "fbank", "subset": "1h", "seed": 0, "metrics": {}, "best_step": 3,
+            "config": {"training": {"seed": 0, "learning_rate": 0.1}, "data": {"subset": "1h", "tokenizer": "char"}}}
+    settings = run_settings(base)
+    assert settings == {"upstream": "fbank", "config.training.learning_rate": 0.1, "config.data.tokenizer": "char"}
+
+
+def test_overlapping_run_folders_count_a_run_once(runs_dir):
+    runs = load_runs([str(runs_dir), str(runs_dir / "a")])
+    assert len(runs) == 3
+
+
 def test_recipe_writes_all_outputs(runs_dir, tmp_path):
+    for seed, value in enumerate([0.70, 0.74]):  # a second seed of run b's setting
+        if seed:
+            write_run(runs_dir / f"b{seed}", "fbank", "1h", value, 0.3, seed=seed)
     out = tmp_path / "results"
     proc = subprocess.run(
         [sys.executable, "recipes/compare.py", "--runs", str(runs_dir), "--output_dir", str(out)],
         capture_output=True, text=True, check=True,
     )
-    assert "| fbank (frozen) | 90.0 | 70.0 |" in proc.stdout
+    assert "| fbank (frozen) | 90.0 | 72.0 ± 2.8 (n=2) |" in proc.stdout
     assert (out / "comparison.png").stat().st_size > 1000
-    lines = (out / "comparison.csv").read_text().splitlines()
-    assert len(lines) == 1 + 3 * 2  # header + (3 runs x 2 splits)
+    with open(out / "comparison.csv") as handle:
+        lines = list(csv.DictReader(handle))
+    assert set(lines[0]) >= {"setting", "subset", "split", "metric", "mean", "std", "n"}
+    # one line per (row, subset, split, metric): 3 cells x 2 splits x (wer, cer)
+    assert len(lines) == 3 * 2 * 2
+    line = next(l for l in lines if l["setting"] == "fbank (frozen)" and l["subset"] == "1h"
+                and l["split"] == "test" and l["metric"] == "wer")
+    assert float(line["mean"]) == pytest.approx(72.0) and float(line["std"]) == pytest.approx(2.828, abs=1e-3)
+    assert line["n"] == "2" and line["seeds"] == "0;1"
+    single = next(l for l in lines if l["subset"] == "10min" and l["split"] == "test" and l["metric"] == "cer")
+    assert single["n"] == "1" and single["std"] == ""
 
 
 def test_missing_results_are_named(tmp_path):

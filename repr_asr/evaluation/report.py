@@ -1,29 +1,104 @@
 """Comparison tables across representations and labeled-data sizes, from ``results.json`` files alone.
 
-Each downstream run writes ``RUN_DIR/results.json`` saying what was run and what was measured
-(see ``repr_asr.downstream``); this module gathers them into one table per metric:
-rows are representations (upstream + probe point + frozen/fine-tuned), columns are labeled subsets.
+Each CTC run writes ``RUN_DIR/results.json`` saying what was run and what was measured
+(``repr_asr.training.finetune_ctc``); this module gathers them into one table per metric: columns are
+labeled subsets, rows are *settings*. A setting is everything ``results.json`` says about the run
+(upstream, probe point, frozen / fine-tuned, units, decoding and LM, config file, the whole resolved
+config) except the seed, the subset (the column) and what a run measured or happened to do
+(:data:`RUN_FIELDS`, :data:`BOOKKEEPING_CONFIG`). Two runs that differ in any setting get two rows —
+a cell is never overwritten — and a row's label names the settings that tell it apart from the rows
+of the same representation (``fbank (frozen) [tokenizer=sentencepiece, data.vocab_size=64]``). Runs
+that differ only in their seed share a cell, shown as mean ± sample standard deviation with the
+count (``75.1 ± 3.9 (n=3)``; one run shows just its value).
+
+``comparison.csv`` has one line per (row, subset, split, metric): ``mean``, ``std`` (empty for one
+run), ``n``, the seeds and the run folders; values are in percent, as in ``comparison.md``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+logger = logging.getLogger(__name__)
+
 SUBSET_ORDER = ["10min", "1h", "10h"]
+METRICS = ("wer", "cer", "wer_lm", "cer_lm")
+
+# Top-level results.json fields that are not part of the setting: the seed, the subset (the table's
+# column; train_utterances / train_hours and a character vocabulary follow from it), and what the run
+# measured or how it went.
+RUN_FIELDS = frozenset({
+    "task", "seed", "subset", "train_utterances", "train_hours", "vocab_size", "too_long", "metrics",
+    "train_metrics", "steps_run", "best_step", "best_dev_cer", "best_metric", "stopped_early", "skipped",
+})
+# Config keys that cannot change a run's numbers: where files go, how often they are written, which
+# splits are decoded, how features are batched (padding never leaks into features).
+BOOKKEEPING_CONFIG = frozenset({
+    "config.training.seed", "config.data.subset", "config.data.cache_dir", "config.data.eval_splits",
+    "config.data.max_batch_seconds", "config.training.log_steps", "config.training.save_steps",
+    "config.training.save_total_limit", "config.training.num_workers", "config.training.pin_memory",
+    "config.training.strict",
+})
+# Config keys that repeat a top-level field; a label shows the top-level one only.
+ALIASES = {
+    "config.data.tokenizer": "tokenizer", "config.training.max_steps": "steps", "config.data.spec": "data",
+    "config.model.freeze_upstream": "frozen", "config.model.probe_point": "probe_point",
+    "config.training.metric_for_best_model": "metric_for_best_model",
+    "config.data.validation_split": "validation_split",
+}
+# Fields the representation label already shows.
+IN_BASE_LABEL = frozenset({"upstream", "upstream_name", "probe_point", "frozen"})
 
 
 @dataclass
 class RunResult:
     path: str
-    representation: str
+    representation: str  # upstream / probe point (frozen or fine-tuned): the first part of the row label
     subset: str
     metrics: dict  # split -> {"wer": float, "cer": float, "wer_lm": ..., "cer_lm": ...}
-    info: dict
+    info: dict  # the whole results.json
+    settings: dict = field(default_factory=dict)  # flattened setting (see the module docstring)
+
+    @property
+    def key(self) -> str:
+        """The setting as one string: equal for runs that differ only in seed (and subset)."""
+        return json.dumps(self.settings, sort_keys=True, default=str)
+
+
+@dataclass
+class Cell:
+    """The runs of one setting on one subset: their values (percent), seeds and folders."""
+
+    values: list[float]
+    seeds: list = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def std(self) -> Optional[float]:
+        """Sample standard deviation (n - 1 in the denominator); None for a single run."""
+        if self.n < 2:
+            return None
+        mean = self.mean
+        return math.sqrt(sum((v - mean) ** 2 for v in self.values) / (self.n - 1))
+
+    def __str__(self) -> str:
+        if self.n == 1:
+            return f"{self.mean:.1f}"
+        return f"{self.mean:.1f} ± {self.std:.1f} (n={self.n})"
 
 
 def write_results(output_dir: str, results: dict) -> str:
@@ -45,10 +120,27 @@ def representation_label(results: dict) -> str:
     return f"{name}" + (f"/{point}" if point and name not in ("fbank", "mfcc") else "") + f" ({mode})"
 
 
+def _flatten(value, prefix: str, out: dict) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
+    else:
+        out[prefix] = value
+
+
+def run_settings(results: dict) -> dict:
+    """The flattened setting of a run: ``{"upstream": ..., "tokenizer": ..., "config.training.learning_rate": ...}``."""
+    flat: dict = {}
+    _flatten({k: v for k, v in results.items() if k not in RUN_FIELDS}, "", flat)
+    return {k: v for k, v in flat.items() if k not in BOOKKEEPING_CONFIG}
+
+
 def load_runs(run_dirs: Iterable[str]) -> list[RunResult]:
     """Read the CTC ``results.json`` of each run folder (or any folder below it); a folder without one is
-    an error, and probe / ABX results found there are left out."""
+    an error, and probe / ABX results found there are left out. A file reached twice (overlapping
+    folders) counts once."""
     runs = []
+    seen = set()
     for run_dir in run_dirs:
         found = []
         for root, _dirs, files in os.walk(run_dir):
@@ -57,6 +149,10 @@ def load_runs(run_dirs: Iterable[str]) -> list[RunResult]:
         if not found:
             raise FileNotFoundError(f"{run_dir}: no results.json in this folder or below it")
         for path in sorted(found):
+            real = os.path.realpath(path)
+            if real in seen:
+                continue
+            seen.add(real)
             with open(path) as handle:
                 try:
                     results = json.load(handle)
@@ -66,7 +162,8 @@ def load_runs(run_dirs: Iterable[str]) -> list[RunResult]:
                 continue  # probe / ABX results have their own tables
             if "metrics" not in results or "subset" not in results:
                 raise ValueError(f"{path}: a results.json needs 'subset' and 'metrics' (written by finetune_ctc.py)")
-            runs.append(RunResult(path, representation_label(results), str(results["subset"]), results["metrics"], results))
+            runs.append(RunResult(path, representation_label(results), str(results["subset"]), results["metrics"],
+                                  results, run_settings(results)))
     return runs
 
 
@@ -74,31 +171,74 @@ def _subset_key(subset: str):
     return (SUBSET_ORDER.index(subset) if subset in SUBSET_ORDER else len(SUBSET_ORDER), subset)
 
 
+def _show(value) -> str:
+    if value is None:
+        return "—"
+    return (value or '""') if isinstance(value, str) else json.dumps(value)
+
+
+def row_labels(runs: list[RunResult]) -> dict[str, str]:
+    """``{setting key: row label}``: the representation, plus the settings in which rows of that
+    representation differ (so two rows never share a label)."""
+    settings = {run.key: run for run in runs}
+    by_base: dict[str, list[RunResult]] = {}
+    for run in settings.values():
+        by_base.setdefault(run.representation, []).append(run)
+    labels = {}
+    for base, group in by_base.items():
+        names = sorted({name for run in group for name in run.settings})
+        differing = [n for n in names if len({_show(run.settings.get(n)) for run in group}) > 1]
+        # Hide a config key that only repeats a top-level field shown beside it, and what the base shows.
+        shown = [n for n in differing if n not in IN_BASE_LABEL and ALIASES.get(n) not in differing]
+        for run in group:
+            parts = [f"{n.removeprefix('config.')}={_show(run.settings.get(n))}" for n in shown]
+            labels[run.key] = base + (f" [{', '.join(parts)}]" if parts else "")
+    # Settings that differ only in hidden keys (none expected) still get distinct rows.
+    counts: dict[str, int] = {}
+    for key in sorted(labels):
+        label = labels[key]
+        counts[label] = counts.get(label, 0) + 1
+        if counts[label] > 1:
+            labels[key] = f"{label} #{counts[label]}"
+    return labels
+
+
 def comparison_table(runs: list[RunResult], split: str = "test", metric: str = "wer"):
-    """``(rows, subsets, cells)`` where ``cells[(row, subset)]`` is the metric in percent (None if missing)."""
-    rows = sorted({run.representation for run in runs}, key=lambda r: (not r.startswith(("fbank", "mfcc")), r))
+    """``(rows, subsets, cells)``: row labels (baselines first), subsets in size order, and
+    ``cells[(row, subset)]`` a :class:`Cell` of the metric in percent over the runs of that setting."""
+    labels = row_labels(runs)
+    rows = sorted(set(labels.values()), key=lambda r: (not r.startswith(("fbank", "mfcc")), r))
     subsets = sorted({run.subset for run in runs}, key=_subset_key)
     cells: dict = {}
     for run in runs:
         value = run.metrics.get(split, {}).get(metric)
-        if value is not None:
-            cells[(run.representation, run.subset)] = 100.0 * float(value)
+        if value is None:
+            continue
+        cell = cells.setdefault((labels[run.key], run.subset), Cell([]))
+        seed = run.info.get("seed")
+        if seed is not None and seed in cell.seeds:
+            # Not an error (a repeated run measures run-to-run noise) but never silent.
+            logger.warning("%s and %s: same setting, subset and seed %s; both are counted in the mean",
+                           cell.paths[cell.seeds.index(seed)], os.path.dirname(run.path), seed)
+        cell.values.append(100.0 * float(value))
+        cell.seeds.append(seed)
+        cell.paths.append(os.path.dirname(run.path))
     return rows, subsets, cells
 
 
-def _fmt(value: Optional[float]) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+def _fmt(cell: Optional[Cell]) -> str:
+    return "—" if cell is None or math.isnan(cell.mean) else str(cell)
 
 
 def markdown_tables(runs: list[RunResult], split: str = "test") -> str:
     parts = []
-    for metric in ("wer", "cer", "wer_lm", "cer_lm"):
+    for metric in METRICS:
         rows, subsets, cells = comparison_table(runs, split, metric)
         if not cells:
             continue
         title = metric.upper().replace("_LM", " with LM")
         parts.append(f"### {title} (%) on `{split}`, by labeled subset\n")
-        parts.append("| representation | " + " | ".join(subsets) + " |")
+        parts.append("| setting | " + " | ".join(subsets) + " |")
         parts.append("|---|" + "---:|" * len(subsets))
         for row in rows:
             parts.append(f"| {row} | " + " | ".join(_fmt(cells.get((row, s))) for s in subsets) + " |")
@@ -111,18 +251,24 @@ def write_comparison(runs: list[RunResult], output_dir: str, split: str = "test"
     os.makedirs(output_dir, exist_ok=True)
     paths = {name: os.path.join(output_dir, f"comparison.{name}") for name in ("md", "csv", "png")}
     with open(paths["md"], "w") as handle:
-        handle.write(f"# Low-resource ASR comparison\n\nFrom {len(runs)} runs; lower is better.\n\n")
+        handle.write(f"# Low-resource ASR comparison\n\nFrom {len(runs)} runs; lower is better; "
+                     "mean ± standard deviation over seeds (n runs) where a setting was run more than once.\n\n")
         handle.write(markdown_tables(runs, split))
+    splits = sorted({name for run in runs for name in run.metrics})
     with open(paths["csv"], "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["representation", "subset", "split", "wer", "cer", "wer_lm", "cer_lm", "steps", "seed", "run"])
-        for run in sorted(runs, key=lambda r: (r.representation, _subset_key(r.subset))):
-            for split_name, values in sorted(run.metrics.items()):
-                writer.writerow(
-                    [run.representation, run.subset, split_name]
-                    + [values.get(k, "") for k in ("wer", "cer", "wer_lm", "cer_lm")]
-                    + [run.info.get("steps", ""), run.info.get("seed", ""), os.path.dirname(run.path)]
-                )
+        writer.writerow(["setting", "subset", "split", "metric", "mean", "std", "n", "seeds", "runs"])
+        for split_name in splits:
+            for metric in METRICS:
+                rows, subsets, cells = comparison_table(runs, split_name, metric)
+                for row in rows:
+                    for subset in subsets:
+                        cell = cells.get((row, subset))
+                        if cell is None:
+                            continue
+                        writer.writerow([row, subset, split_name, metric, cell.mean,
+                                         "" if cell.std is None else cell.std, cell.n,
+                                         ";".join(str(s) for s in cell.seeds), ";".join(cell.paths)])
     _plot(runs, split, paths["png"])
     return paths
 
@@ -138,8 +284,10 @@ def _plot(runs: list[RunResult], split: str, path: str) -> None:
         rows, subsets, cells = comparison_table(runs, split, metric)
         width = 0.8 / max(len(rows), 1)
         for i, row in enumerate(rows):
-            values = [cells.get((row, s), float("nan")) for s in subsets]
-            axis.bar([j + i * width for j in range(len(subsets))], values, width, label=row)
+            row_cells = [cells.get((row, s)) for s in subsets]
+            values = [c.mean if c else float("nan") for c in row_cells]
+            errors = [(c.std or 0.0) if c else 0.0 for c in row_cells]  # no bar for one run
+            axis.bar([j + i * width for j in range(len(subsets))], values, width, yerr=errors, capsize=2, label=row)
         axis.set_xticks([j + 0.4 - width / 2 for j in range(len(subsets))], subsets)
         axis.set_xlabel("labeled data")
         axis.set_ylabel(f"{metric.upper()} (%) on {split}")

@@ -229,6 +229,16 @@ def _limit(split, n: int):
     return split.select(range(min(n, len(split)))) if n and n > 0 else split
 
 
+def process_state():
+    """Accelerate's ``PartialState``, set up as the Trainer's ``Accelerator`` will find it: the Accelerator
+    reads ``ACCELERATE_USE_CPU`` (several CPU processes) but a bare ``PartialState()`` does not, and the
+    first one created fixes the set-up for the whole process."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def _gather(state, objects: list) -> list:
     """Every process's list concatenated (on every process); the list itself with one process."""
     if state is None or state.num_processes == 1:
@@ -289,14 +299,17 @@ def _model_device(model) -> torch.device:
 
 
 @torch.no_grad()
-def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_decoder=None, accelerator=None) -> dict:
+def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_decoder=None, accelerator=None,
+               split: bool = True) -> dict:
     """Greedy (and beam-search) transcripts of the items of ``dataset``.
 
-    Batches go to the model's device (``accelerator.device`` when given). With an ``accelerator`` (or
-    ``PartialState``) of several processes, process ``p`` decodes batches ``p, p + n, ...`` and the
-    results are gathered to every process. Items the dataset marks as skipped (undecodable audio) are
-    left out. Returns ``{"indices": [...], "greedy": [...], "beam": [...], "skipped": [{"index", "id",
-    "error"}]}``, the first three aligned and in dataset order (``beam`` empty without a decoder).
+    Batches go to the model's device (``accelerator.device`` when given, under its autocast). With an
+    ``accelerator`` (or ``PartialState``) of several processes and ``split``, process ``p`` decodes
+    batches ``p, p + n, ...`` and the results are gathered to every process; ``split=False`` decodes
+    everything here (when the processes can no longer talk to each other). Items the dataset marks as
+    skipped (undecodable audio) are left out. Returns ``{"indices": [...], "greedy": [...], "beam": [...],
+    "skipped": [{"index", "id", "error"}]}``, the first three aligned and in dataset order (``beam``
+    empty without a decoder).
     """
     from contextlib import nullcontext
 
@@ -306,8 +319,9 @@ def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_deco
         # The bare model: a DDP wrapper's forward would sync with processes that have other batch counts.
         model = accelerator.unwrap_model(model)
     device = accelerator.device if accelerator is not None else _model_device(model)
-    autocast = accelerator.autocast() if hasattr(accelerator, "autocast") else nullcontext()
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    # A fresh context per batch: a context manager object can be entered only once.
+    autocast = accelerator.autocast if hasattr(accelerator, "autocast") else nullcontext
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None and split else (0, 1)
     was_training = model.training
     model.eval()
     decoded, skipped = [], []
@@ -322,14 +336,16 @@ def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_deco
         batch = collate_fn([item for item in items if not is_skipped(item)])
         batch.pop(SKIPPED_KEY, None)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with autocast:
+        with autocast():
             out = model(**batch)
         greedy = greedy_decode(out.logits, tokenizer, out.output_lengths)
         beam = beam_decoder(out.logits, out.output_lengths) if beam_decoder is not None else [None] * len(kept)
         decoded += list(zip(kept, greedy, beam))
     model.train(was_training)
-    decoded = sorted(_gather(accelerator, decoded), key=lambda d: d[0])
-    skipped = sorted(_gather(accelerator, skipped), key=lambda s: s["index"])
+    if world > 1:
+        decoded, skipped = _gather(accelerator, decoded), _gather(accelerator, skipped)
+    decoded = sorted(decoded, key=lambda d: d[0])
+    skipped = sorted(skipped, key=lambda s: s["index"])
     return {
         "indices": [d[0] for d in decoded],
         "greedy": [d[1] for d in decoded],
@@ -362,7 +378,6 @@ def run_finetune_ctc(
     ``output_dir/results.json`` and ``output_dir/final/`` (model + tokenizer + feature extractor:
     loadable by ``AutoModelForCTC`` and the ASR pipeline)."""
     import repr_asr  # noqa: F401  (Auto classes)
-    from accelerate import PartialState
     from accelerate.utils import set_seed
 
     from ..data import load_corpus
@@ -381,9 +396,8 @@ def run_finetune_ctc(
     strict = run.training.strict
     run.save(output_dir / "config.yaml")
     set_seed(run.training.seed)
-    # The process set-up the Trainer's Accelerator will share: feature extraction and the undecodable-audio
-    # scan are split across processes, and run on this process's device.
-    state = PartialState()
+    # Feature extraction and the undecodable-audio scan are split across processes, on this process's device.
+    state = process_state()
 
     corpus = load_corpus(data.spec)
     train_split = _subset_split(corpus, data.subset)
@@ -437,23 +451,24 @@ def run_finetune_ctc(
         logger.warning("%d of %d training utterances have more labels than output frames; their CTC loss is zeroed",
                        too_long, len(labels))
 
-    # Evaluation sets, built once: the validation split is decoded during training and again at the end.
+    # Evaluation sets (dataset, rows kept, references), all built before training: their features are
+    # extracted while the processes can still share the work, and the validation split is reused at the end.
+    if data.validation_split and (data.validation_split not in corpus or len(corpus[data.validation_split]) == 0):
+        raise KeyError(f"data.validation_split {data.validation_split!r}: the corpus has no such split, or it is "
+                       f"empty (it has {list(corpus)}); set --data.validation_split \"''\" to train without validation")
+    eval_names = [s.strip() for s in data.eval_splits.split(",") if s.strip()]
     eval_sets: dict[str, tuple] = {}
-
-    def eval_set(name: str):
-        if name not in eval_sets:
-            split = _limit(corpus[name], data.max_eval_utterances)
-            dataset, rows, _ = dataset_for(split, None, name)  # no labels: decoding only
-            eval_sets[name] = (dataset, rows, [normalize_text(t) for t in rows["text"]])
-        return eval_sets[name]
+    for name in dict.fromkeys(([data.validation_split] if data.validation_split else []) + eval_names):
+        if name not in corpus or len(corpus[name]) == 0:
+            logger.warning("evaluation split %r is missing or empty; skipped", name)
+            continue
+        split = _limit(corpus[name], data.max_eval_utterances)
+        dataset, rows, _ = dataset_for(split, None, name)  # no labels: decoding only
+        eval_sets[name] = (dataset, rows, [normalize_text(t) for t in rows["text"]])
 
     eval_fn = None
     if data.validation_split:
-        name = data.validation_split
-        if name not in corpus or len(corpus[name]) == 0:
-            raise KeyError(f"data.validation_split {name!r}: the corpus has no such split, or it is empty "
-                           f"(it has {list(corpus)}); set --data.validation_split '' to train without validation")
-        dataset, _, references = eval_set(name)
+        dataset, _, references = eval_sets[data.validation_split]
         eval_fn = validation_fn(dataset, collate, tokenizer, references, run.training.batch_size)
 
     if run.training.drop_last and len(train_dataset) < run.training.batch_size:
@@ -491,14 +506,16 @@ def run_finetune_ctc(
             lm_weight=data.lm_weight, word_score=data.word_score, beam_size=data.beam_size, work_dir=str(output_dir / "lm"),
         )
 
+    # The process group is still up after Trainer.train(): several processes split the decoding.
+    split_decoding = torch.distributed.is_available() and torch.distributed.is_initialized()
     metrics = {}
     hypotheses = {}
-    for name in [s.strip() for s in data.eval_splits.split(",") if s.strip()]:
-        if name not in corpus or len(corpus[name]) == 0:
-            logger.warning("evaluation split %r is missing or empty; skipped", name)
-            continue
-        dataset, rows, references = eval_set(name)
-        out = transcribe(model, tokenizer, dataset, collate, run.training.batch_size, beam_decoder, accelerator=acc)
+    for name in eval_names:
+        if name not in eval_sets:
+            continue  # missing or empty (warned above)
+        dataset, rows, references = eval_sets[name]
+        out = transcribe(model, tokenizer, dataset, collate, run.training.batch_size, beam_decoder, accelerator=acc,
+                         split=split_decoding)
         if out["skipped"]:
             skipped[name] = [{"id": s["id"], "error": s["error"]} for s in out["skipped"]]
         kept_refs = [references[i] for i in out["indices"]]
@@ -538,6 +555,7 @@ def run_finetune_ctc(
         "stopped_early": bool(train_metrics.get("stopped_early", False)),
         "skipped": skipped,
         "seed": run.training.seed,
+        **trainer.run_info(),
         "data": data.spec,
         "config_name": Path(config_path).stem if config_path else "",
         "config": run.to_dict() | {"data": asdict(data)},
@@ -548,6 +566,7 @@ def run_finetune_ctc(
         with open(output_dir / "hypotheses.json", "w") as handle:
             json.dump(hypotheses, handle, indent=1)
         write_results(str(output_dir), results)
+    trainer.end()
     return results
 
 

@@ -168,6 +168,7 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
                    "steps": metrics["step"], "flops_per_step": flops_per_step, "total_flops": metrics["total_flops"],
                    **trainer.run_info(), "metrics": metrics, "run": run.to_dict()}
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1, default=str))
+    trainer.end()
     return metrics
 
 

@@ -276,6 +276,7 @@ class Trainer:
         self.best_step: Optional[int] = None
         self.best_metric: Optional[float] = None
         self.evals_without_improvement = 0
+        self.first_eval_step: Optional[int] = None
         self.stopped_early = False
 
     def run_info(self) -> dict:
@@ -338,7 +339,8 @@ class Trainer:
             state = {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch, "max_steps": self.config.max_steps,
                      "nonfinite_steps": self.nonfinite_steps, "skipped_examples": self.skipped_total,
                      "best_step": self.best_step, "best_metric": self.best_metric,
-                     "evals_without_improvement": self.evals_without_improvement, "stopped_early": self.stopped_early}
+                     "evals_without_improvement": self.evals_without_improvement, "stopped_early": self.stopped_early,
+                     "first_eval_step": self.first_eval_step}
             finalize_checkpoint(tmp_dir, final_dir, state)
             rotate_checkpoints(self.checkpoint_root, self.config.save_total_limit)
         acc.wait_for_everyone()
@@ -356,6 +358,7 @@ class Trainer:
         self.best_step, self.best_metric = state.get("best_step"), state.get("best_metric")
         self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
         self.stopped_early = bool(state.get("stopped_early", False))
+        self.first_eval_step = state.get("first_eval_step")
         logger.info("resumed from %s (step %d)", path, state["step"])
         self.accelerator.print(f"resuming from {path}")
         return int(state["step"]), int(state["epoch"]), int(state["batches_in_epoch"])
@@ -488,7 +491,9 @@ class Trainer:
         info = json.loads((best / "best.json").read_text())
         if int(info["step"]) != self.best_step:
             raise CheckpointError(f"{best} holds step {info['step']}, but the run's best step is {self.best_step}")
-        load_model(self.unwrapped_model, str(best / "model.safetensors"), device=str(self.accelerator.device))
+        # Loaded on the CPU and copied into the parameters wherever they live (a device string such as
+        # "cpu:0" under several CPU processes is not one safetensors accepts).
+        load_model(self.unwrapped_model, str(best / "model.safetensors"), device="cpu")
 
     # ------------------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
@@ -672,8 +677,15 @@ class Trainer:
         # No result from a model that is not finite: non-finite metrics are left out of what is returned.
         final_metrics = {k: v for k, v in final_metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
         self.save_final(final_metrics)
-        acc.end_training()
+        # The trackers end here; the process group stays up so that the caller can still evaluate across
+        # processes (decoding split over ranks). `end()` takes it down.
+        for tracker in acc.trackers:
+            tracker.finish()
         return final_metrics
+
+    def end(self) -> None:
+        """Release the processes (Accelerate's ``end_training``); call after the run's last collective."""
+        self.accelerator.end_training()
 
     def _log_eval(self, step: int, into: dict) -> None:
         results = self.evaluate()
@@ -685,11 +697,16 @@ class Trainer:
             if name not in results:
                 raise KeyError(f"training.metric_for_best_model {name!r} is not among the evaluation results {sorted(results)}")
             value = results[name]
+            if self.first_eval_step is None:
+                self.first_eval_step = step
             if math.isfinite(value) and self._improved(value):
                 self.best_step, self.best_metric = step, value
                 self.evals_without_improvement = 0
                 self._save_best(step, value)
-            else:
+            elif self.best_step != self.first_eval_step:
+                # Counted only once the metric has beaten its first value: a head still on its starting
+                # plateau (a CTC head emitting only blanks scores the same evaluation after evaluation)
+                # is not stopped before it had a chance to leave it.
                 self.evals_without_improvement += 1
                 patience = self.config.early_stopping_patience
                 if patience and self.evals_without_improvement >= patience:
