@@ -41,4 +41,10 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from repr_asr.training import CheckpointError, ConfigError
+    from repr_asr.training.trainer import NonFiniteError
+
+    try:
+        main()
+    except (ConfigError, CheckpointError, NonFiniteError) as error:  # say what is wrong, without a traceback
+        sys.exit(f"finetune_ctc.py: error: {error}")
