@@ -16,6 +16,7 @@ DIR/checkpoints/. A DIR that holds checkpoints is refused without --resume, befo
 """
 
 import json
+import sys
 
 from repr_asr.training import parse_recipe_args
 from repr_asr.training.finetune_ctc import SUBSETS, load_ctc_config, run_finetune_ctc
