@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: system-deps $(VENV)/.installed
 
-# The built-in corpus synthesises speech with Festival and espeak-ng (Debian packages).
+# The built-in corpus synthesises speech with Festival and espeak-ng (Debian packages): installed when
+# run as root, else the apt-get line is printed and the rest goes on (those tests are then skipped).
 system-deps:
 	@bash scripts/install_system_deps.sh
 
@@ -30,8 +31,9 @@ corpus: install
 demo: install
 	bash scripts/demo.sh
 
+# -rs lists each skipped test with its reason (e.g. the speech synthesisers missing for a non-root user).
 test: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -rs
 
 bench: install
 	$(PY) bench/run.py

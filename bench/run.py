@@ -3,7 +3,8 @@ measured in the same run, incremental WaveNet generation against recomputing the
 and the compute per step of every tiny pretraining config (so comparisons are at equal compute).
 
 Writes bench/results/<name>.json and prints a summary table. Ratios are measured in one run on one
-machine; absolute numbers depend on it (the JSON records the machine).
+machine; absolute numbers depend on it (the JSON records the machine). What it measured on the
+reference machine, and the speed work behind it: docs/performance.md.
 
     python bench/run.py [--only NAME ...] [--quick]
 """

@@ -1,6 +1,6 @@
 """ABX phone discrimination of frozen features (Libri-light / ZeroSpeech 2021 conventions).
 
-    python recipes/abx.py --upstream PATH|fbank|mfcc --data SPEC --output_dir DIR \
+    python recipes/abx.py --upstream PATH|fbank|mfcc --output_dir DIR [--data SPEC] \
         [--split dev] [--probe_point NAME ...] [--context_mode within|any] [--item_file FILE] [--max_utterances N]
 
 Writes DIR/results.json (within- and across-speaker error in percent per probe point) and, unless an
@@ -22,7 +22,8 @@ from repr_asr.evaluation.abx import DEFAULT_MAX_SIZE_GROUP, DEFAULT_MAX_X_ACROSS
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", required=True, help="fbank, mfcc, or a save_pretrained folder")
-    parser.add_argument("--data", required=True, help="builtin:PATH, librispeech:PATH or hf:NAME_OR_PATH")
+    parser.add_argument("--data", default="builtin:data/builtin",
+                        help="builtin:PATH, librispeech:PATH or hf:NAME_OR_PATH (default: %(default)s, the built-in corpus)")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--probe_point", "--probe_points", dest="probe_points", nargs="+", default=None,

@@ -1,6 +1,6 @@
 """Probe frozen features: framewise phone, speaker and gender classifiers and log-mel regression.
 
-    python recipes/probe.py --upstream PATH|fbank|mfcc --data SPEC --output_dir DIR \
+    python recipes/probe.py --upstream PATH|fbank|mfcc --output_dir DIR [--data SPEC] \
         [--split dev] [--probe_points NAME ...] [--tasks phone speaker gender fbank] [--max_utterances N]
 
 Writes DIR/results.json (what was run, the feature extractor settings and weights hash used, and
@@ -22,7 +22,8 @@ from repr_asr.evaluation.probes import TASKS, ProbeConfig, evaluate_probes
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--upstream", required=True, help="fbank, mfcc, or a save_pretrained folder")
-    parser.add_argument("--data", required=True, help="builtin:PATH, librispeech:PATH or hf:NAME_OR_PATH")
+    parser.add_argument("--data", default="builtin:data/builtin",
+                        help="builtin:PATH, librispeech:PATH or hf:NAME_OR_PATH (default: %(default)s, the built-in corpus)")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--probe_points", nargs="+", default=None, help="default: every probe point of the upstream")

@@ -50,25 +50,18 @@ def _resample(waveform: np.ndarray, orig_sr: int, target_sr: Optional[int]) -> n
 
 
 def _read(source: Union[str, os.PathLike, bytes], name: str) -> tuple[np.ndarray, int]:
-    """Decode with libsndfile (wav, flac, ogg, mp3 with libsndfile >= 1.1); fall back to torchaudio.
+    """Decode with libsndfile (wav, flac, ogg, mp3 with libsndfile >= 1.1).
 
-    Any decoder failure (a truncated FLAC loses sync, a garbage header...) becomes an :class:`AudioError`
-    naming the file, so a caller can skip or report it instead of crashing deep in a training step.
+    No second decoder: ``torchaudio.load`` needs torchcodec since torchaudio 2.9, which this project does
+    not install. Any decoder failure (a truncated FLAC loses sync, a garbage header...) becomes an
+    :class:`AudioError` naming the file, so a caller can skip or report it instead of crashing deep in a
+    training step.
     """
     try:
         handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-        data, sr = soundfile.read(handle, dtype="float32", always_2d=True)  # (samples, channels)
-        return data, sr
-    except Exception as sf_error:  # noqa: BLE001 - any decoder failure is reported below
-        if isinstance(source, (bytes, bytearray)):
-            raise AudioError(f"{name}: cannot decode audio ({sf_error})") from sf_error
-        try:
-            tensor, sr = torchaudio.load(str(source))  # (channels, samples)
-            return tensor.numpy().T.astype(np.float32), sr
-        except ImportError:  # torchaudio >= 2.9 needs torchcodec to load: only soundfile's reason matters
-            raise AudioError(f"{name}: cannot decode audio ({sf_error})") from sf_error
-        except Exception as ta_error:  # noqa: BLE001
-            raise AudioError(f"{name}: cannot decode audio ({sf_error}; {ta_error})") from ta_error
+        return soundfile.read(handle, dtype="float32", always_2d=True)  # (samples, channels), rate
+    except Exception as error:  # noqa: BLE001 - any decoder failure is reported the same way
+        raise AudioError(f"{name}: cannot decode audio ({error})") from error
 
 
 def pcm_to_float(array: np.ndarray, name: str = "<array>") -> np.ndarray:

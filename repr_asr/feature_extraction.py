@@ -1,7 +1,8 @@
 """The feature extractor every upstream shares: raw 16 kHz waveform in, padded ``input_values`` out.
 
-The models compute MFCC / filterbanks themselves (DESIGN.md §1), so the extractor only validates,
-optionally normalises each utterance over its real samples, pads and builds the attention mask.
+The models compute MFCC / filterbanks themselves (README, "Layout and design notes"), so the extractor
+only validates, optionally normalises each utterance over its real samples, pads and builds the
+attention mask.
 """
 
 from __future__ import annotations

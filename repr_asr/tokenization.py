@@ -9,7 +9,8 @@ Both kinds share the CTC conventions the model and decoders rely on:
 - ``save_pretrained(dir)`` / ``AutoTokenizer.from_pretrained(dir)`` round trip (after
   ``import repr_asr``), so ``transformers.pipeline("automatic-speech-recognition", model=dir)`` loads either.
 
-Transcripts are normalised the LibriSpeech way (:func:`normalize_transcript`: upper case, single
+Transcripts are normalised the LibriSpeech way, by the one normaliser the corpora use too
+(:func:`repr_asr.data.text.normalize_text`: upper case, letters, digits and apostrophes, single
 spaces); a transcript that is empty, or holds a character outside the vocabulary, raises
 :class:`TranscriptError` naming the utterance (nothing is dropped or replaced silently).
 """
@@ -24,6 +25,8 @@ from itertools import groupby
 from typing import Iterable, Optional, Sequence
 
 from transformers import Wav2Vec2CTCTokenizer
+
+from .data.text import normalize_text
 from transformers.tokenization_python import PreTrainedTokenizer
 
 PAD_TOKEN = "<pad>"  # also the CTC blank, always id 0
@@ -36,19 +39,10 @@ class TranscriptError(ValueError):
     """A transcript that cannot be turned into CTC labels; the message names the utterance."""
 
 
-def normalize_transcript(text: str) -> str:
-    """LibriSpeech normalisation: upper case, runs of whitespace become one space, no leading/trailing space.
-
-    Punctuation is *not* removed: corpora are expected to be normalised already, and a stray
-    character is reported by :func:`encode_transcripts` rather than silently deleted.
-    """
-    return re.sub(r"\s+", " ", text).strip().upper()
-
-
 def _check_text(text: str, utterance_id: str) -> str:
     if not isinstance(text, str):
         raise TranscriptError(f"utterance {utterance_id!r}: transcript is {type(text).__name__}, not a string")
-    normalized = normalize_transcript(text)
+    normalized = normalize_text(text)
     if not normalized:
         raise TranscriptError(f"utterance {utterance_id!r}: empty transcript")
     return normalized
@@ -139,7 +133,7 @@ class SentencePieceCTCTokenizer(PreTrainedTokenizer):
         return vocab
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
-        return self.sp_model.encode(normalize_transcript(text), out_type=str)
+        return self.sp_model.encode(normalize_text(text), out_type=str)
 
     def _convert_token_to_id(self, token: str) -> int:
         return self.sp_model.piece_to_id(token)
@@ -202,7 +196,7 @@ def train_sentencepiece(
         character_coverage=character_coverage,
         pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,  # CTC needs no bos/eos; blank = pad = 0
         pad_piece=PAD_TOKEN, unk_piece=UNK_TOKEN,
-        normalization_rule_name="identity",  # text is normalised by normalize_transcript already
+        normalization_rule_name="identity",  # text is normalised by normalize_text already
         num_threads=1,
         minloglevel=2,
     )

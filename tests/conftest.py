@@ -1,7 +1,65 @@
-"""Fixtures shared by several test files."""
+"""Fixtures shared by several test files.
+
+Tests that synthesise speech (the built-in corpus: Festival, its dictionaries, espeak-ng) either carry
+``@pytest.mark.needs_synthesiser`` or use a fixture that requests the ``synthesiser`` fixture (a corpus
+built with ``repr_asr.data.builtin.build_corpus``). Where the synthesisers are missing (a machine where
+``scripts/install_system_deps.sh`` could not install them, e.g. as a non-root user) both are skipped
+with the reason, before any fixture runs, and every other test runs. ``pytest -m "not needs_synthesiser"``
+selects the others.
+"""
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import shutil
 
 import pytest
 import torch
+
+INSTALL_HINT = "scripts/install_system_deps.sh, as root, installs them"
+
+
+@functools.lru_cache(maxsize=None)
+def synthesiser_missing() -> str:
+    """What the built-in corpus's synthesis needs and this machine lacks, in words ("" when nothing)."""
+    from repr_asr.data.synthesis.text import CMUDICT, FESTIVAL_DICTS, POSLEX
+
+    missing = []
+    if shutil.which("festival") is None:
+        missing.append("the `festival` command (Debian package festival)")
+    for name, package in ((POSLEX, "festlex-poslex"), (CMUDICT, "festlex-cmu")):
+        if not os.path.isfile(os.path.join(FESTIVAL_DICTS, name)):
+            missing.append(f"{os.path.join(FESTIVAL_DICTS, name)} (Debian package {package})")
+    try:  # loaded the way repr_asr.data.synthesis.voices loads it
+        ctypes.CDLL(ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1")
+    except OSError:
+        missing.append("libespeak-ng (Debian package libespeak-ng1)")
+    return "; ".join(missing)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_synthesiser: synthesises speech (Festival, espeak-ng); skipped without them")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker, so `-m needs_synthesiser` sees these
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        # item.fixturenames holds every fixture the test uses, directly or through other fixtures.
+        if "synthesiser" in item.fixturenames and not item.get_closest_marker("needs_synthesiser"):
+            item.add_marker(pytest.mark.needs_synthesiser)
+        # Checked only when a collected test needs them (it imports repr_asr).
+        if item.get_closest_marker("needs_synthesiser") and synthesiser_missing():
+            reason = f"needs the speech synthesisers, missing: {synthesiser_missing()} ({INSTALL_HINT})"
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def synthesiser():
+    """Request it from any fixture that synthesises speech: its tests are then marked needs_synthesiser."""
+    missing = synthesiser_missing()
+    if missing:  # reached only when a test bypasses the collection hook (e.g. a fixture requested dynamically)
+        pytest.skip(f"needs the speech synthesisers, missing: {missing} ({INSTALL_HINT})")
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ one worker to check that the result depends only on the seed.
 """
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +18,19 @@ from repr_asr.data.phones import PHONES, read_alignments
 from repr_asr.data.synthesis.effects import quantize_segments
 from repr_asr.data.synthesis.phonesets import ESPEAK_TO_ARPABET, FESTIVAL_TO_ARPABET
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("festival") is None or not os.path.exists("/usr/share/festival/dicts/wsj.wp39.poslexR"),
-    reason="needs Festival with its dictionaries (scripts/install_system_deps.sh)",
-)
 
 HOURS, SEED = 0.02, 3
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(synthesiser, tmp_path_factory):
     root = tmp_path_factory.mktemp("builtin") / "corpus"
     manifest = build_corpus(root, hours=HOURS, seed=SEED, num_workers=2, progress=False)
     return root, manifest
 
 
 @pytest.fixture(scope="module")
-def corpus_again(tmp_path_factory):
+def corpus_again(synthesiser, tmp_path_factory):
     root = tmp_path_factory.mktemp("builtin_again") / "corpus"
     build_corpus(root, hours=HOURS, seed=SEED, num_workers=1, progress=False)
     return root
@@ -105,41 +99,62 @@ def test_held_out_speakers_and_sentences(corpus):
     assert {_speakers_txt(root)[s][0] for s in spk["train-clean-100"]} == {"M", "F"}
 
 
-def test_labeled_subsets_nested_and_in_proportion(corpus):
-    root, manifest = corpus
+@pytest.fixture(scope="module")
+def labeled_corpus(synthesiser, tmp_path_factory):
+    """A corpus whose pool holds a little over 10 minutes: train-10min, but no train-1h."""
+    root = tmp_path_factory.mktemp("builtin_labeled") / "corpus"
+    return root, build_corpus(root, hours=0.25, seed=SEED, num_workers=2, progress=False)
+
+
+def test_labeled_subsets_are_as_long_as_their_names(labeled_corpus):
+    root, manifest = labeled_corpus
     pool = _tree(root / "train-clean-100")
     folds, nine = _subset_ids(root)
-    one_hour = set().union(*folds)
-    assert all(folds) and nine
-    assert sum(map(len, folds)) == len(one_hour), "folds overlap"
-    assert not one_hour & nine and (one_hour | nine) <= set(pool)
-    # Files of the subsets are the pool's files (hard links or copies with the same content).
-    some = sorted(nine)[0]
-    spk, ch, _ = some.split("-")
-    linked = root / "librispeech_finetuning" / "9h" / "clean" / spk / ch / f"{some}.flac"
-    assert linked.read_bytes() == pool[some][0].read_bytes()
-    # Sizes: each subset is within one utterance of its Libri-light-proportioned target.
+    assert folds[0] and not any(folds[1:]) and not nine
+    assert set(folds[0]) <= set(pool)
     durations = {u: soundfile.info(str(path)).duration for u, (path, _) in pool.items()}
-    longest = max(durations.values())
-    target_10h = builtin.LABELED_FRACTION * sum(durations.values())
-    for fold in folds:
-        assert abs(sum(durations[u] for u in fold) - target_10h / 60) <= longest
-    total_10h = sum(durations[u] for u in one_hour | nine)
-    assert abs(total_10h - target_10h) <= longest
+    assert sum(durations[u] for u in folds[0]) == pytest.approx(600.0, rel=0.05)
+    # Files of the subsets are the pool's files (hard links or copies with the same content).
+    some = sorted(folds[0])[0]
+    spk, ch, _ = some.split("-")
+    linked = root / "librispeech_finetuning" / "1h" / "0" / "clean" / spk / ch / f"{some}.flac"
+    assert linked.read_bytes() == pool[some][0].read_bytes()
     assert manifest["labeled_subsets"]["train-10min"]["utterances"] == len(folds[0])
+    assert manifest["labeled_subsets"]["train-10min"]["hours"] == pytest.approx(1 / 6, rel=0.05)
+    assert set(manifest["missing_labeled_subsets"]) == {"train-1h", "train-10h"}
+    assert "needs 60 min" in manifest["missing_labeled_subsets"]["train-1h"]
+    assert (root / "librispeech_finetuning" / "phones" / "10min_phones.txt").exists()
+    assert not (root / "librispeech_finetuning" / "phones" / "1h_phones.txt").exists()
 
 
-def test_choose_labeled_subsets_proportions_at_scale():
+def test_a_corpus_too_small_for_ten_minutes_has_no_labeled_subset(corpus):
+    root, manifest = corpus
+    assert not (root / "librispeech_finetuning" / "1h").exists()
+    assert set(manifest["missing_labeled_subsets"]) == {"train-10min", "train-1h", "train-10h"}
+
+
+@pytest.mark.parametrize("pool_hours, offered", [(11.0, {"train-10min", "train-1h", "train-10h"}),
+                                                  (1.2, {"train-10min", "train-1h"}),
+                                                  (0.7, {"train-10min"}), (0.1, set())])
+def test_choose_labeled_subsets_durations_at_scale(pool_hours, offered):
     rng = np.random.default_rng(0)
-    durations = {f"u{i}": float(rng.uniform(2, 6)) for i in range(3000)}
+    durations, total = {}, 0.0
+    while total < pool_hours * 3600:
+        durations[f"u{len(durations)}"] = d = float(rng.uniform(2, 16))
+        total += d
     subsets = choose_labeled_subsets(list(durations), durations, seed=0)
-    total = lambda ids: sum(durations[u] for u in ids)  # noqa: E731
-    ten_min = total(subsets["1h/0"])
-    one_hour = sum(total(subsets[f"1h/{k}"]) for k in range(6))
-    ten_hours = one_hour + total(subsets["9h"])
-    assert ten_hours == pytest.approx(0.5 * total(durations), rel=0.01)
-    assert one_hour / ten_hours == pytest.approx(0.1, rel=0.05)
-    assert ten_min / one_hour == pytest.approx(1 / 6, rel=0.1)
+    splits = builtin.labeled_splits(subsets)
+    assert set(splits) == offered
+    seconds = lambda ids: sum(durations[u] for u in ids)  # noqa: E731
+    nominal = {"train-10min": 600, "train-1h": 3600, "train-10h": 36000}
+    for name, ids in splits.items():
+        assert seconds(ids) == pytest.approx(nominal[name], rel=0.05), name
+        assert len(set(ids)) == len(ids)
+    if "train-1h" in splits:  # nested as in Libri-light
+        assert set(splits["train-10min"]) < set(splits["train-1h"])
+    if "train-10h" in splits:
+        assert set(splits["train-1h"]) < set(splits["train-10h"])
+    assert set(builtin.missing_subsets(total, subsets)) == set(nominal) - offered
 
 
 def test_phone_alignments_cover_every_utterance(corpus):
@@ -188,6 +203,7 @@ def test_same_seed_same_corpus(corpus, corpus_again):
             assert np.array_equal(a, b), f"{utt_id}: audio differs between two builds with the same seed"
 
 
+@pytest.mark.needs_synthesiser  # plan_corpus reads Festival's dictionaries
 def test_other_seed_other_corpus():
     a, b = plan_corpus(HOURS, seed=SEED), plan_corpus(HOURS, seed=SEED + 1)
     assert [u.text for u in a.utterances] != [u.text for u in b.utterances]
@@ -218,6 +234,7 @@ def test_other_arguments_are_refused(corpus, tmp_path):
         build_corpus(foreign, hours=HOURS, seed=SEED, progress=False)
 
 
+@pytest.mark.needs_synthesiser  # plan_corpus reads Festival's dictionaries
 def test_speakers_vary_and_acoustics_vary():
     plan = plan_corpus(1.0, seed=0)
     speakers = plan.speakers
@@ -245,3 +262,15 @@ def test_quantize_segments_tiles_exactly():
     assert out[0][1] == 0.0 and out[-1][2] == 9999 / 16000
     assert all(a[2] == b[1] and b[2] > b[1] for a, b in zip(out, out[1:]))
     assert [p for p, _, _ in out] == ["SIL", "AH", "T", "SIL"] or [p for p, _, _ in out] == ["SIL", "T", "SIL"]
+
+
+def test_the_loader_offers_only_the_subsets_the_corpus_fills(labeled_corpus):
+    from repr_asr.data import MissingSplitError, load_corpus
+
+    root, manifest = labeled_corpus
+    corpus = load_corpus(f"builtin:{root}")
+    assert len(corpus["train-10min"]) == manifest["labeled_subsets"]["train-10min"]["utterances"]
+    assert sum(corpus["train-10min"]["duration"]) == pytest.approx(600.0, rel=0.05)
+    for name in ("train-1h", "train-10h"):
+        with pytest.raises(MissingSplitError, match="needs .* min"):
+            corpus[name]

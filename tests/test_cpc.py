@@ -69,6 +69,16 @@ def test_default_frame_rate_is_100_hz():
     assert model.probe_dims() == {"enc": 16, "ctx": 24}
 
 
+def test_probe_points_are_those_of_the_config():
+    model = tiny_model(probe_points=["ctx"])
+    out = model(torch.randn(2, 1600), output_hidden_states=True)
+    assert len(out.hidden_states) == 1 and torch.equal(out.hidden_states[0], out.last_hidden_state)
+    with pytest.raises(ValueError, match=r"CPCModel has no probe point 'enc'; it has \['ctx'\]"):
+        model.frame_lengths(torch.tensor([1600]), "enc")
+    with pytest.raises(ValueError, match="no probe point 'enc'"):
+        model.frame_rate("enc")
+
+
 # ----- lengths ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "layout",

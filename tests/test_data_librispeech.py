@@ -6,15 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-import torch
-from torch.utils.data import DataLoader
 
 from repr_asr.audio import decode_audio
 from repr_asr.data import SPLITS, load_corpus
-from repr_asr.data.batching import AudioCollator, LengthGroupedBatchSampler
 from repr_asr.data.librispeech import CorpusError, MissingSplitError
 from repr_asr.data.phones import write_alignments
-from repr_asr.feature_extraction import ReprFeatureExtractor
 
 SR = 16000
 GENDERS = {"11": "F", "12": "M", "13": "F", "21": "M", "31": "F"}
@@ -90,6 +86,28 @@ def test_splits_nesting_and_columns(tmp_path, beside):
     assert ten_h == one_h | set(ids["9h"])
     assert ten_min < one_h < ten_h
     assert set(corpus["train-10h"].column_names) == {"id", "audio", "text", "speaker_id", "gender", "duration", "phones"}
+
+
+def _content(corpus) -> dict:
+    """Every split's rows without the audio path (which differs between layouts of the same data)."""
+    return {name: [{k: v for k, v in row.items() if k != "audio"} for row in split] for name, split in corpus.items()}
+
+
+def test_unpacked_archives_folder_is_a_root_too(tmp_path):
+    # As the archives unpack (torchaudio's LIBRISPEECH / LibriLightLimited root): DIR/LibriSpeech/dev-clean/...
+    # beside DIR/librispeech_finetuning/; and the same data with librispeech_finetuning/ inside LibriSpeech/.
+    unpacked = tmp_path / "unpacked"
+    ids = build_tree(unpacked / "LibriSpeech", finetuning_beside=True)
+    build_tree(tmp_path / "inside" / "LibriSpeech", finetuning_beside=False)
+    from_unpacked = load_corpus(f"librispeech:{unpacked}")
+    from_librispeech = load_corpus(f"librispeech:{unpacked / 'LibriSpeech'}")
+    from_inside = load_corpus(f"librispeech:{tmp_path / 'inside' / 'LibriSpeech'}")
+    assert sorted(from_unpacked) == sorted(from_librispeech) == sorted(from_inside)
+    assert set(SPLITS) | {"dev-clean", "dev-other", "test-clean", "train-clean-100"} == set(from_unpacked)
+    assert sorted(from_unpacked["dev"]["id"]) == sorted(ids["dev-clean"])
+    assert _content(from_unpacked) == _content(from_librispeech) == _content(from_inside)
+    assert from_unpacked["dev"][0]["phones"]["phone"] == ["SIL", "HH", "AH"]  # alignments found beside
+    assert set(from_unpacked["pretrain"]["gender"]) == {"F", "M"}  # LibriSpeech/SPEAKERS.TXT read
 
 
 def test_fold_option(tmp_path):
@@ -191,91 +209,6 @@ def test_builtin_uses_same_reader(tmp_path):
     ids = build_tree(root)
     corpus = load_corpus(f"builtin:{root}")
     assert sorted(corpus["train-10min"]["id"]) == sorted(ids["folds"][0])
-
-
-# ------------------------------------------------------------------------------------------------
-# batching by length over corpus splits (repr_asr/data/batching.py)
-
-
-
-def _durations(n=300, seed=0):
-    return np.random.default_rng(seed).uniform(0.5, 15.0, n)
-
-
-def test_batches_cover_each_index_once_and_respect_caps():
-    durations = _durations()
-    sampler = LengthGroupedBatchSampler(durations, max_seconds=40.0, max_batch_size=6, seed=3, bucket_size=64)
-    batches = list(sampler)
-    flat = sorted(i for batch in batches for i in batch)
-    assert flat == list(range(len(durations)))
-    for batch in batches:
-        assert len(batch) <= 6
-        assert len(batch) == 1 or len(batch) * durations[batch].max() <= 40.0
-    assert len(sampler) == len(batches)
-
-
-def test_oversized_utterance_gets_its_own_batch():
-    sampler = LengthGroupedBatchSampler([1.0, 50.0, 1.0, 1.0], max_seconds=10.0, shuffle=False)
-    assert sampler.batches() == [[1], [0, 2, 3]]
-
-
-def test_batches_group_lengths():
-    durations = _durations()
-    batches = LengthGroupedBatchSampler(durations, max_batch_size=8, seed=0).batches()
-    padded = sum(len(b) * durations[b].max() - durations[b].sum() for b in batches)
-    rng = np.random.default_rng(0)
-    shuffled = rng.permutation(len(durations))
-    random_batches = [shuffled[i : i + 8] for i in range(0, len(shuffled), 8)]
-    padded_random = sum(len(b) * durations[b].max() - durations[b].sum() for b in random_batches)
-    assert padded < 0.25 * padded_random
-
-
-def test_batches_are_a_function_of_seed_and_epoch():
-    durations = _durations()
-    first = LengthGroupedBatchSampler(durations, max_seconds=60.0, seed=7)
-    epochs = []
-    for epoch in range(3):
-        first.set_epoch(epoch)
-        epochs.append(list(first))
-    assert epochs[0] != epochs[1]
-    resumed = LengthGroupedBatchSampler(durations, max_seconds=60.0, seed=7)  # a fresh process after a restart
-    resumed.set_epoch(2)
-    assert list(resumed) == epochs[2]
-    assert LengthGroupedBatchSampler(durations, max_seconds=60.0, seed=8).batches(0) != epochs[0]
-
-
-def test_sampler_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="max_seconds and/or max_batch_size"):
-        LengthGroupedBatchSampler([1.0])
-    with pytest.raises(ValueError, match="utterance 1: duration nan"):
-        LengthGroupedBatchSampler([1.0, float("nan")], max_batch_size=2)
-
-
-def test_collator_pads_corpus_rows_like_one_by_one(tmp_path):
-    root = tmp_path / "LibriSpeech"
-    build_tree(root)
-    split = load_corpus(f"librispeech:{root}")["pretrain"]
-    sampler = LengthGroupedBatchSampler.from_dataset(split, max_batch_size=3, seed=0)
-    collator = AudioCollator(ReprFeatureExtractor())
-    loader = DataLoader(split, batch_sampler=sampler, collate_fn=collator)
-    seen = []
-    for batch in loader:
-        assert batch["input_values"].shape == batch["attention_mask"].shape
-        for i, utt in enumerate(batch["id"]):
-            row = split[split["id"].index(utt)]
-            alone = collator([row])
-            n = int(batch["attention_mask"][i].sum())
-            assert n == alone["input_values"].shape[1] == round(row["duration"] * SR)
-            assert torch.equal(batch["input_values"][i, :n], alone["input_values"][0])
-            assert not batch["input_values"][i, n:].any()
-        seen += batch["id"]
-    assert sorted(seen) == sorted(split["id"])
-
-
-def test_collator_error_names_utterance(tmp_path):
-    collator = AudioCollator()
-    with pytest.raises(ValueError, match=r"utterance 1-2-3 \(.*missing\.flac\)"):
-        collator([{"id": "1-2-3", "audio": str(tmp_path / "missing.flac")}])
 
 
 # ------------------------------------------------------------------------------------------------

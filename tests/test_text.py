@@ -1,8 +1,8 @@
-"""Transcript normalisation and vocabulary checks."""
+"""Transcript normalisation."""
 
 import pytest
 
-from repr_asr.data.text import check_vocabulary, find_oov, normalize_text
+from repr_asr.data.text import normalize_text
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
 
@@ -29,16 +29,3 @@ def test_normalized_text_is_a_fixed_point():
     assert normalize_text(once) == once
     assert set(once) <= set(LETTERS + " ")
 
-
-def test_find_oov_names_utterances():
-    items = {"1-1-0001": "HELLO WORLD", "1-1-0002": "HE PAID 5 ÉCUS", "1-1-0003": "OK"}
-    assert find_oov(items, LETTERS) == {"1-1-0002": ["5", "É"]}
-    assert find_oov(list(items.items()), LETTERS + "5É") == {}
-    with pytest.raises(ValueError, match=r"1 transcripts .*1-1-0002: '5É'"):
-        check_vocabulary(items, LETTERS)
-
-
-def test_find_oov_on_dataset():
-    datasets = pytest.importorskip("datasets")
-    ds = datasets.Dataset.from_dict({"id": ["a", "b"], "text": ["AB", "A|B"]})
-    assert find_oov(ds, "AB") == {"b": ["|"]}

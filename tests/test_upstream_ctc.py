@@ -1,18 +1,22 @@
 """UpstreamForCTC: shapes and lengths, padding independence, CTC loss parity with torch, too-long labels
-counted, frozen vs fine-tuned upstream, weighted sum, SpecAugment, save/load, and the HF ASR pipeline."""
+counted, frozen vs fine-tuned upstream, weighted sum, SpecAugment, save/load, the processor
+(AutoProcessor) and the HF ASR pipeline on arrays and on audio files."""
+
+import shutil
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCTC, pipeline
+from transformers import AutoModelForCTC, AutoProcessor, Wav2Vec2Processor, pipeline
 
 import repr_asr
 from repr_asr import MaskedReconConfig, MaskedReconModel
 from repr_asr.evaluation.decoding import greedy_decode
 from repr_asr.models import load_upstream
 from repr_asr.models.upstream_ctc import UpstreamForCTC, UpstreamForCTCConfig, ctc_min_frames
-from repr_asr.tokenization import build_char_tokenizer
+from repr_asr.tokenization import SentencePieceCTCTokenizer, build_char_tokenizer, train_sentencepiece
 
 V = 12
 
@@ -201,3 +205,58 @@ def test_save_load_round_trip_and_pipeline(tmp_path):
     result = asr(audio)
     assert isinstance(result["text"], str)
     assert result["text"] == greedy_decode(loaded(values[:1]).logits, tok)[0]
+
+
+@pytest.mark.parametrize("units", ["char", "sentencepiece"])
+def test_processor_round_trip_through_auto_processor(tmp_path, units):
+    texts = ["HELLO WORLD", "A CAT SAT ON THE MAT", "THE WORLD IS A CAT"]
+    tok = (build_char_tokenizer(texts, str(tmp_path / "tok")) if units == "char"
+           else train_sentencepiece(texts * 4, str(tmp_path / "tok"), vocab_size=20))
+    model = UpstreamForCTC.from_upstream(tiny_learnable_upstream(), vocab_size=len(tok), pad_token_id=tok.pad_token_id).eval()
+    out_dir = tmp_path / "final"
+    model.save_pretrained(out_dir)
+    # What the CTC recipe saves: the upstream's feature extractor (normalising, so a default one would
+    # differ) and the tokenizer, as one processor.
+    Wav2Vec2Processor(feature_extractor=repr_asr.ReprFeatureExtractor(do_normalize=True), tokenizer=tok).save_pretrained(out_dir)
+
+    processor = AutoProcessor.from_pretrained(out_dir)
+    assert isinstance(processor, Wav2Vec2Processor)
+    assert isinstance(processor.feature_extractor, repr_asr.ReprFeatureExtractor) and processor.feature_extractor.do_normalize
+    assert type(processor.tokenizer) is type(tok)
+    assert isinstance(processor.tokenizer, SentencePieceCTCTokenizer) == (units == "sentencepiece")
+    # Audio in: the saved extractor's features, padded with a mask.
+    values, mask = batch([8000, 5000])
+    inputs = processor([values[0, :8000].numpy(), values[1, :5000].numpy()], sampling_rate=16000, return_tensors="pt")
+    assert inputs["input_values"].shape == (2, 8000) and inputs["attention_mask"][1].sum() == 5000
+    assert torch.allclose(inputs["input_values"][1, :5000].mean(), torch.tensor(0.0), atol=1e-5)  # normalised
+    # Ids out: CTC decoding, as the recipe's greedy decoder reads them.
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert processor.decode(logits[0].argmax(-1)) == greedy_decode(logits[:1], tok)[0]
+    # Text in and back: labels round trip.
+    labels = processor(text="THE CAT SAT").input_ids
+    assert labels == tok("THE CAT SAT").input_ids and processor.decode(labels, group_tokens=False) == "THE CAT SAT"
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="transformers' ASR pipeline decodes audio files with FFmpeg (scripts/install_system_deps.sh installs it)")
+def test_pipeline_transcribes_an_audio_file(tmp_path):
+    tok = build_char_tokenizer(["HELLO WORLD", "A CAT"], str(tmp_path / "tok"))
+    torch.manual_seed(0)
+    model = UpstreamForCTC.from_upstream(load_upstream("fbank"), vocab_size=len(tok), pad_token_id=0,
+                                         head_type="bilstm", head_hidden_size=8).eval()
+    with torch.no_grad():
+        model.head.output.weight.mul_(50)  # wide logit margins: argmax does not hinge on rounding
+    out_dir = tmp_path / "final"
+    model.save_pretrained(out_dir)
+    Wav2Vec2Processor(feature_extractor=repr_asr.ReprFeatureExtractor(), tokenizer=tok).save_pretrained(out_dir)
+    values, _ = batch([12000])
+    audio = (0.5 * values[0] / values[0].abs().max()).numpy()
+    path = tmp_path / "utterance.flac"
+    soundfile.write(str(path), audio, 16000, subtype="PCM_16")
+    asr = pipeline("automatic-speech-recognition", model=str(out_dir), device="cpu")
+    from_file = asr(str(path))["text"]
+    with torch.no_grad():
+        expected = greedy_decode(model(torch.from_numpy(repr_asr.load_audio(str(path)))[None]).logits, tok)[0]
+    assert from_file == expected and from_file
+    assert from_file == asr(repr_asr.load_audio(str(path)))["text"]

@@ -15,21 +15,15 @@ from repr_asr.modules import (
     sparse_emission,
 )
 import repr_asr.modules.wavenet as wavenet_module
-from repr_asr.modules.wavenet import make_dilations, plain_wavenet_stack
+from repr_asr.modules.wavenet import plain_wavenet_stack
 
 
 def tiny_wavenet(**kw):
     args = dict(quantization_channels=16, residual_channels=8, gate_channels=6, skip_channels=8,
-                output_channels=12, dilations=make_dilations(6, 2), cond_channels=5)
+                output_channels=12, dilations=[1, 2, 4] * 2, cond_channels=5)
     args.update(kw)
     torch.manual_seed(0)
     return WaveNet(**args)
-
-
-def test_dilations():
-    assert make_dilations(20, 2) == [2**i for i in range(10)] * 2
-    with pytest.raises(ValueError, match="multiple"):
-        make_dilations(5, 2)
 
 
 def test_wavenet_is_causal():
@@ -105,7 +99,7 @@ def test_wavenet_condition_is_repeated_per_frame():
 # Residual width 8: products split in two reduction halves, gate columns padded (6 + 1 -> 8); 7: not split.
 @pytest.mark.parametrize("residual, gate", [(8, 6), (7, 5)])
 def test_incremental_generation_matches_teacher_forcing(spf, residual, gate):
-    net = tiny_wavenet(dilations=make_dilations(10, 2), residual_channels=residual, gate_channels=gate).double()
+    net = tiny_wavenet(dilations=[1, 2, 4, 8, 16] * 2, residual_channels=residual, gate_channels=gate).double()
     frames = 6
     inputs = torch.randint(0, 16, (3, spf * frames))
     cond = torch.randn(3, frames, 5, dtype=torch.float64)
@@ -140,7 +134,7 @@ def test_encoder_padding_invariance_and_lengths():
 def test_vq_codes_are_nearest_and_straight_through():
     torch.manual_seed(0)
     vq = VectorQuantizer(codebook_size=12, dim=4)
-    vq.reset_codebook()
+    vq.init_state()
     z = torch.randn(2, 9, 4, requires_grad=True)
     mask = torch.ones(2, 9, dtype=torch.bool)
     out = vq(z, mask)
@@ -156,14 +150,14 @@ def test_vq_codes_are_nearest_and_straight_through():
 def test_vq_codebook_loss_trains_codebook_and_ema_moves_codes():
     torch.manual_seed(0)
     vq = VectorQuantizer(codebook_size=4, dim=3)
-    vq.reset_codebook()
+    vq.init_state()
     z = torch.randn(1, 10, 3)
     out = vq(z, torch.ones(1, 10, dtype=torch.bool))
     out.loss.backward()
     assert vq.codebook.grad is not None and vq.codebook.grad.abs().sum() > 0
 
     ema = VectorQuantizer(codebook_size=4, dim=3, use_ema=True, ema_decay=0.5)
-    ema.reset_codebook()
+    ema.init_state()
     assert not ema.codebook.requires_grad
     target = torch.full((1, 50, 3), 2.0)
     before = ema.codebook.detach().clone()
@@ -177,7 +171,7 @@ def test_vq_codebook_loss_trains_codebook_and_ema_moves_codes():
 def test_vq_dead_codes_are_revived_from_recent_outputs():
     torch.manual_seed(0)
     vq = VectorQuantizer(codebook_size=8, dim=2, dead_code_threshold=0.5)
-    vq.reset_codebook()
+    vq.init_state()
     with torch.no_grad():
         vq.codebook[4:] = 1000.0  # never chosen
     data = torch.randn(1, 64, 2)
@@ -197,7 +191,7 @@ def test_vq_dead_codes_are_revived_from_recent_outputs():
 def test_vq_kmeans_init_on_first_training_batch():
     torch.manual_seed(0)
     vq = VectorQuantizer(codebook_size=2, dim=2, kmeans_init=True)
-    vq.reset_codebook()
+    vq.init_state()
     assert not bool(vq.initialized)
     data = torch.cat([torch.randn(1, 30, 2) * 0.01 + 5, torch.randn(1, 30, 2) * 0.01 - 5], dim=1)
     vq.eval()(data, torch.ones(1, 60, dtype=torch.bool))

@@ -16,10 +16,11 @@ durations, the labeled subsets are chosen afterwards from the real ones):
 
 * ``train-clean-100`` (pretraining pool): 80 % of H; ``dev-clean`` 10 %; ``test-clean`` 10 %.
 * Labeled subsets, nested inside the pool as Libri-light's are inside LibriSpeech's training data
-  (their files are hard links to the pool's): ``train-10h`` = half of the pool (40 % of H),
-  ``train-1h`` = a tenth of that (six folds of 1/60 each), ``train-10min`` = fold ``1h/0``; so
-  10min : 1h : 10h = 1 : 6 : 60 as in Libri-light. Each fold holds at least one utterance, so on
-  very small corpora the sizes match their targets only to within one utterance.
+  (their files are hard links to the pool's), and as long as their names say: six folds ``1h/0`` ..
+  ``1h/5`` of 10 minutes each and ``9h`` of nine hours, so ``train-10min`` (fold 0) holds 10 minutes,
+  ``train-1h`` one hour and ``train-10h`` ten hours, each within 5 %. A pool too small for a subset
+  does not get it: below 10 minutes there is no labeled subset, below an hour only ``train-10min``,
+  below ten hours no ``train-10h``; ``manifest.json`` lists what is missing and why.
 
 Speakers: ``max(4, round(32 * sqrt(H)))`` training speakers (at most 200) and
 ``2 * clamp(round(2 * H), 1, 10)`` speakers each for dev and test, half of each gender, appearing
@@ -61,12 +62,14 @@ from .synthesis.voices import (
     synthesize,
 )
 
-GENERATOR_VERSION = "3"  # bump when the same (hours, seed) would give different audio or labels
+GENERATOR_VERSION = "4"  # bump when the same (hours, seed) would give different audio or labels
 SAMPLING_RATE = 16000
 SPLIT_FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 SPLIT_DIRS = {"train": "train-clean-100", "dev": "dev-clean", "test": "test-clean"}
-LABELED_FRACTION = 0.5  # share of the pool in the labeled "10 h" set
 NUM_FOLDS = 6  # Libri-light's 1h = six 10-minute folds
+FOLD_SECONDS = 600.0  # a fold holds 10 minutes
+NINE_HOURS_SECONDS = 9 * 3600.0  # the rest of the 10 h set
+SUBSET_TOLERANCE = 0.05  # a subset is offered only when it is within 5 % of its nominal duration
 FINETUNING_DIR = "librispeech_finetuning"
 WORK_DIR = ".synthesis"
 FESTIVAL_SHARE = 0.3  # share of speakers built on a Festival voice (the rest on espeak-ng)
@@ -258,28 +261,55 @@ def _link(source: Path, target: Path) -> None:
 
 
 def choose_labeled_subsets(pool: Sequence[str], durations: Dict[str, float], seed: int) -> Dict[str, List[str]]:
-    """Libri-light-style nested subsets of the pool: ``1h/0`` .. ``1h/5`` and ``9h`` (utterance ids).
+    """Libri-light's nested subsets of the pool, as long as their names: ``1h/0`` .. ``1h/5`` (10 minutes
+    each) and ``9h`` (nine hours), as utterance ids.
 
-    Targets: the "10 h" set is :data:`LABELED_FRACTION` of the pool's duration, "1 h" a tenth of it
-    in :data:`NUM_FOLDS` equal folds. Utterances are taken in a seeded random order; one is added
-    while it brings the subset closer to its target, and every subset gets at least one.
+    Utterances are taken in a seeded random order; one is added while it brings the subset closer to
+    its target. Subsets are filled in order (fold 0, folds 1-5, then 9h) and filling stops at the first
+    one the rest of the pool cannot bring within :data:`SUBSET_TOLERANCE` of its target; that one and
+    the ones after it are left out (see :func:`missing_subsets`).
     """
     order = sorted(pool)
     np.random.default_rng([seed, 4]).shuffle(order)
-    target_10h = LABELED_FRACTION * sum(durations[u] for u in pool)
-    targets = [(f"1h/{k}", target_10h / 10 / NUM_FOLDS) for k in range(NUM_FOLDS)]
+    targets = [(f"1h/{k}", FOLD_SECONDS) for k in range(NUM_FOLDS)] + [("9h", NINE_HOURS_SECONDS)]
     subsets: Dict[str, List[str]] = {}
     cursor = 0
-    for name, target in targets + [("9h", None)]:
-        if name == "9h":
-            target = target_10h - sum(durations[u] for k in range(NUM_FOLDS) for u in subsets[f"1h/{k}"])
-        chosen, total = [], 0.0
+    for name, target in targets:
+        chosen, total, start = [], 0.0, cursor
         while cursor < len(order) and (not chosen or total + durations[order[cursor]] / 2 <= target):
             chosen.append(order[cursor])
             total += durations[order[cursor]]
             cursor += 1
+        if abs(total - target) > SUBSET_TOLERANCE * target:
+            cursor = start
+            break
         subsets[name] = chosen
     return subsets
+
+
+def labeled_splits(subsets: Dict[str, List[str]]) -> Dict[str, List[str]]:
+    """The Libri-light splits that ``subsets`` (from :func:`choose_labeled_subsets`) can form."""
+    folds = [subsets.get(f"1h/{k}") for k in range(NUM_FOLDS)]
+    splits = {}
+    if folds[0]:
+        splits["train-10min"] = list(folds[0])
+    if all(folds):
+        splits["train-1h"] = [u for fold in folds for u in fold]
+        if subsets.get("9h"):
+            splits["train-10h"] = splits["train-1h"] + list(subsets["9h"])
+    return splits
+
+
+def missing_subsets(pool_seconds: float, subsets: Dict[str, List[str]]) -> Dict[str, str]:
+    """Why each Libri-light split that ``subsets`` cannot form is missing, in words."""
+    need = {"train-10min": FOLD_SECONDS, "train-1h": NUM_FOLDS * FOLD_SECONDS,
+            "train-10h": NUM_FOLDS * FOLD_SECONDS + NINE_HOURS_SECONDS}
+    have = labeled_splits(subsets)
+    return {
+        name: f"the pretraining pool holds {pool_seconds / 60:.1f} min; {name} needs {seconds / 60:.0f} min "
+        "(build a larger corpus with --hours)"
+        for name, seconds in need.items() if name not in have
+    }
 
 
 def _speakers_table(speakers: Sequence[Speaker], minutes: Dict[str, float]) -> str:
@@ -425,9 +455,8 @@ def build_corpus(
     phones_dir = finetuning / "phones"
     for split, directory in SPLIT_DIRS.items():
         write_alignments(phones_dir, {u.utt_id: alignments[u.utt_id] for u in plan.utterances if u.split == split}, directory)
-    one_hour = [uid for k in range(NUM_FOLDS) for uid in subsets[f"1h/{k}"]]
-    for name, ids in (("10h", one_hour + subsets["9h"]), ("1h", one_hour), ("10min", subsets["1h/0"])):
-        write_alignments(phones_dir, {uid: alignments[uid] for uid in ids}, name)
+    for name, ids in labeled_splits(subsets).items():
+        write_alignments(phones_dir, {uid: alignments[uid] for uid in ids}, name.replace("train-", ""))
 
     manifest = _manifest(plan, records, subsets, request, time.time() - started)
     tmp = root / "manifest.json.tmp"
@@ -450,14 +479,9 @@ def _manifest(plan: CorpusPlan, records: Dict[str, dict], subsets: Dict[str, Lis
         }
 
     splits = {SPLIT_DIRS[split]: summary([u.utt_id for u in plan.utterances if u.split == split]) for split in SPLIT_DIRS}
-    one_hour = [uid for k in range(NUM_FOLDS) for uid in subsets[f"1h/{k}"]]
-    labeled = {
-        "train-10h": summary(one_hour + subsets["9h"]),
-        "train-1h": summary(one_hour),
-        "train-10min": summary(subsets["1h/0"]),
-        **{f"1h/{k}": summary(subsets[f"1h/{k}"]) for k in range(NUM_FOLDS)},
-        "9h": summary(subsets["9h"]),
-    }
+    labeled = {name: summary(ids) for name, ids in labeled_splits(subsets).items()}
+    labeled.update({name: summary(ids) for name, ids in subsets.items()})
+    pool_seconds = sum(records[u.utt_id]["duration"] for u in plan.utterances if u.split == "train")
     unmapped: Dict[str, int] = {}
     for r in records.values():
         for name in r.get("unmapped", []):
@@ -477,6 +501,7 @@ def _manifest(plan: CorpusPlan, records: Dict[str, dict], subsets: Dict[str, Lis
         "sampling_rate": SAMPLING_RATE,
         "splits": splits,
         "labeled_subsets": labeled,
+        "missing_labeled_subsets": missing_subsets(pool_seconds, subsets),
         "speakers": {
             "total": len(plan.speakers),
             "female": sum(s.gender == "F" for s in plan.speakers),

@@ -1,6 +1,8 @@
 """LibriSpeech / Libri-light reader (also the reader of the built-in corpus, which uses the same layout).
 
-Layout read from ``PATH`` (a LibriSpeech root):
+Layout read from ``PATH`` (a LibriSpeech root, or the folder the LibriSpeech and Libri-light archives
+unpack into, which holds ``LibriSpeech/`` and ``librispeech_finetuning/`` side by side: the ``root`` of
+torchaudio's ``LIBRISPEECH`` and ``LibriLightLimited``; its ``LibriSpeech/`` is then read as the root):
 
 * ``PATH/<split>/<SPK>/<CHAPTER>/<SPK>-<CHAPTER>-<UTT>.flac`` with ``<SPK>-<CHAPTER>.trans.txt`` beside them
   (``UTT_ID TRANSCRIPT`` per line); every folder of ``PATH`` laid out like this is a split
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("pretrain", "train-10h", "train-1h", "train-10min", "dev", "test")
 AUDIO_EXTENSIONS = (".flac", ".wav")
 FINETUNING_DIR = "librispeech_finetuning"
+LIBRISPEECH_DIR = "LibriSpeech"  # the folder the LibriSpeech archives unpack into
 _TRANS_NAME = re.compile(r"^(?P<spk>[^-\s]+)-(?P<chapter>[^-\s]+)\.trans\.txt$")
 
 FEATURES = datasets.Features(
@@ -74,6 +77,15 @@ FEATURES = datasets.Features(
 
 class CorpusError(ValueError):
     """A corpus that cannot be read; the message names the file, folder or split."""
+
+
+def _manifest_reason(root: Path, split: str) -> str:
+    """``" (<why>)"`` from a built-in corpus's manifest.json when it says why ``split`` is missing, else ``""``."""
+    try:
+        reason = json.loads((Path(root) / "manifest.json").read_text()).get("missing_labeled_subsets", {}).get(split)
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f" ({reason})" if reason else ""
 
 
 class MissingSplitError(CorpusError, KeyError):
@@ -294,6 +306,18 @@ def read_speakers(path: Path) -> dict[str, str]:
     return genders
 
 
+def _splits_root(path: Path) -> Path:
+    """The folder holding the split folders: ``path``, or ``path/LibriSpeech`` when ``path`` is where the
+    archives were unpacked (``LibriSpeech/`` beside ``librispeech_finetuning/``) and has no split of its own.
+    Libri-light's folder is then found beside the splits' root, as when ``path/LibriSpeech`` is given."""
+    nested = path / LIBRISPEECH_DIR
+    if not nested.is_dir():
+        return path
+    if any(_is_split_dir(p) for p in path.iterdir() if p.name != LIBRISPEECH_DIR):
+        return path
+    return nested
+
+
 def _find_finetuning(root: Path) -> Optional[Path]:
     for candidate in (root / FINETUNING_DIR, root.parent / FINETUNING_DIR):
         if candidate.is_dir():
@@ -312,7 +336,8 @@ def load_librispeech(
     """Load a LibriSpeech root (and Libri-light's ``librispeech_finetuning/``) as a :class:`Corpus`.
 
     Args:
-        path: the LibriSpeech root (the folder holding ``train-clean-100/``, ``dev-clean/``, ...).
+        path: the LibriSpeech root (the folder holding ``train-clean-100/``, ``dev-clean/``, ...), or the
+            folder holding ``LibriSpeech/`` (and ``librispeech_finetuning/``), as the archives unpack.
         builtin: the root is the built-in corpus; a missing corpus then says how to build it.
         fold: which 10-minute fold of ``librispeech_finetuning/1h/`` is ``train-10min`` (0-5, default 0).
         allow_untranscribed: keep audio files that have no transcript line, with ``text=""``
@@ -320,7 +345,8 @@ def load_librispeech(
         cache_durations: cache header durations (see :func:`audio_durations`).
         with_phones: fill ``phones`` from ``librispeech_finetuning/phones/`` when present.
     """
-    root = Path(path).expanduser()
+    given = Path(path).expanduser()
+    root = _splits_root(given) if given.is_dir() else given
     has_corpus = root.is_dir() and (any(_is_split_dir(p) for p in root.iterdir()) or _find_finetuning(root) is not None)
     if not has_corpus:
         if builtin:
@@ -328,8 +354,8 @@ def load_librispeech(
                 f"no built-in corpus at {root}: build it with `python recipes/make_corpus.py --output_dir {root}`"
             )
         raise CorpusError(
-            f"{root}: not a LibriSpeech root (expected split folders such as {root}/dev-clean/SPK/CHAPTER/*.trans.txt "
-            f"or {root}/{FINETUNING_DIR}/)"
+            f"{root}: not a LibriSpeech root (expected split folders such as {root}/dev-clean/SPK/CHAPTER/*.trans.txt, "
+            f"{root}/{LIBRISPEECH_DIR}/dev-clean/... or {root}/{FINETUNING_DIR}/)"
         )
 
     # Every tree to read: LibriSpeech splits and Libri-light's folds, each read once.
@@ -378,10 +404,18 @@ def load_librispeech(
         missing["pretrain"] = f"no train-* split folder under {root}"
     where = f"{root / FINETUNING_DIR} or {root.parent / FINETUNING_DIR}"
     fold_names = [n for n in folds["1h"] if n.split("/")[2] == str(fold)]
+    # train-1h is all six 10-minute folds: with fewer it would be shorter than its name says (the
+    # built-in corpus writes only the folds its pool can fill; manifest.json says why).
+    present = {n.split("/")[2] for n in folds["1h"]}
+    all_folds = present >= {str(k) for k in range(6)}
+    one_hour = folds["1h"] if all_folds else []
+    why_not = f"only folds {sorted(present)} of {FINETUNING_DIR}/1h/0-5 in {where}" if present else f"no {FINETUNING_DIR}/1h/ folds in {where}"
+    why_not += _manifest_reason(root, "train-1h")
     labeled = {
-        "train-10min": (fold_names, f"no {FINETUNING_DIR}/1h/{fold}/{{clean,other}} in {where}"),
-        "train-1h": (folds["1h"], f"no {FINETUNING_DIR}/1h/ folds in {where}"),
-        "train-10h": (folds["1h"] + folds["9h"] if folds["9h"] and folds["1h"] else [], f"needs both {FINETUNING_DIR}/1h/ and 9h/ in {where}"),
+        "train-10min": (fold_names, f"no {FINETUNING_DIR}/1h/{fold}/{{clean,other}} in {where}" + _manifest_reason(root, "train-10min")),
+        "train-1h": (one_hour, why_not),
+        "train-10h": (one_hour + folds["9h"] if folds["9h"] and one_hour else [],
+                      f"needs all of {FINETUNING_DIR}/1h/0-5 and 9h/ in {where}" + _manifest_reason(root, "train-10h")),
     }
     for split, (names, reason) in labeled.items():
         if names:
@@ -393,7 +427,7 @@ def load_librispeech(
             splits[split] = splits[original]
         else:
             missing[split] = f"no {original}/ folder under {root}"
-    source = f"{'builtin' if builtin else 'librispeech'}:{root}"
+    source = f"{'builtin' if builtin else 'librispeech'}:{given}"  # as the spec named it
     # Original split names come first in `splits`, so a leak is reported between the folders it is in.
     check_disjoint(splits, source)
     if missing:

@@ -1,11 +1,11 @@
-"""Transcript normalisation (the LibriSpeech convention) and out-of-vocabulary reports."""
+"""Transcript normalisation (the LibriSpeech convention) and reading corpus text files."""
 
 from __future__ import annotations
 
 import os
 import re
 import unicodedata
-from typing import Iterable, Iterator, Mapping, Union
+from typing import Iterator, Union
 
 # Typographic apostrophes and quotes that stand for "'" inside words.
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
@@ -61,38 +61,3 @@ def normalize_text(text: str) -> str:
             words.append(re.sub(r"'+", "'", word))
     return " ".join(words)
 
-
-def find_oov(
-    items: Union[Iterable[tuple[str, str]], Mapping[str, str], "datasets.Dataset"],  # noqa: F821
-    vocabulary: Iterable[str],
-    ignore: str = " ",
-) -> dict[str, list[str]]:
-    """Characters of each transcript outside ``vocabulary``: ``{utt_id: sorted characters}``.
-
-    ``items`` is ``{utt_id: text}``, pairs ``(utt_id, text)``, or a dataset with ``id`` and ``text``
-    columns. Characters in ``ignore`` (the word separator by default) are always allowed. Utterances with
-    no unknown character are left out, so an empty result means the vocabulary covers the corpus.
-    """
-    allowed = set(vocabulary) | set(ignore)
-    if isinstance(items, Mapping):
-        pairs = items.items()
-    elif hasattr(items, "column_names"):
-        pairs = zip(items["id"], items["text"])
-    else:
-        pairs = items
-    report = {}
-    for utt_id, text in pairs:
-        unknown = set(text) - allowed
-        if unknown:
-            report[utt_id] = sorted(unknown)
-    return report
-
-
-def check_vocabulary(items, vocabulary: Iterable[str], ignore: str = " ", show: int = 5) -> None:
-    """Raise ``ValueError`` naming the utterances (the first ``show`` of them) whose transcripts use
-    characters outside ``vocabulary``; see :func:`find_oov` for the arguments."""
-    report = find_oov(items, vocabulary, ignore)
-    if report:
-        examples = "; ".join(f"{utt}: {''.join(chars)!r}" for utt, chars in list(report.items())[:show])
-        more = f" (and {len(report) - show} more)" if len(report) > show else ""
-        raise ValueError(f"{len(report)} transcripts use characters outside the vocabulary: {examples}{more}")

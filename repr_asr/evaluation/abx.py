@@ -39,6 +39,8 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .features import progress_bar
+
 ITEM_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
 DEFAULT_SEED = 3459  # the reference evaluator's default seed
 DEFAULT_MAX_SIZE_GROUP = 10
@@ -269,7 +271,8 @@ class _PairDistances:
                 slots[i, j] = self.index.setdefault(key, len(self.index))
         return slots
 
-    def compute(self, max_floats: int = 2**24) -> None:
+    def compute(self, max_floats: int = 2**24, progress: Optional[bool] = None, desc: str = "ABX distances") -> None:
+        """DTW distance of every registered pair, in padded batches (a tqdm bar over the pairs: ``progress``)."""
         pairs = list(self.index)
         frames = self.tokens.frames
         lengths = torch.tensor([[frames[r].shape[0], frames[c].shape[0]] for r, c in pairs], dtype=torch.long).reshape(-1, 2)
@@ -278,6 +281,7 @@ class _PairDistances:
         order = sorted(range(len(pairs)), key=lambda k: (int(lengths[k, 0]), int(lengths[k, 1])))
         dim = frames[0].shape[1] if frames else 1
         start = 0
+        bar = progress_bar(len(pairs), desc, "pair", progress)
         while start < len(order):
             lx, ly = int(lengths[order[start], 0]), int(lengths[order[start], 1])
             stop = start
@@ -292,7 +296,9 @@ class _PairDistances:
             x = torch.nn.utils.rnn.pad_sequence([frames[pairs[k][0]] for k in batch], batch_first=True)  # (N, Lx, D)
             y = torch.nn.utils.rnn.pad_sequence([frames[pairs[k][1]] for k in batch], batch_first=True)  # (N, Ly, D)
             values[batch] = dtw_batch(angular_distances(x, y), lengths[batch, 0], lengths[batch, 1])
+            bar.update(len(batch))
             start = stop
+        bar.close()
         self.values = values
 
     def matrix(self, slots: torch.Tensor) -> torch.Tensor:
@@ -342,6 +348,8 @@ def abx_error(
     max_size_group: int = DEFAULT_MAX_SIZE_GROUP,
     max_x_across: int = DEFAULT_MAX_X_ACROSS,
     seed: int = DEFAULT_SEED,
+    progress: Optional[bool] = None,
+    desc: str = "ABX",
 ) -> dict:
     """ABX error rates (fractions in [0, 1]) of ``features`` on ``items``.
 
@@ -355,6 +363,8 @@ def abx_error(
         max_size_group: a group of more tokens is subsampled to this many per triplet set.
         max_x_across: across speaker, X comes from at most this many other speakers.
         seed: seeds Python's ``random`` for the subsampling, reseeded for each speaker mode.
+        progress: a tqdm bar per speaker mode over the token pairs whose DTW distance is computed (the
+            long part), named ``desc`` and the mode (None: on a terminal only).
 
     Returns ``{"within": error or None, "across": error or None, "tokens": n, "cells": {mode: n}}``;
     a mode without any triplet scores ``None``.
@@ -404,7 +414,7 @@ def abx_error(
                             a, b, x = sample(by_phone[pa]), sample(by_phone[pb]), sample(x_group)
                             sx = tokens.speaker[x_group[0]]
                             plans.append(((s, pa, pb, c, sx), distances.need(x, a, False), distances.need(x, b, False), False))
-        distances.compute()
+        distances.compute(progress=progress, desc=f"{desc} {mode}-speaker")
         cells = {key: _cell_error(distances.matrix(ka), distances.matrix(kb), sym) for key, ka, kb, sym in plans}
         result[mode] = _aggregate(cells)
         result["cells"][mode] = len(cells)
@@ -425,6 +435,7 @@ def evaluate_abx(
     max_size_group: int = DEFAULT_MAX_SIZE_GROUP,
     max_x_across: int = DEFAULT_MAX_X_ACROSS,
     seed: int = DEFAULT_SEED,
+    progress: Optional[bool] = None,
 ) -> dict:
     """ABX of ``upstream`` (``fbank``, ``mfcc`` or a pretrained folder) at each probe point on ``split``
     of the corpus ``data``. Items come from ``item_file`` when given, else from the split's phone
@@ -432,7 +443,8 @@ def evaluate_abx(
     upstream (``repr_asr.models.load_feature_extractor``) and run on ``device`` (None: the CPU the model
     loads on). Returns the ``results.json`` dictionary with the ``feature_extractor`` settings, the
     upstream's ``weights_sha256`` and ``metrics[probe_point] = {"within": %, "across": %, ...}``
-    (error rates in percent)."""
+    (error rates in percent). ``progress``: tqdm bars over the extraction and the distances (None: on a
+    terminal only)."""
     from ..models import load_feature_extractor, load_upstream
     from .features import extract_features, load_split, upstream_name
 
@@ -451,14 +463,14 @@ def evaluate_abx(
     # The cache is keyed by the weights, extractor and audio themselves (features.py), not by the path.
     split_features = extract_features(
         model, dataset, probe_points, cache_dir=cache_dir, device=device,
-        feature_extractor=load_feature_extractor(upstream),
+        feature_extractor=load_feature_extractor(upstream), progress=progress,
     )
     modes = ["within", "across"]
     metrics = {}
     for point in split_features.features:
         scores = abx_error(
             split_features.as_dict(point), items, split_features.frame_rates[point], modes, context_mode,
-            max_size_group, max_x_across, seed,
+            max_size_group, max_x_across, seed, progress, desc=f"ABX {point}",
         )
         metrics[point] = {
             "frame_rate": split_features.frame_rates[point],

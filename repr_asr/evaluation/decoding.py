@@ -15,17 +15,22 @@ Beam-search modes:
 The word boundary ("silence") token is ``|`` for character models. Sentencepiece models decode
 lexicon-free only (see ``BeamSearchDecoder``), with ``▁`` (or the blank when there is no bare ``▁``
 piece) as silence.
+
+:func:`prepare_lm_decoding` turns a recipe's LM settings into these files: a word LM trained on a text
+file, or a prebuilt ARPA / KenLM binary word LM (the Libri-light convention) with its lexicon.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Iterable, Optional, Sequence
 
 import torch
 
-from ..tokenization import SP_SPACE, SentencePieceCTCTokenizer, normalize_transcript, token_strings
+from ..data.text import normalize_text
+from ..tokenization import SP_SPACE, SentencePieceCTCTokenizer, token_strings
 
 
 def ctc_collapse(ids: Sequence[int], blank_id: int = 0) -> list[int]:
@@ -68,7 +73,7 @@ def write_lexicon(words: Iterable[str], tokenizer, path: str) -> str:
     seen = set()
     lines = []
     for word in words:
-        word = normalize_transcript(word)
+        word = normalize_text(word)
         if not word or " " in word or word in seen:
             continue
         tokens = spell(word, tokenizer)
@@ -78,10 +83,32 @@ def write_lexicon(words: Iterable[str], tokenizer, path: str) -> str:
         lines.append(word + " " + " ".join(tokens))
     if not lines:
         raise ValueError("no word of the lexicon can be spelled with this tokenizer's units")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    _write_atomically(path, "\n".join(lines) + "\n")
     return path
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file of this process: several processes may write
+    the same file at once, and a reader never sees half of it."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def lexicon_file_words(path: str) -> list[str]:
+    """The words of a lexicon file: the first field of each non-empty line, so a flashlight lexicon
+    (``WORD t1 t2 ...``), Libri-light's lexicon and a plain word list all work (the spellings are redone
+    with the model's own units by :func:`write_lexicon`). Errors name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            words = [line.split()[0] for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read lexicon file {path}: {error}") from error
+    if not words:
+        raise ValueError(f"lexicon file {path} holds no word")
+    return words
 
 
 class BeamSearchDecoder:
@@ -134,8 +161,7 @@ class BeamSearchDecoder:
             # scored as some other token; an explicit dictionary file in id order keeps them aligned.
             work_dir = work_dir or os.path.dirname(os.path.abspath(lm))
             lm_dict = os.path.join(work_dir, "lm_tokens.txt")
-            with open(lm_dict, "w", encoding="utf-8") as f:
-                f.write("\n".join(tokens) + "\n")
+            _write_atomically(lm_dict, "\n".join(tokens) + "\n")
         self.decoder = ctc_decoder(
             lexicon=lexicon,
             tokens=tokens,
@@ -170,3 +196,88 @@ class BeamSearchDecoder:
                 ids = [i for i in best.tokens.tolist() if i != self.blank_id]
                 texts.append(self.tokenizer.decode(ids, group_tokens=False, skip_special_tokens=False))
         return texts
+
+
+@dataclass
+class LMDecoding:
+    """The files beam search with an n-gram LM reads, from :func:`prepare_lm_decoding`.
+
+    Attributes:
+        lm: the ARPA file or KenLM binary.
+        lm_format: ``"arpa"`` or ``"kenlm"``.
+        unit: ``"word"`` (lexicon decoding) or ``"token"`` (lexicon-free, a token LM).
+        lexicon: the lexicon file written for the model's units, None for lexicon-free decoding.
+        lexicon_source: where its words came from: ``"lexicon"`` (a lexicon file), ``"arpa"`` (the ARPA's
+            unigrams) or ``"lm_text"`` (the LM text's words); always with the training transcripts' words.
+        lexicon_words: the number of words in it (0 when lexicon-free).
+    """
+
+    lm: str
+    lm_format: str
+    unit: str
+    lexicon: Optional[str] = None
+    lexicon_source: Optional[str] = None
+    lexicon_words: int = 0
+
+    def decoder(self, tokenizer, **knobs) -> BeamSearchDecoder:
+        """The beam-search decoder over these files (``knobs``: ``lm_weight``, ``word_score``, ``beam_size``, ...)."""
+        return BeamSearchDecoder(tokenizer, lexicon=self.lexicon, lm=self.lm,
+                                 work_dir=os.path.dirname(os.path.abspath(self.lexicon or self.lm)), **knobs)
+
+
+def prepare_lm_decoding(tokenizer, work_dir: str, lm_path: str = "", lm_text: str = "", lm_order: int = 3,
+                        lexicon: str = "", words: Iterable[str] = ()) -> LMDecoding:
+    """Write what beam search with an n-gram LM needs into ``work_dir`` and say what it is.
+
+    Exactly one of:
+
+    - ``lm_text``: a text file (one sentence per line); a Kneser-Ney ``lm_order``-gram is trained on it
+      (``work_dir/<order>gram.arpa``): a word LM for character units, a token LM for sentencepiece.
+    - ``lm_path``: a prebuilt word LM, an ARPA file or a KenLM binary (e.g. Libri-light's LibriSpeech
+      4-gram), used as it is; character units only (a word LM needs lexicon decoding, see
+      :class:`BeamSearchDecoder`). Its lexicon's words come from ``lexicon`` (a lexicon file or word
+      list) or, for an ARPA file without one, from the ARPA's unigrams; a KenLM binary needs ``lexicon``.
+
+    ``words`` (the training transcripts' words) are always added to a word lexicon, so every word seen
+    in training can be output. Everything here runs before training, so a wrong file stops the run
+    before it spends any time.
+    """
+    from .ngram import arpa_vocabulary, build_ngram, lm_format, read_text_file
+
+    if bool(lm_path) == bool(lm_text):
+        raise ValueError("give exactly one of lm_path (a prebuilt ARPA / KenLM binary LM) and lm_text (a text to train one on)")
+    sentencepiece = isinstance(tokenizer, SentencePieceCTCTokenizer)
+    if lm_text:
+        lines = read_text_file(lm_text)
+        lm, fmt = os.path.join(work_dir, f"{lm_order}gram.arpa"), "arpa"
+        build_ngram(lines, lm, order=lm_order, unit="token" if sentencepiece else "word", tokenizer=tokenizer)
+        if sentencepiece:
+            return LMDecoding(lm=lm, lm_format=fmt, unit="token")
+        source, lexicon_words = "lm_text", [w for line in lines for w in normalize_text(line).split()]
+    else:
+        if sentencepiece:
+            raise ValueError(f"lm_path {lm_path}: a prebuilt word LM needs lexicon decoding, which supports character "
+                             "units only; train a token LM with lm_text instead, or use character units")
+        if not os.path.isfile(lm_path):
+            raise FileNotFoundError(f"lm_path: language model file not found: {lm_path}")
+        lm, fmt = lm_path, lm_format(lm_path)
+        if lexicon:
+            source, lexicon_words = "lexicon", lexicon_file_words(lexicon)
+        elif fmt == "arpa":
+            source, lexicon_words = "arpa", arpa_vocabulary(lm_path)
+        else:
+            raise ValueError(f"lm_path {lm_path} is a KenLM binary, whose words cannot be listed: give its lexicon "
+                             "(lexicon: a lexicon file or a word list, e.g. Libri-light's librispeech-lexicon.txt)")
+        # The decoder asks the LM for the lexicon's words as they are written: an LM over other spellings
+        # (lower case) would score every word as unknown, silently.
+        unmatched = [w for w in lexicon_words if w != normalize_text(w)]
+        if unmatched:
+            raise ValueError(f"{lexicon or lm_path}: {len(unmatched)} of its words are not written like the transcripts "
+                             f"(LibriSpeech normalisation, upper case: {unmatched[0]!r} is "
+                             f"{normalize_text(unmatched[0])!r} there), so the LM would never match them")
+    spelled = {normalize_text(w) for w in [*lexicon_words, *words]} - {""}
+    lexicon_path = write_lexicon(sorted(spelled), tokenizer, os.path.join(work_dir, "lexicon.txt"))
+    with open(lexicon_path, encoding="utf-8") as f:
+        count = sum(1 for line in f if line.strip())  # words the units cannot spell are left out
+    return LMDecoding(lm=lm, lm_format=fmt, unit="word", lexicon=lexicon_path, lexicon_source=source,
+                      lexicon_words=count)

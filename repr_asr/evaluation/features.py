@@ -39,6 +39,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..audio import decode_audio
 from ..feature_extraction import ReprFeatureExtractor
@@ -198,6 +199,21 @@ def _write_cache(cache_dir: Path, probe_point: str, ids: list[str], arrays: list
     return path
 
 
+def progress_bar(total: int, desc: str, unit: str = "it", progress: Optional[bool] = None, accelerator=None, **kwargs) -> tqdm:
+    """A tqdm bar for a long evaluation step, on the main process only.
+
+    ``progress``: True always shows it, False never; None leaves it to tqdm, which shows it on a terminal
+    and not in a log file. With ``accelerator`` (several processes) only the local main process draws
+    one; without it, a process started by ``accelerate launch`` / ``torchrun`` (``LOCAL_RANK`` > 0) draws none.
+    """
+    if accelerator is not None:
+        main = accelerator.is_local_main_process
+    else:
+        main = os.environ.get("LOCAL_RANK", "0") == "0"
+    disable = True if not main else (None if progress is None else not progress)
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, **kwargs)
+
+
 # --- running the model ----------------------------------------------------------------------------
 
 
@@ -245,10 +261,10 @@ def _run(model, waveforms: list[np.ndarray], probe_points: list[str], feature_ex
 
 def default_feature_extractor(model) -> ReprFeatureExtractor:
     """The extractor saved with ``model`` when it was loaded from a local folder (``model.name_or_path``,
-    i.e. ``config._name_or_path``), else ``ReprFeatureExtractor(sampling_rate=<config's>)``."""
+    i.e. ``config.name_or_path``), else ``ReprFeatureExtractor(sampling_rate=<config's>)``."""
     from ..models import load_feature_extractor
 
-    source = str(getattr(model, "name_or_path", "") or getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    source = str(getattr(model, "name_or_path", "") or getattr(getattr(model, "config", None), "name_or_path", "") or "")
     if source and os.path.isdir(source):
         return load_feature_extractor(source)
     sampling_rate = int(getattr(getattr(model, "config", None), "sampling_rate", 16000) or 16000)
@@ -274,6 +290,7 @@ def extract_features(
     device: Union[str, torch.device, None] = None,
     feature_extractor: Optional[ReprFeatureExtractor] = None,
     accelerator=None,
+    progress: Optional[bool] = None,
 ) -> SplitFeatures:
     """Frozen features of every utterance of ``dataset`` (a corpus split) at ``probe_points``.
 
@@ -295,6 +312,8 @@ def extract_features(
         accelerator: an ``accelerate.Accelerator`` / ``PartialState``; with several processes each
             extracts :func:`shard_indices` and all get every utterance's features. Only process 0
             writes the cache.
+        progress: a tqdm bar over this process's utterances (:func:`progress_bar`: None shows it on a
+            terminal, on the main process only).
     """
     available = list(model.probe_points)
     probe_points = list(probe_points or available)
@@ -345,13 +364,15 @@ def extract_features(
             model.eval()
             if run_device != original_device:
                 model.to(run_device)
-            for batch in length_batches([lengths[i] for i in mine], max(1, int(max_batch_seconds * sampling_rate))):
-                indices = [mine[k] for k in batch]
-                rows = dataset.select(indices)
-                waveforms = [decode_audio(row["audio"], sampling_rate, name=row["id"]) for row in rows]
-                out = _run(model, waveforms, todo, feature_extractor, run_device)
-                for point in todo:
-                    collected[point].extend(zip(indices, out[point]))
+            with progress_bar(len(mine), f"features ({', '.join(todo)})", "utt", progress, accelerator) as bar:
+                for batch in length_batches([lengths[i] for i in mine], max(1, int(max_batch_seconds * sampling_rate))):
+                    indices = [mine[k] for k in batch]
+                    rows = dataset.select(indices)
+                    waveforms = [decode_audio(row["audio"], sampling_rate, name=row["id"]) for row in rows]
+                    out = _run(model, waveforms, todo, feature_extractor, run_device)
+                    for point in todo:
+                        collected[point].extend(zip(indices, out[point]))
+                    bar.update(len(indices))
         finally:
             # The caller's model comes back as it was lent: same device, same mode.
             if run_device != original_device:

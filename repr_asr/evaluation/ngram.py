@@ -9,6 +9,10 @@ Two kinds of LM, matching the two decoding modes of :mod:`repr_asr.evaluation.de
 - ``unit="word"``: words, for lexicon decoding (the usual 4-gram word LM of LibriSpeech results);
 - ``unit="token"``: the tokenizer's units (characters with ``|`` between words, or sentencepiece
   pieces), for lexicon-free decoding.
+
+A prebuilt word LM (the Libri-light / LibriSpeech convention: an ARPA file, or a KenLM binary made
+from one with KenLM's ``build_binary``) is used as it is: :func:`lm_format` tells the two apart, and
+:func:`arpa_vocabulary` gives an ARPA file's words for the lexicon when no lexicon comes with it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
-from ..tokenization import normalize_transcript
+from ..data.text import normalize_text
 
 MAX_DISCOUNT = 0.9  # see build_ngram
 
@@ -29,7 +33,7 @@ def lm_sentences(texts: Iterable[str], unit: str = "word", tokenizer=None) -> li
         raise ValueError("unit='token' needs the CTC tokenizer whose units the LM predicts")
     lines = []
     for text in texts:
-        text = normalize_transcript(text)
+        text = normalize_text(text)
         if not text:
             continue
         if unit == "word":
@@ -70,7 +74,7 @@ def build_ngram(
     counts.cal_f()
     counts.cal_bow()
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    tmp = output_path + ".tmp"
+    tmp = f"{output_path}.{os.getpid()}.tmp"  # one per process: several may build the same LM at once
     with open(tmp, "w", encoding="utf-8") as f:
         counts.print_as_arpa(fout=f)
     os.replace(tmp, output_path)
@@ -86,17 +90,45 @@ def read_text_file(path: str) -> list[str]:
         raise ValueError(f"cannot read LM text file {path}: {error}") from error
 
 
+KENLM_MAGIC = b"mmap lm "  # the first bytes of every KenLM binary (lm/binary_format.cc)
+
+
+def lm_format(path: str) -> str:
+    """``"arpa"`` or ``"kenlm"`` (a KenLM binary, as ``build_binary`` writes it) for the n-gram file at
+    ``path``; anything else is an error naming the file. Both load in the beam-search decoder."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as error:
+        raise FileNotFoundError(f"cannot read language model {path}: {error}") from error
+    if head.startswith(KENLM_MAGIC):
+        return "kenlm"
+    # An ARPA file opens with "\data\" (blank lines may come first).
+    if head.lstrip().startswith(b"\\data\\"):
+        return "arpa"
+    if head[:2] == b"\x1f\x8b":
+        raise ValueError(f"{path}: a gzip file; decompress it first (gunzip) or convert it with KenLM's build_binary")
+    raise ValueError(f"{path}: neither an ARPA file (starting with \\data\\) nor a KenLM binary")
+
+
 def arpa_vocabulary(path: str) -> list[str]:
-    """The unigrams of an ARPA file (without ``<s>``, ``</s>``, ``<unk>``): the words a lexicon needs."""
+    """The unigrams of an ARPA file (without ``<s>``, ``</s>``, ``<unk>``): the words a lexicon needs when
+    a prebuilt ARPA LM comes without one (``data.lm_path`` without ``data.lexicon``)."""
     words, in_unigrams = [], False
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             line = line.strip()
             if line.startswith("\\"):
+                if in_unigrams:
+                    break  # the unigrams are all read; the higher orders hold no new word
                 in_unigrams = line == "\\1-grams:"
                 continue
             if in_unigrams and line:
-                word = line.split()[1]
-                if word not in ("<s>", "</s>", "<unk>"):
-                    words.append(word)
+                fields = line.split()
+                if len(fields) < 2:
+                    raise ValueError(f"{path}:{number}: malformed unigram line {line!r}")
+                if fields[1] not in ("<s>", "</s>", "<unk>"):
+                    words.append(fields[1])
+    if not words:
+        raise ValueError(f"{path}: no unigram in the ARPA file's \\1-grams: section")
     return words

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..audio import SpectralFrontEnd, decode_audio
+from .features import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -208,10 +209,13 @@ def train_probe(
     task_kind: str,
     num_outputs: int,
     config: ProbeConfig,
+    progress: Optional[bool] = None,
+    desc: str = "probe",
 ) -> tuple[Probe, dict]:
     """Fit a probe on ``(frames, dim)`` inputs; ``y`` is ``(frames,)`` long class ids or ``(frames, k)``
     float targets. Returns the probe with the lowest validation loss (which keeps improving with the
-    margins after accuracy saturates) and a small training record."""
+    margins after accuracy saturates) and a small training record. ``progress``: a tqdm bar over the
+    epochs named ``desc`` (None: on a terminal only; see ``features.progress_bar``)."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     mean, std = x_train.mean(0), x_train.std(0).clamp(min=1e-5)
@@ -220,6 +224,7 @@ def train_probe(
     loss_fn = nn.CrossEntropyLoss() if task_kind == "classification" else nn.MSELoss()
     batch_size = max(1, min(config.batch_size, len(x_train) // max(1, config.min_steps_per_epoch)))
     best_state, best_loss, best_epoch, stale = copy.deepcopy(probe.state_dict()), math.inf, 0, 0
+    bar = progress_bar(config.epochs, desc, "epoch", progress)
     for epoch in range(1, config.epochs + 1):
         probe.train()
         order = torch.randperm(len(x_train), generator=generator)
@@ -233,12 +238,15 @@ def train_probe(
         # Without validation frames, the training frames stand in (the probe then runs all epochs).
         xv, yv = (x_val, y_val) if len(x_val) else (x_train, y_train)
         loss = _validation_loss(probe, loss_fn, xv, yv)
+        bar.update(1)
+        bar.set_postfix(validation_loss=f"{loss:.4g}")
         if loss < best_loss:
             best_state, best_loss, best_epoch, stale = copy.deepcopy(probe.state_dict()), loss, epoch, 0
         else:
             stale += 1
             if stale >= config.patience:
                 break
+    bar.close()
     probe.load_state_dict(best_state)
     return probe, {"best_epoch": best_epoch, "epochs_run": epoch, "validation_loss": best_loss}
 
@@ -262,6 +270,8 @@ def _fit_and_score(
     held_out: str,
     speakers: Sequence[str],
     strata: Optional[Sequence[str]] = None,
+    progress: Optional[bool] = None,
+    desc: str = "",
 ) -> dict:
     """Train on the utterances outside ``test_rows`` (minus a validation share) and score on ``test_rows``.
 
@@ -299,7 +309,7 @@ def _fit_and_score(
         # Targets standardised with training statistics so every band weighs the same in the loss.
         t_mean, t_std = y_tr.mean(0), y_tr.std(0).clamp(min=1e-5)
         scale = lambda y: (y - t_mean) / t_std  # noqa: E731
-        probe, record = train_probe(x_tr, scale(y_tr), x_va, scale(y_va), task_kind, num_outputs, config)
+        probe, record = train_probe(x_tr, scale(y_tr), x_va, scale(y_va), task_kind, num_outputs, config, progress, desc + name)
         predicted = _predict(probe, x_te) * t_std + t_mean
         residual = ((predicted - y_te) ** 2).sum(0)
         total = ((y_te - y_te.mean(0)) ** 2).sum(0).clamp(min=1e-12)
@@ -309,7 +319,7 @@ def _fit_and_score(
             baseline_mse=float(((t_mean - y_te) ** 2).mean()),  # predicting the training mean
         )
     else:
-        probe, record = train_probe(x_tr, y_tr.long(), x_va, y_va.long(), task_kind, num_outputs, config)
+        probe, record = train_probe(x_tr, y_tr.long(), x_va, y_va.long(), task_kind, num_outputs, config, progress, desc + name)
         predicted = _predict(probe, x_te).argmax(-1)
         majority = int(torch.bincount(y_tr.long(), minlength=num_outputs).argmax())
         result.update(
@@ -328,6 +338,8 @@ def run_probes(
     tasks: Sequence[str] = TASKS,
     config: Optional[ProbeConfig] = None,
     waveforms: Optional[list[np.ndarray]] = None,
+    progress: Optional[bool] = None,
+    desc: str = "",
 ) -> dict:
     """Train and score the probes of ``tasks`` on one probe point.
 
@@ -338,6 +350,8 @@ def run_probes(
         tasks: any of :data:`TASKS`.
         config: training settings (default :class:`ProbeConfig`).
         waveforms: decoded audio per row for the ``fbank`` task (decoded from ``audio`` when omitted).
+        progress: tqdm bars over each probe's epochs and the log-mel targets (None: on a terminal only).
+        desc: prefix of the bars' names (e.g. the probe point).
 
     Returns ``{task: metrics}``; a task the data cannot support says why under ``"skipped"``.
     """
@@ -367,7 +381,7 @@ def run_probes(
                 targets.append(segment_frame_labels(ph.get("start") or [], ph.get("end") or [],
                                                     [index[p] for p in ph.get("phone") or []], n, frame_rate))
             results[task] = _fit_and_score(task, features, targets, speaker_split[0], "classification", len(inventory), config,
-                                          speaker_split[1], speakers)
+                                          speaker_split[1], speakers, progress=progress, desc=desc)
         elif task == "speaker":
             test = held_out_utterances(speakers, config.held_out_fraction, config.seed)
             inventory = sorted(set(speakers))
@@ -376,7 +390,8 @@ def run_probes(
                 continue
             index = {s: i for i, s in enumerate(inventory)}
             targets = [np.full(n, index[s], dtype=np.int64) for s, n in zip(speakers, lengths)]
-            results[task] = _fit_and_score(task, features, targets, test, "classification", len(inventory), config, "utterances", speakers)
+            results[task] = _fit_and_score(task, features, targets, test, "classification", len(inventory), config, "utterances", speakers,
+                                           progress=progress, desc=desc)
         elif task == "gender":
             genders = [str(r.get("gender") or "") for r in rows]
             known = np.array([g != "" for g in genders])
@@ -394,13 +409,17 @@ def run_probes(
             full = np.zeros(len(rows), dtype=bool)
             full[np.flatnonzero(known)] = test
             results[task] = _fit_and_score(task, features, targets, full, "classification", len(index), config, held_out,
-                                           speakers, genders if held_out == "speakers" else None)
+                                           speakers, genders if held_out == "speakers" else None, progress=progress, desc=desc)
         elif task == "fbank":
             if waveforms is None:
                 waveforms = [decode_audio(r["audio"], name=str(r["id"])) for r in rows]
-            targets = [log_mel_targets(w, n, frame_rate) for w, n in zip(waveforms, lengths)]
+            with progress_bar(len(rows), f"{desc}log-mel targets", "utt", progress) as bar:
+                targets = []
+                for w, n in zip(waveforms, lengths):
+                    targets.append(log_mel_targets(w, n, frame_rate))
+                    bar.update(1)
             results[task] = _fit_and_score(task, features, targets, speaker_split[0], "regression", targets[0].shape[1], config,
-                                           speaker_split[1], speakers)
+                                           speaker_split[1], speakers, progress=progress, desc=desc)
     return results
 
 
@@ -414,12 +433,14 @@ def evaluate_probes(
     config: Optional[ProbeConfig] = None,
     cache_dir: Optional[str] = None,
     device: Optional[str] = None,
+    progress: Optional[bool] = None,
 ) -> dict:
     """Probe every requested probe point of ``upstream`` (``fbank``, ``mfcc`` or a pretrained folder) on
     ``split`` of the corpus ``data``, with the feature extractor saved with the upstream
     (``repr_asr.models.load_feature_extractor``) on ``device`` (None: the CPU the model loads on).
     Returns the ``results.json`` dictionary: what was run (with the ``feature_extractor`` settings and
-    the ``weights_sha256`` of the upstream), and ``metrics[probe_point][task]``."""
+    the ``weights_sha256`` of the upstream), and ``metrics[probe_point][task]``. ``progress``: tqdm bars
+    over the extraction, the audio decoding and each probe's epochs (None: on a terminal only)."""
     from ..models import load_feature_extractor, load_upstream
     from .features import extract_features, load_split, upstream_name
 
@@ -429,17 +450,23 @@ def evaluate_probes(
     # The cache is keyed by the weights, extractor and audio themselves (features.py), not by the path.
     split_features = extract_features(
         model, dataset, probe_points, cache_dir=cache_dir, device=device,
-        feature_extractor=load_feature_extractor(upstream),
+        feature_extractor=load_feature_extractor(upstream), progress=progress,
     )
     rows = [dict(r) for r in dataset.remove_columns([c for c in ("text",) if c in dataset.column_names])]
-    waveforms = [decode_audio(r["audio"], name=str(r["id"])) for r in rows] if "fbank" in tasks else None
+    waveforms = None
+    if "fbank" in tasks:  # decoded once for every probe point's log-mel targets
+        with progress_bar(len(rows), "decoding audio", "utt", progress) as bar:
+            waveforms = []
+            for r in rows:
+                waveforms.append(decode_audio(r["audio"], name=str(r["id"])))
+                bar.update(1)
     metrics = {}
     for point, arrays in split_features.features.items():
         logger.info("probing %s at %s", upstream, point)
         metrics[point] = {
             "frame_rate": split_features.frame_rates[point],
             "dim": int(arrays[0].shape[1]) if arrays else 0,
-            **run_probes(arrays, split_features.frame_rates[point], rows, tasks, config, waveforms),
+            **run_probes(arrays, split_features.frame_rates[point], rows, tasks, config, waveforms, progress, f"{point} "),
         }
     return {
         "task": "probe",

@@ -30,27 +30,3 @@ def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     references, hypotheses = _check(references, hypotheses)
     return float(jiwer.cer(references, hypotheses))
 
-
-def error_counts(references: Sequence[str], hypotheses: Sequence[str]) -> dict:
-    """WER and CER with their edit counts, ready for ``results.json``::
-
-        {"wer", "cer", "substitutions", "deletions", "insertions", "hits", "reference_words",
-         "char_substitutions", "char_deletions", "char_insertions", "reference_chars", "utterances"}
-    """
-    references, hypotheses = _check(references, hypotheses)
-    words = jiwer.process_words(references, hypotheses)
-    chars = jiwer.process_characters(references, hypotheses)
-    return {
-        "wer": float(words.wer),
-        "cer": float(chars.cer),
-        "substitutions": words.substitutions,
-        "deletions": words.deletions,
-        "insertions": words.insertions,
-        "hits": words.hits,
-        "reference_words": words.substitutions + words.deletions + words.hits,
-        "char_substitutions": chars.substitutions,
-        "char_deletions": chars.deletions,
-        "char_insertions": chars.insertions,
-        "reference_chars": chars.substitutions + chars.deletions + chars.hits,
-        "utterances": len(references),
-    }

@@ -1,4 +1,4 @@
-"""What every upstream shares: probe points, frame rate, lengths, and the output type.
+"""What every upstream shares: probe points, frame rates and lengths, and the output of ``forward``.
 
 An upstream maps ``input_values`` ``(batch, samples)`` at 16 kHz to hidden states ``(batch, frames,
 dim)`` at named probe points. Downstream code (CTC, probes, ABX) relies only on this module.
@@ -11,6 +11,8 @@ from typing import Optional
 
 import torch
 from transformers.utils import ModelOutput
+
+# upstream_ctc still imports these two from here; they live in modules/ (what modules/ may import).
 
 
 @dataclass
@@ -33,24 +35,12 @@ class UpstreamOutput(ModelOutput):
     metrics: Optional[dict] = None
 
 
-def lengths_from_mask(attention_mask: Optional[torch.Tensor], input_values: torch.Tensor) -> torch.Tensor:
-    """``(batch,)`` real sample counts from an attention mask (all samples when there is none)."""
-    if attention_mask is None:
-        return torch.full((input_values.shape[0],), input_values.shape[-1], dtype=torch.long, device=input_values.device)
-    return attention_mask.long().sum(-1)
-
-
-def mask_from_lengths(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """``(batch, max_len)`` boolean mask, True at real positions."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
-
-
 class UpstreamMixin:
-    """Mixed into every upstream ``PreTrainedModel``.
+    """Mixed into every upstream ``PreTrainedModel``: the probe-point bookkeeping and the forward's output.
 
-    A subclass sets ``samples_per_frame`` on itself for each probe point through
-    ``probe_samples_per_frame`` (dict probe point → samples per frame) and implements
-    ``frame_lengths_at(sample_lengths, probe_point)``.
+    A subclass implements ``probe_dims()`` and ``probe_samples_per_frame()`` (dicts probe point → dim /
+    input samples per frame) and ``frame_lengths_at(sample_lengths, probe_point)`` (which starts with
+    :meth:`check_probe_point`), and ends its ``forward`` with :meth:`upstream_output`.
     """
 
     @property
@@ -61,9 +51,15 @@ class UpstreamMixin:
     def default_probe_point(self) -> str:
         return self.config.default_probe_point
 
+    def check_probe_point(self, probe_point: str) -> str:
+        """``probe_point`` itself, or a ``ValueError`` naming the model's probe points when it has no such one."""
+        if probe_point not in self.config.probe_points:
+            raise ValueError(f"{type(self).__name__} has no probe point {probe_point!r}; it has {self.probe_points}")
+        return probe_point
+
     def samples_per_frame(self, probe_point: Optional[str] = None) -> int:
         """Input samples per output frame at ``probe_point`` (default: the default probe point)."""
-        return self.probe_samples_per_frame()[probe_point or self.default_probe_point]
+        return self.probe_samples_per_frame()[self.check_probe_point(probe_point or self.default_probe_point)]
 
     def frame_rate(self, probe_point: Optional[str] = None) -> float:
         """Frames per second at ``probe_point``."""
@@ -72,6 +68,28 @@ class UpstreamMixin:
     def frame_lengths(self, sample_lengths: torch.Tensor, probe_point: Optional[str] = None) -> torch.Tensor:
         """Real frames per utterance at ``probe_point`` for ``(batch,)`` real sample counts."""
         return self.frame_lengths_at(sample_lengths, probe_point or self.default_probe_point)
+
+    def upstream_output(
+        self,
+        probes: dict,
+        frame_lengths: torch.Tensor,
+        output_hidden_states: bool,
+        loss: Optional[torch.Tensor] = None,
+        metrics: Optional[dict] = None,
+    ) -> UpstreamOutput:
+        """The end of every ``forward``: ``probes`` maps probe point → ``(batch, frames, dim)`` (at least the
+        default one, and every one of ``config.probe_points`` when ``output_hidden_states``)."""
+        hidden_states = tuple(probes[p] for p in self.config.probe_points) if output_hidden_states else None
+        return UpstreamOutput(
+            loss=loss,
+            last_hidden_state=probes[self.config.default_probe_point],
+            hidden_states=hidden_states,
+            frame_lengths=frame_lengths,
+            metrics=metrics,
+        )
+
+    def probe_dims(self) -> dict:
+        raise NotImplementedError
 
     def probe_samples_per_frame(self) -> dict:
         raise NotImplementedError

@@ -6,6 +6,9 @@
 - :mod:`.jitter`: randomized time jitter of latents.
 - :mod:`.emission`: sparse (non-max-suppressed) emission of latents.
 - :mod:`.conditioning`: the conditioning stack feeding the WaveNet (latent mixing + speaker).
+- :mod:`.bilstm`: a bidirectional LSTM over padded batches (the CTC head).
+- :mod:`.masking`: lengths and masks of padded batches; :mod:`.normalization`: CMVN over real frames.
+- :mod:`.distributed`, :mod:`.randomness`: statistics over training processes, per-example random draws.
 """
 
 from .bottlenecks import BottleneckOutput, GaussianBottleneck, IdentityBottleneck, VectorQuantizer

@@ -1,8 +1,8 @@
 """A bidirectional LSTM over padded batches that never reads padding, without packed sequences.
 
 PyTorch's CPU LSTM is fast on a padded tensor but slow to back-propagate through a packed batch of
-unequal lengths (its backward zero-fills a full-size gradient per time step: seconds per batch at a
-few hundred frames). Padding at the end never reaches a forward-running LSTM's real frames, so
+unequal lengths (its backward zero-fills a full-size gradient per time step, which dominates at a few
+hundred frames; docs/performance.md). Padding at the end never reaches a forward-running LSTM's real frames, so
 only the backward direction needs care: it runs over each utterance reversed within its own length,
 which is exactly what a packed bidirectional LSTM computes.
 """

@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import initialization as init
 
 from .distributed import all_reduce_sum, gather_rows, world_size
 from .randomness import example_randn
@@ -154,18 +155,22 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("recent_count", torch.zeros((), dtype=torch.long))
         self.register_buffer("rng_seed", torch.randint(0, 2**62, (), dtype=torch.long))
 
-    def reset_codebook(self) -> None:
-        """Initial codebook: N(0, 1/dim) entries (norm ≈ 1), EMA sums consistent with it, no statistics."""
-        with torch.no_grad():
-            nn.init.normal_(self.codebook, 0.0, 1.0 / math.sqrt(self.dim))
-            self.ema_cluster_size.fill_(1.0)
-            self.ema_embed_sum.copy_(self.codebook)
-            self.usage.zero_()
-            self.usage_steps.zero_()
-            self.recent.zero_()
-            self.recent_count.zero_()
-            self.rng_seed.fill_(int(torch.randint(0, 2**62, ())))
-            self.initialized.fill_(not self.kmeans_init)
+    def init_state(self) -> None:
+        """The initial state (the model's ``_init_weights`` calls this): N(0, 1/dim) codebook entries
+        (norm ≈ 1), EMA sums consistent with them, no statistics, a fresh seed for the quantizer's own draws.
+
+        ``transformers.initialization`` leaves alone what ``from_pretrained`` has already loaded.
+        """
+        init.normal_(self.codebook, 0.0, 1.0 / math.sqrt(self.dim))
+        init.copy_(self.ema_embed_sum, self.codebook)
+        init.ones_(self.ema_cluster_size)
+        init.zeros_(self.usage)
+        init.zeros_(self.usage_steps)
+        init.constant_(self.initialized, not self.kmeans_init)
+        init.zeros_(self.recent)
+        init.zeros_(self.recent_count)
+        # The quantizer's own random draws (k-means picks, revival) are seeded by this and the step.
+        init.constant_(self.rng_seed, int(torch.randint(0, 2**62, ())))
 
     def _generator(self, purpose: int) -> torch.Generator:
         """A CPU generator for this step's draws: a function of (``rng_seed``, ``usage_steps``, purpose)."""

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..models.upstream import mask_from_lengths
+from .masking import mask_from_lengths
 
 
 class ConditioningStack(nn.Module):

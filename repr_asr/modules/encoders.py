@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..models.upstream import mask_from_lengths
+from .masking import mask_from_lengths
 
 
 def downsampled_lengths(lengths: torch.Tensor, num_halvings: int) -> torch.Tensor:

@@ -6,8 +6,8 @@ Teacher-forced training evaluates the whole residual stack in one autograd funct
 Every kernel-2 dilated convolution is two matrix products accumulated into one output: ``x[t] @ W1``
 over all positions, then ``x[t-d] @ W0`` added to rows ``d:`` of each utterance (a row-shifted view, no
 padded copy). On 2 cores this is what lets the step approach the machine's matmul rate: oneDNN's dilated
-``conv1d`` reached 0.4-0.7 of the sgemm peak on these shapes and ``conv1d`` + autograd spent a further
-~10% of the step copying in-place-modified views (``bench/run.py``; README, "make bench").
+``conv1d`` stays well below it on these shapes, and ``conv1d`` + autograd also copy in-place-modified
+views (measured with ``bench/run.py``: docs/performance.md).
 
 For generation, :class:`WaveNetCache` keeps, per layer, a ring buffer of that layer's last ``dilation``
 inputs, so each new sample costs one step through the stack (Paine et al. 2016, "Fast WaveNet
@@ -19,10 +19,10 @@ sample) and collects the skip outputs of all layers in one product at the end of
 The gate ``tanh(a) · σ(b)`` takes three elementwise passes per block: the products write ``[2a, b]``
 (the ``a`` columns of the weights and condition doubled), one ``sigmoid_`` covers both halves,
 ``tanh(a) = 2σ(2a) − 1`` is a ``lerp_``, then one product. ``[tanh(a), σ(b)]`` is all the backward
-needs (``tanh_backward``, ``sigmoid_backward``, no exponentials). PyTorch's CPU ``tanh`` runs at a tenth
-of ``sigmoid``'s element rate and ``glu`` / ``glu_backward`` at a third to a sixth of these passes'
-(bench machine). What keeps the step under the matmul rate is the products themselves (0.82-0.90 of it
-inside the step against 0.95-1.05 alone); the elementwise passes cost 1-4% of it (README, "make bench").
+needs (``tanh_backward``, ``sigmoid_backward``, no exponentials): PyTorch's CPU ``tanh``, ``glu`` and
+``glu_backward`` run at a fraction of these passes' element rate. What keeps the step under the matmul
+rate is the products themselves (slower inside the step, where their operands come from memory, than
+alone), not the elementwise passes (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -33,14 +33,6 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
-
-
-def make_dilations(layers: int, cycles: int) -> list[int]:
-    """``layers`` dilations in ``cycles`` cycles of 1, 2, 4, ...: 20 layers in 2 cycles → 1…512, 1…512."""
-    if layers % cycles:
-        raise ValueError(f"decoder_layers ({layers}) must be a multiple of decoder_dilation_cycles ({cycles})")
-    per_cycle = layers // cycles
-    return [2 ** (i % per_cycle) for i in range(layers)]
 
 
 def gate_(h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -224,7 +216,7 @@ class WaveNet(nn.Module):
 
     Parameters keep the reference modules' layout (``nn.Conv1d`` per layer), so checkpoints hold the
     plain WaveNet; :class:`GatedResidualStack` takes them as they are (rearranging them through autograd
-    cost ~1% of a paper-scale step).
+    would cost every step time for nothing; docs/performance.md).
     """
 
     def __init__(self, quantization_channels: int = 256, residual_channels: int = 256, gate_channels: int = 368,
@@ -346,11 +338,11 @@ class WaveNetCache:
     that carries the output biases, so the residual of each layer and the skip sum of all layers are one
     product each.
 
-    At batch 1 a step is bound by reading the weights (~30 MB at paper scale, about the L3 cache), and
-    one core multiplying a vector by a layer's matrix (under 1 MB) streams it at ~60% of the rate two
-    cores do. So the per-layer products split their reduction in :attr:`parts` halves, one ``bmm`` whose
-    batch entries run on different cores, and add the halves (1.35-1.46x faster steps at batch 1 on the
-    bench machine, README). Every view a step touches is made here once.
+    At batch 1 a step is bound by reading the weights (at paper scale about the size of the L3 cache),
+    and one core multiplying a vector by a layer's matrix streams it more slowly than two cores do. So
+    the per-layer products split their reduction in :attr:`parts` halves, one ``bmm`` whose batch entries
+    run on different cores, and add the halves (faster steps at batch 1: docs/performance.md). Every view
+    a step touches is made here once.
     """
 
     def __init__(self, wavenet: WaveNet, cond: torch.Tensor, samples_per_frame: int):
@@ -398,7 +390,7 @@ class WaveNetCache:
             return torch.cat([w, b[None], w.new_zeros(width - gate - 1, w.shape[1])])
 
         # Residual weights as (parts, width / parts, R); skip weights of all layers (K, L * width): the
-        # long reduction streams at twice the rate in this layout (bench machine).
+        # long reduction streams faster in this layout than in the transposed one.
         self.w_res_parts = [padded(w[:, :res], b[:res]).view(parts, width // parts, res)
                             for w, b in zip(out_weights[:-1], out_biases)]
         self.w_skip_t = torch.cat([padded(w[:, -skip:], b[-skip:]) for w, b in zip(out_weights, out_biases)]).t().contiguous()

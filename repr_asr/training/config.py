@@ -13,6 +13,10 @@ values are parsed with ``yaml.safe_load`` so ``--training.learning_rate 1e-3`` i
 ``--save_steps``, ``--seed`` and ``--data`` stand for ``--training.max_steps``, ``--training.save_steps``,
 ``--training.seed`` and ``--data.spec``. Unknown sections or keys raise a ``ConfigError`` that names the
 key, where it came from, and the valid ones.
+
+Every field is documented once, in its class docstring, in the transformers form
+``name (`type`, defaults to `value`): meaning``; :func:`documented_fields` reads that form, and a
+recipe's ``--help`` (:func:`config_help`) lists every key it accepts from it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import re
+import textwrap
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
@@ -39,6 +45,46 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key and its source."""
+
+
+# One documented field in a config class docstring, the transformers form
+# ``name (`type`, defaults to `value`): meaning`` (CONTRIBUTING.md); the meaning may go on over more
+# indented lines.
+_DOC_ENTRY = re.compile(r"^(?P<indent>\s+)(?P<name>\w+) \(`(?P<type>[^`]+)`(?:, \*optional\*)?, defaults to `(?P<default>.*?)`\):?\s*(?P<meaning>.*)$")
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """A config field as its class docstring documents it: ``default`` is the text between the backticks."""
+
+    name: str
+    type: str
+    default: str
+    meaning: str
+
+
+def documented_fields(cls) -> dict[str, FieldDoc]:
+    """``{name: FieldDoc}`` for every field ``cls.__doc__`` documents as
+    ``name (`type`, defaults to `value`): meaning``, in docstring order.
+
+    The single reader of that form: ``--help`` of the recipes lists config keys from it and
+    ``tests/test_config_docs.py`` checks it against the code's defaults.
+    """
+    out: dict[str, FieldDoc] = {}
+    current = None  # (entry indent, FieldDoc fields) of the entry whose meaning may continue
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines() + [""]:
+        indent = len(line) - len(line.lstrip())
+        if current is not None and line.strip() and indent > current[0]:
+            current[1]["meaning"] += " " + line.strip()
+            continue
+        if current is not None:
+            out[current[1]["name"]] = FieldDoc(**current[1])
+            current = None
+        match = _DOC_ENTRY.match(line)
+        if match:
+            entry = match.groupdict()
+            current = (len(entry.pop("indent")), entry)
+    return out
 
 
 @dataclass
@@ -201,12 +247,14 @@ class RunConfig:
 
 
 def config_class_for(model_type: str):
-    import repr_asr  # noqa: F401
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    """The config class registered with ``AutoConfig`` for ``model_type`` (ours, or a transformers one)."""
+    import repr_asr
+    from transformers import CONFIG_MAPPING
 
     if model_type not in CONFIG_MAPPING:
-        ours = sorted(k for k, v in CONFIG_MAPPING._extra_content.items())
-        raise ConfigError(f"unknown model_type {model_type!r}; the model types repr_asr registers are {ours}")
+        raise ConfigError(
+            f"unknown model_type {model_type!r}; the model types repr_asr registers are {sorted(repr_asr.MODEL_TYPES)}"
+        )
     return CONFIG_MAPPING[model_type]
 
 
@@ -399,19 +447,105 @@ def load_config(
     return RunConfig(model_type=model_type, model=model, data=data_cfg, training=training_cfg)
 
 
-def parse_recipe_args(argv: Optional[list[str]] = None, description: str = "", extra=None):
+def _key_lines(prefix: str, keys: list[str], docs: dict[str, FieldDoc], defaults: dict) -> list[str]:
+    """Help lines of config keys: ``--prefix.key (type, default VALUE)`` and the meaning, wrapped."""
+    lines = []
+    for key in keys:
+        doc = docs.get(key)
+        if doc is None:  # tests/test_config_docs.py keeps this from happening in our classes
+            default = defaults.get(key, dataclasses.MISSING)
+            shown = "" if default is dataclasses.MISSING else f", default {default!r}"
+            lines.append(f"  --{prefix}.{key} (undocumented{shown})")
+            continue
+        lines.append(f"  --{prefix}.{key} ({doc.type}, default {doc.default})")
+        lines.extend(textwrap.wrap(doc.meaning, width=100, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                                   break_on_hyphens=False))
+    return lines
+
+
+def _dataclass_help(section: str, cls) -> list[str]:
+    docs = documented_fields(cls)
+    defaults = {f.name: f.default for f in fields(cls)}
+    return [f"{section} keys ({cls.__name__}):"] + _key_lines(section, [f.name for f in fields(cls)], docs, defaults)
+
+
+def _model_help(config_path: Optional[str], model_type: Optional[str], default_model_type: Optional[str]) -> list[str]:
+    """The ``model`` keys of the config class of the model type that ``--model_type``, the ``--config``
+    file or the recipe's default names (in that order, as :func:`load_config` resolves it); a line saying
+    why when none is known."""
+    try:
+        if not model_type and config_path and os.path.isfile(config_path):
+            with open(config_path) as handle:
+                raw = yaml.safe_load(handle)
+            if isinstance(raw, dict) and isinstance(raw.get("model_type"), str):
+                model_type = raw["model_type"]
+        model_type = model_type or default_model_type
+        if not model_type:
+            return ["model keys: the keyword arguments of the config class of `model_type`; "
+                    "give --config FILE (or --model_type NAME) with --help to list them."]
+        config_cls = config_class_for(model_type)
+    except (ConfigError, OSError, yaml.YAMLError) as error:
+        return [f"model keys: cannot list them ({error})"]
+    docs: dict[str, FieldDoc] = {}
+    for cls in config_cls.__mro__:  # our classes only: transformers' own fields are not config keys here
+        if cls.__module__.startswith("transformers"):
+            break
+        docs = {**documented_fields(cls), **docs}  # a subclass documents its own fields first
+    init = inspect.signature(config_cls.__init__).parameters
+    defaults = {name: p.default for name, p in init.items() if p.default is not inspect.Parameter.empty}
+    return ([f"model keys (model_type {model_type}: {config_cls.__name__}):"]
+            + _key_lines("model", model_config_keys(model_type), docs, defaults))
+
+
+def config_help(data_cls=None, training_cls=None, config_path: Optional[str] = None,
+                model_type: Optional[str] = None, default_model_type: Optional[str] = None) -> str:
+    """The config keys a recipe accepts, with their type, default and meaning, read from the config
+    classes' docstrings (:func:`documented_fields`); the ``--help`` epilog of :func:`parse_recipe_args`."""
+    data_cls = data_cls or PretrainDataConfig
+    training_cls = training_cls or TrainingConfig
+    shortcuts = ", ".join(f"--{name} = --{section}.{key}" for name, (section, key) in SHORTCUTS.items())
+    lines = [
+        *textwrap.wrap("Config keys: set in the --config YAML file under their section, and overridden on the command "
+                       f"line as --section.key VALUE (parsed as YAML). Shortcuts: {shortcuts}.", width=100),
+        "",
+        *_model_help(config_path, model_type, default_model_type),
+        "",
+        *_dataclass_help("data", data_cls),
+        "",
+        *_dataclass_help("training", training_cls),
+    ]
+    return "\n".join(lines)
+
+
+def parse_recipe_args(argv: Optional[list[str]] = None, description: str = "", extra=None, data_cls=None,
+                      model_type: Optional[str] = None):
     """The command line every training recipe shares.
 
     ``--config PATH --output_dir DIR [--resume] [--max_steps N --save_steps N --seed S --data SPEC]
     [--section.key value ...]`` → ``(args, overrides)`` where ``args`` holds ``config``, ``output_dir``,
     ``resume`` (plus what ``extra(parser)`` adds) and ``overrides`` the ``{(section, key): value}`` dict.
+
+    ``--help`` lists every config key with its type, default and meaning (:func:`config_help`): the
+    ``data`` keys of ``data_cls`` (default :class:`PretrainDataConfig`; the CTC recipe passes
+    ``CTCDataConfig``), the ``training`` keys, and the ``model`` keys of the model type the ``--config``
+    file names (or ``model_type``, for recipes whose configs name none).
     """
     import argparse
     import sys
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The --config file decides which model keys --help lists, so find it before building the parser.
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    early.add_argument("--config")
+    early.add_argument("--model_type")
+    try:
+        known, _ = early.parse_known_args(argv)
+    except argparse.ArgumentError:  # e.g. --config without a value: the full parser below says so
+        known = argparse.Namespace(config=None, model_type=None)
     parser = argparse.ArgumentParser(
         description=description,
-        epilog="Any config key can be overridden as --section.key value (sections: model, data, training).",
+        epilog=config_help(data_cls, TrainingConfig, known.config, known.model_type, model_type),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the epilog's lines as written
     )
     parser.add_argument("--config", required=True, help="YAML config (sections model_type, model, data, training)")
     parser.add_argument("--output_dir", required=True, help="run folder: checkpoints/, logs/, metrics.jsonl, final/")
@@ -423,7 +557,7 @@ def parse_recipe_args(argv: Optional[list[str]] = None, description: str = "", e
     parser.add_argument("--strict", action="store_true", help="stop at the first undecodable example (--training.strict true)")
     if extra is not None:
         extra(parser)
-    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    args, rest = parser.parse_known_args(argv)
     shortcut_args = []
     for name in SHORTCUTS:
         value = getattr(args, name)

@@ -62,7 +62,8 @@ def _warn_config_changes(saved_path: Path, run: RunConfig) -> None:
         logger.warning("resuming with a config that differs from %s: %s", saved_path, "; ".join(changed))
 
 
-def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool = False, config_path: Optional[str] = None) -> dict:
+def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool = False, config_path: Optional[str] = None,
+                    push_to_hub: Optional[str] = None) -> dict:
     """Pretrain ``run.model_type`` on ``run.data`` with the shared Trainer; writes ``output_dir/final/``.
 
     The model config is ``AutoConfig.for_model(model_type, **run.model)``; a config with speaker
@@ -71,7 +72,8 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     without one, e.g. CPC's same-speaker negatives); models that do not use them ignore them.
     Before training, one step's FLOPs are counted on a real batch (:mod:`repr_asr.training.flops`);
     with ``training.flops_budget`` > 0 that sets ``max_steps`` (equal compute across upstreams). FLOPs
-    per step and in total go into ``output_dir/results.json`` and the model card.
+    per step and in total go into ``output_dir/results.json`` and the model card. ``push_to_hub``: a hub
+    repo id that ``output_dir/final/`` is uploaded to at the end (:mod:`repr_asr.training.hub`).
     Returns the final metrics.
     """
     import repr_asr  # noqa: F401  (registers every model type)
@@ -81,6 +83,10 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     from ..data.crops import RandomCropDataset, collate_crops
     from ..feature_extraction import ReprFeatureExtractor
 
+    if push_to_hub:
+        from .hub import check_repo_id
+
+        check_repo_id(push_to_hub)  # a malformed repo id stops the run now, not after training
     # Before anything is written: a folder with checkpoints needs --resume (its config.yaml stays intact).
     if int(os.environ.get("RANK", "0")) == 0:
         prepare_output_dir(output_dir, resume)
@@ -168,7 +174,13 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
                    "steps": metrics["step"], "flops_per_step": flops_per_step, "total_flops": metrics["total_flops"],
                    **trainer.run_info(), "metrics": metrics, "run": run.to_dict()}
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1, default=str))
+    main_process = trainer.accelerator.is_main_process
     trainer.end()
+    if push_to_hub and main_process:
+        from .hub import push_folder
+
+        push_folder(output_dir / "final", push_to_hub,
+                    commit_message=f"repr-asr pretraining: {run.model_type}, {metrics['step']} steps")
     return metrics
 
 

@@ -57,6 +57,7 @@ from .checkpoint import (
 from ..data.skipping import SKIPPED_KEY
 from .config import ConfigError, TrainingConfig
 from .memory import keep_freed_memory
+from .model_card import training_card
 
 logger = logging.getLogger(__name__)
 
@@ -256,8 +257,7 @@ class Trainer:
             lr=config.learning_rate,
             betas=(config.adam_beta1, config.adam_beta2),
             eps=config.adam_epsilon,
-            # One kernel over all parameters: 4x faster than the per-tensor loop on CPU (8 vs 32 ms a
-            # step for the paper-scale WaveNet AE's 24M parameters, bench machine).
+            # One kernel over all parameters is faster than the per-tensor loop on CPU (docs/performance.md).
             fused=self.accelerator.device.type in ("cpu", "cuda"),
         )
         scheduler = build_scheduler(optimizer, config)
@@ -739,65 +739,9 @@ class Trainer:
 
                 extractor = ReprFeatureExtractor(sampling_rate=getattr(model.config, "sampling_rate", 16000))
             extractor.save_pretrained(str(tmp))
-            (tmp / "README.md").write_text(self.model_card(model, metrics))
+            training_card(model, metrics, self.config, self.run_info(), self.card_info).save(tmp / "README.md")
             if final.exists():
                 shutil.rmtree(final)
             os.rename(tmp, final)
         acc.wait_for_everyone()
         return final
-
-    def model_card(self, model, metrics: dict) -> str:
-        config = getattr(model, "config", None)
-        model_type = getattr(config, "model_type", type(model).__name__)
-        params = sum(p.numel() for p in model.parameters())
-        lines = [
-            "---",
-            "library_name: transformers",
-            "tags: [repr-asr, speech, representation-learning]",
-            "---",
-            "",
-            f"# {model_type} ({type(model).__name__})",
-            "",
-            f"Trained with repr-asr's shared training loop for {metrics.get('step', 0)} steps "
-            f"({params:,} parameters).",
-            "",
-            "## Run",
-            "",
-        ]
-        for key, value in self.card_info.items():
-            lines.append(f"- **{key}**: `{value}`")
-        c = self.config
-        lines += [
-            f"- **steps**: {c.max_steps}, batch size {c.batch_size} × {c.gradient_accumulation_steps} accumulation "
-            f"× {self.accelerator.num_processes} process(es)",
-            f"- **optimiser**: AdamW, lr {c.learning_rate:g}, {c.warmup_steps} warm-up steps, {c.lr_schedule} decay, "
-            f"weight decay {c.weight_decay:g}, clip {c.max_grad_norm:g}",
-            f"- **seed**: {c.seed}; ran on {self.accelerator.num_processes} process(es), device "
-            f"`{self.accelerator.device.type}`, mixed precision `{self.accelerator.mixed_precision}`",
-            "",
-            "## Final metrics",
-            "",
-            "| metric | value |",
-            "| --- | --- |",
-        ]
-        for key in sorted(metrics):
-            value = metrics[key]
-            if isinstance(value, float):
-                lines.append(f"| {key} | {value:.6g} |")
-            else:
-                lines.append(f"| {key} | {value} |")
-        lines += [
-            "",
-            "## Use",
-            "",
-            "```python",
-            "import repr_asr  # registers the model types",
-            "from transformers import AutoFeatureExtractor, AutoModel",
-            "model = AutoModel.from_pretrained(PATH)",
-            "extractor = AutoFeatureExtractor.from_pretrained(PATH)",
-            "inputs = extractor(waveform, sampling_rate=16000, return_tensors='pt')",
-            "features = model(**inputs).last_hidden_state  # (batch, frames, dim)",
-            "```",
-            "",
-        ]
-        return "\n".join(lines)

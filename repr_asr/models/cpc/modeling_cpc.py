@@ -21,8 +21,9 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ...modules.distributed import global_count
+from ...modules.masking import lengths_from_mask, mask_from_lengths
 from ...modules.randomness import example_rand
-from ..upstream import UpstreamMixin, UpstreamOutput, lengths_from_mask, mask_from_lengths
+from ..upstream import UpstreamMixin, UpstreamOutput
 from .configuration_cpc import CPCConfig
 
 
@@ -136,8 +137,7 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         return {"enc": self.config.samples_per_frame, "ctx": self.config.samples_per_frame}
 
     def frame_lengths_at(self, sample_lengths: torch.Tensor, probe_point: str) -> torch.Tensor:
-        if probe_point not in self.probe_dims():
-            raise ValueError(f"CPCModel has no probe point {probe_point!r}; it has {list(self.probe_dims())}")
+        self.check_probe_point(probe_point)
         return self.encoder.output_lengths(torch.as_tensor(sample_lengths).long())
 
     # ----- contrastive loss ---------------------------------------------------------------------
@@ -274,13 +274,7 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         loss = metrics = None
         if compute_loss:
             loss, metrics = self.contrastive_loss(enc, probes["ctx"], frame_lengths, speaker_ids, example_seeds)
-        return UpstreamOutput(
-            loss=loss,
-            last_hidden_state=probes[self.config.default_probe_point],
-            hidden_states=tuple(probes[p] for p in self.config.probe_points) if output_hidden_states else None,
-            frame_lengths=frame_lengths,
-            metrics=metrics,
-        )
+        return self.upstream_output(probes, frame_lengths, output_hidden_states, loss, metrics)
 
 
 def training_step_flops(config: CPCConfig, batch_size: int, num_samples: int) -> int:

@@ -24,9 +24,10 @@ from transformers import PreTrainedModel
 
 from ...audio import SpectralFrontEnd
 from ...modules.distributed import global_count
+from ...modules.masking import lengths_from_mask, mask_from_lengths
+from ...modules.normalization import masked_cmvn
 from ...modules.randomness import example_rand, example_randn
-from ..spectral.modeling_spectral import masked_cmvn
-from ..upstream import UpstreamMixin, UpstreamOutput, lengths_from_mask, mask_from_lengths
+from ..upstream import UpstreamMixin, UpstreamOutput
 from .configuration_masked_recon import MaskedReconConfig
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
@@ -207,8 +208,7 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
         return {name: hop for name in self.config.probe_points}
 
     def frame_lengths_at(self, sample_lengths: torch.Tensor, probe_point: str) -> torch.Tensor:
-        if probe_point not in self.config.probe_points:
-            raise ValueError(f"unknown probe point {probe_point!r}; this model has {self.config.probe_points}")
+        self.check_probe_point(probe_point)
         mel_frames = self.front_end.frame_lengths(sample_lengths)
         # A partial group of frames at the end still makes an encoder frame (its padding stays zero).
         return torch.div(mel_frames + self.config.downsample_rate - 1, self.config.downsample_rate, rounding_mode="floor")
@@ -341,7 +341,7 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
         masked = self.mask_features(clean, frame_lengths, example_seeds) if compute_loss else None
         states = self.encode(masked.inputs if compute_loss else clean, frame_lengths)
         names = ["input"] + [f"layer_{i}" for i in range(1, self.config.num_hidden_layers + 1)]
-        by_name = dict(zip(names, states))
+        probes = dict(zip(names, states))
         loss = metrics = None
         if compute_loss:
             predicted = self.reconstruction_head(states[-1]).float()  # (B, T, D), loss in float32
@@ -358,10 +358,4 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
                     "loss_position_fraction": masked.loss_mask.sum() / real_positions.sum().clamp(min=1),
                     "noised_fraction": masked.noised.float().mean(),
                 }
-        return UpstreamOutput(
-            loss=loss,
-            last_hidden_state=by_name[self.config.default_probe_point],
-            hidden_states=tuple(by_name[name] for name in self.config.probe_points) if output_hidden_states else None,
-            frame_lengths=frame_lengths,
-            metrics=metrics,
-        )
+        return self.upstream_output(probes, frame_lengths, output_hidden_states, loss, metrics)

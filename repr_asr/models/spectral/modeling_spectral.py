@@ -8,17 +8,10 @@ import torch
 from transformers import PreTrainedModel
 
 from ...audio import SpectralFrontEnd
-from ..upstream import UpstreamMixin, UpstreamOutput, lengths_from_mask, mask_from_lengths
+from ...modules.masking import lengths_from_mask, mask_from_lengths
+from ...modules.normalization import masked_cmvn
+from ..upstream import UpstreamMixin, UpstreamOutput
 from .configuration_spectral import SpectralConfig
-
-
-def masked_cmvn(features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
-    """Normalise ``(batch, frames, dim)`` to zero mean and unit variance over each utterance's real frames."""
-    mask = mask_from_lengths(frame_lengths, features.shape[1]).unsqueeze(-1).to(features.dtype)  # (B, T, 1)
-    count = mask.sum(1, keepdim=True).clamp(min=1.0)
-    mean = (features * mask).sum(1, keepdim=True) / count
-    var = (((features - mean) * mask) ** 2).sum(1, keepdim=True) / count
-    return (features - mean) / torch.sqrt(var + 1e-5) * mask
 
 
 class SpectralModel(UpstreamMixin, PreTrainedModel):
@@ -57,6 +50,7 @@ class SpectralModel(UpstreamMixin, PreTrainedModel):
         return {"features": self.front_end.hop_length}
 
     def frame_lengths_at(self, sample_lengths: torch.Tensor, probe_point: str) -> torch.Tensor:
+        self.check_probe_point(probe_point)
         return self.front_end.frame_lengths(sample_lengths)
 
     def forward(
@@ -75,8 +69,4 @@ class SpectralModel(UpstreamMixin, PreTrainedModel):
         frame_lengths = frame_lengths.clamp(max=features.shape[1])
         if self.config.normalize_features:
             features = masked_cmvn(features, frame_lengths)
-        return UpstreamOutput(
-            last_hidden_state=features,
-            hidden_states=(features,) if output_hidden_states else None,
-            frame_lengths=frame_lengths,
-        )
+        return self.upstream_output({"features": features}, frame_lengths, output_hidden_states)

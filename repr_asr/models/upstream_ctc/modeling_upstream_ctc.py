@@ -13,7 +13,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
 from ...modules.bilstm import PaddedBiLSTM
-from ..upstream import lengths_from_mask, mask_from_lengths
+from ...modules.masking import lengths_from_mask, mask_from_lengths
 from .configuration_upstream_ctc import UpstreamForCTCConfig
 
 

@@ -18,7 +18,6 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 
 from ...audio import SpectralFrontEnd, mu_law_decode, mu_law_encode
-from ...modules.distributed import global_count
 from ...modules import (
     ConditioningStack,
     ConvEncoder,
@@ -29,8 +28,10 @@ from ...modules import (
     WaveNet,
     sparse_emission,
 )
-from ..spectral.modeling_spectral import masked_cmvn
-from ..upstream import UpstreamMixin, UpstreamOutput, lengths_from_mask, mask_from_lengths
+from ...modules.distributed import global_count
+from ...modules.masking import lengths_from_mask, mask_from_lengths
+from ...modules.normalization import masked_cmvn
+from ..upstream import UpstreamMixin, UpstreamOutput
 from .configuration_wavenet_ae import WaveNetAEConfig
 
 
@@ -112,8 +113,7 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         return {p: self.samples_per_latent for p in self.config.probe_points}
 
     def frame_lengths_at(self, sample_lengths: torch.Tensor, probe_point: str) -> torch.Tensor:
-        if probe_point not in self.config.probe_points:
-            raise ValueError(f"unknown probe point {probe_point!r}; this model has {self.config.probe_points}")
+        self.check_probe_point(probe_point)
         return self.encoder.output_lengths(self.front_end.frame_lengths(sample_lengths))
 
     def on_train_step(self, step: int) -> dict:
@@ -234,17 +234,10 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         lengths = encoded["lengths"]
         cond = self.condition(encoded["bn"], lengths, example_seeds)
         probes = {"enc": encoded["enc"], "proj": encoded["proj"], "bn": encoded["bn"], "cond": cond}
-        hidden_states = tuple(probes[p] for p in self.config.probe_points) if output_hidden_states else None
         loss, metrics = None, None
         if compute_loss:
             loss, metrics = self._loss(input_values, sample_lengths, encoded, cond, speaker_ids)
-        return UpstreamOutput(
-            loss=loss,
-            last_hidden_state=probes[self.config.default_probe_point],
-            hidden_states=hidden_states,
-            frame_lengths=lengths,
-            metrics=metrics,
-        )
+        return self.upstream_output(probes, lengths, output_hidden_states, loss, metrics)
 
     def _loss(self, input_values, sample_lengths, encoded, cond, speaker_ids) -> tuple[torch.Tensor, dict]:
         bn = encoded["bottleneck"]
@@ -321,13 +314,4 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, 0.0, 1.0)
         elif isinstance(module, VectorQuantizer):
-            init.normal_(module.codebook, 0.0, 1.0 / math.sqrt(module.dim))
-            init.copy_(module.ema_embed_sum, module.codebook)
-            init.ones_(module.ema_cluster_size)
-            init.zeros_(module.usage)
-            init.zeros_(module.usage_steps)
-            init.constant_(module.initialized, not module.kmeans_init)
-            init.zeros_(module.recent)
-            init.zeros_(module.recent_count)
-            # The quantizer's own random draws (k-means picks, revival) are seeded by this and the step.
-            init.constant_(module.rng_seed, int(torch.randint(0, 2**62, ())))
+            module.init_state()

@@ -1,0 +1,84 @@
+"""Project-wide conventions: no reaching into libraries' private attributes, and a machine without the
+speech synthesisers (a non-root `make test`) runs every test that does not need them and skips the rest
+with the reason."""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTH_TEST_FILES = ["tests/test_builtin_corpus.py", "tests/test_finetune_ctc.py"]
+
+
+def _private_accesses(path: Path) -> list[str]:
+    """``obj._name`` (not dunder) where ``obj`` is not ``self`` / ``cls`` / ``super()``, and
+    ``getattr(obj, "_name")``: reads of another object's private state."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                continue  # overriding a hook of the parent class (e.g. transformers' _init_weights)
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}")
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+              and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+              and str(node.args[1].value).startswith("_") and not str(node.args[1].value).startswith("__")):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.func.id}(..., {node.args[1].value!r})")
+    return found
+
+
+def test_no_private_attributes_of_other_objects_are_read():
+    found = [hit for path in sorted((ROOT / "repr_asr").rglob("*.py")) for hit in _private_accesses(path)]
+    found += [hit for path in sorted((ROOT / "recipes").glob("*.py")) for hit in _private_accesses(path)]
+    assert not found, "private attributes read (use the library's public API):\n" + "\n".join(found)
+
+
+def _pytest(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_without_synthesisers_their_tests_skip_with_the_reason_and_the_others_run(tmp_path):
+    # A machine without Festival: nothing on PATH but the virtual environment, no Festival dictionaries.
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    bare.update(PATH=str(Path(sys.executable).parent), REPR_ASR_FESTIVAL_DICTS=str(tmp_path / "no_dicts"),
+                OMP_NUM_THREADS="1", REPR_ASR_CACHE=str(tmp_path / "cache"))
+
+    # Which tests need them, as marked (directly or through the `synthesiser` fixture) on this machine.
+    listed = _pytest("--collect-only", "-m", "needs_synthesiser", *SYNTH_TEST_FILES, env=dict(os.environ))
+    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
+    needing = [line for line in listed.stdout.splitlines() if "::" in line]
+    assert any("test_two_process_recipe" in t for t in needing)  # marked through corpus_dir -> synthesiser
+    assert any("test_layout_and_speakers_file" in t for t in needing)
+
+    run = _pytest("-rs", "-m", "needs_synthesiser", *SYNTH_TEST_FILES, env=bare)
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    assert re.search(rf"\b{len(needing)} skipped\b", out), out[-3000:]
+    assert not re.search(r"\b\d+ (passed|failed|errors?)\b", out), out[-3000:]
+    assert "needs the speech synthesisers, missing: the `festival` command" in out
+    assert "festlex-poslex" in out  # the missing dictionaries are named too
+
+    others = _pytest("-rs", "-m", "not needs_synthesiser", "tests/test_builtin_corpus.py", env=bare)
+    out = others.stdout + others.stderr
+    assert others.returncode == 0 and re.search(r"\b\d+ passed\b", out) and "skipped" not in out, out[-3000:]
+
+
+def test_system_deps_script_goes_on_when_it_cannot_install(tmp_path):
+    # A non-root user on a machine without the packages: `id -u` says 1000 and dpkg knows none of them.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    (bin_dir / "dpkg").write_text("#!/bin/sh\nexit 1\n")
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    run = subprocess.run(["bash", str(ROOT / "scripts" / "install_system_deps.sh")], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr  # `make install` / `make test` go on
+    assert re.search(r"sudo apt-get install .*festival", run.stderr) and "libespeak-ng1" in run.stderr

@@ -1,0 +1,54 @@
+"""The evaluation recipes read the built-in corpus (``builtin:data/builtin``) when --data is not given,
+as the README says of every recipe."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+# The tiny LibriSpeech-layout corpora of the probe and ABX tests (the built-in corpus has the same layout).
+from test_abx import build_corpus as build_abx_corpus
+from test_probes import build_corpus as build_probe_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _recipe(name):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def in_project_like_folder(tmp_path, monkeypatch, one_thread):
+    """A working folder whose data/builtin/ holds a corpus, as the project's after `make corpus`."""
+    monkeypatch.setenv("REPR_ASR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_abx_recipe_defaults_to_the_builtin_corpus(in_project_like_folder):
+    build_abx_corpus(in_project_like_folder / "data" / "builtin")
+    out = in_project_like_folder / "run"
+    _recipe("abx").main(["--upstream", "fbank", "--output_dir", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"] == "builtin:data/builtin"
+    assert results["num_utterances"] == 8 and results["metrics"]["features"]["within"] is not None
+
+
+def test_probe_recipe_defaults_to_the_builtin_corpus(in_project_like_folder):
+    build_probe_corpus(in_project_like_folder / "data" / "builtin")
+    out = in_project_like_folder / "run"
+    _recipe("probe").main(["--upstream", "fbank", "--output_dir", str(out), "--tasks", "speaker", "--epochs", "1"])
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"] == "builtin:data/builtin"
+    assert results["num_utterances"] == 8 and "accuracy" in results["metrics"]["features"]["speaker"]
+
+
+def test_without_a_corpus_the_error_says_how_to_build_it(in_project_like_folder):
+    from repr_asr.data.librispeech import CorpusError
+
+    with pytest.raises(CorpusError, match="recipes/make_corpus.py --output_dir data/builtin"):
+        _recipe("abx").main(["--upstream", "fbank", "--output_dir", str(in_project_like_folder / "run")])
