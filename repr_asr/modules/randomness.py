@@ -7,8 +7,8 @@ with that seed (and the name of the draw, so two kinds of draws never share numb
 same whether the example sits in a batch of 8 on one process or of 4 on the second of two processes,
 and different for any two examples. Without seeds (a direct call, evaluation) torch's global RNG is used.
 
-The draws are made on the CPU with one ``torch.Generator`` per example and then moved: a few
-microseconds per example and draw, small beside a training step.
+The draws are made on the CPU with one ``torch.Generator`` per example and then moved: a small
+cost beside a training step.
 """
 
 from __future__ import annotations

@@ -2,11 +2,10 @@
 
 glibc's ``malloc`` gives memory above its trim threshold back to the kernel when it is freed, and hands
 out large blocks (over 128 kB to 32 MB, adaptively) as fresh ``mmap`` pages that go back to the kernel
-on ``free``; every training step then re-faults the pages of its activations (a WaveNet step at paper
-scale allocates ~1-2 GB of them). On the 2-core dev VM a page fault costs about 1 µs, so a fresh 23 MB
-tensor costs ~6 ms before its first write, and the WaveNet step lost 10-20% to it (measured with
-``resource.getrusage().ru_minflt`` around the step). Serving every block from the heap and never
-trimming it keeps freed blocks for the next step: after a few steps a step faults no page at all.
+on ``free``; every training step then re-faults the pages of its activations (gigabytes of them for a
+paper-scale WaveNet step), a measurable share of a CPU step (docs/performance.md). Serving every
+block from the heap and never trimming it keeps freed blocks for the next step: after a few steps a
+step faults no page at all.
 PyTorch's CUDA allocator caches by itself; this is for CPU processes only.
 """
 
