@@ -20,7 +20,7 @@ import pytest
 import soundfile
 import torch
 from safetensors.numpy import load_file
-from huggingface_hub import HfApi, ModelCard
+from huggingface_hub import ModelCard
 from transformers import AutoModelForCTC, AutoProcessor, Wav2Vec2CTCTokenizer, Wav2Vec2Processor, pipeline
 
 import repr_asr  # noqa: F401
@@ -459,24 +459,13 @@ def lm_run(corpus_dir, tmp_path_factory):
     """The recipe's command line with a prebuilt ARPA LM (written here, by hand) and --push_to_hub, the
     hub's HTTP calls replaced by a recorder that also notes what the folder holds at upload time."""
     from test_decoding import write_arpa
+    from test_push_to_hub import record_hub_calls
 
     tmp = tmp_path_factory.mktemp("lm_run")
     corpus = load_corpus(f"builtin:{corpus_dir}")
     sentences = [t for split in ("train-10min", "dev", "test") for t in corpus[split]["text"]]
     arpa = write_arpa(tmp / "words.arpa", sentences)
     out = tmp / "run"
-    calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        calls.append({"call": "create_repo", "repo_id": repo_id, **kwargs})
-        return f"https://huggingface.co/{repo_id}"
-
-    def upload_folder(self, *, repo_id, folder_path, **kwargs):
-        folder = os.fspath(folder_path)
-        calls.append({"call": "upload_folder", "repo_id": repo_id, "folder_path": folder, **kwargs,
-                      "files": sorted(os.listdir(folder)), "card": open(os.path.join(folder, "README.md")).read()})
-        return f"https://huggingface.co/{repo_id}/commit/0"
-
     argv = ["--config", CONFIG, "--upstream", "fbank", "--subset", "10min", "--output_dir", str(out),
             "--data", f"builtin:{corpus_dir}", "--data.eval_splits", "train-10min,dev,test", "--max_steps", "600",
             "--training.warmup_steps", "0", "--training.learning_rate", "0.01", "--training.lr_schedule", "constant",
@@ -485,9 +474,7 @@ def lm_run(corpus_dir, tmp_path_factory):
             "--lm_path", str(arpa), "--data.beam_size", "8", "--data.lm_weight", "1.5", "--data.word_score", "-0.5",
             "--push_to_hub", REPO]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")  # anything not recorded here fails instead of reaching the network
-        patch.setattr(HfApi, "create_repo", create_repo)
-        patch.setattr(HfApi, "upload_folder", upload_folder)
+        calls = record_hub_calls(patch)
         _load_recipe().main(argv)
     return out, arpa, json.loads((out / "results.json").read_text()), calls
 

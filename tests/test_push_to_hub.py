@@ -27,11 +27,10 @@ def corpus(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    """The hub calls the recipes make, recorded (with what the folder holds at upload time)."""
-    monkeypatch.setenv("REPR_ASR_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def record_hub_calls(patch) -> list:
+    """Replace the hub's HTTP calls through ``patch`` (a pytest MonkeyPatch) by a recorder; returns the
+    list it fills (each upload with what the folder holds at upload time)."""
+    patch.setenv("HF_HUB_OFFLINE", "1")  # anything not recorded here fails instead of reaching the network
     calls = []
 
     def create_repo(self, repo_id, **kwargs):
@@ -44,9 +43,16 @@ def hub(monkeypatch, tmp_path):
                       "files": sorted(os.listdir(folder)), "card": open(os.path.join(folder, "README.md")).read()})
         return f"https://huggingface.co/{repo_id}/commit/0"
 
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    patch.setattr(HfApi, "create_repo", create_repo)
+    patch.setattr(HfApi, "upload_folder", upload_folder)
     return calls
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """The hub calls the recipes make, recorded."""
+    monkeypatch.setenv("REPR_ASR_CACHE", str(tmp_path / "cache"))
+    return record_hub_calls(monkeypatch)
 
 
 def test_pretraining_pushes_final_to_the_hub(corpus, tmp_path, hub):
