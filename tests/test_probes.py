@@ -121,7 +121,7 @@ def test_fbank_probe_regresses_log_mel():
             targets = log_mel_targets(wave, 25, 50.0)
             features.append(targets + 0.01 * rng.standard_normal(targets.shape).astype(np.float32))
             noise.append(rng.standard_normal((25, 16)).astype(np.float32))
-    config = ProbeConfig(epochs=30, patience=5, batch_size=64, learning_rate=1e-2)
+    config = ProbeConfig(hidden_size=0, epochs=30, patience=5, batch_size=64, learning_rate=1e-2)  # log-mel + noise: a linear map
     good = run_probes(features, 50.0, rows, ("fbank", "phone", "gender"), config, waveforms)["fbank"]
     assert good["r2"] > 0.8 and good["mse"] < good["baseline_mse"]
     bad = run_probes(noise, 50.0, rows, ("fbank",), config, waveforms)

@@ -2,9 +2,9 @@
 
 The paper's four probing tasks (Chorowski et al. 2019, §"probing"): small classifiers read a frozen
 probe point frame by frame and say how much of each kind of information it still holds. Features
-arrive detached (:mod:`repr_asr.evaluation.features`); a probe is a linear layer (or one hidden layer)
-trained with Adam for a few epochs, keeping the weights of the epoch with the lowest loss on held-out
-training utterances (early stopping).
+arrive detached (:mod:`repr_asr.evaluation.features`); a probe is one ReLU hidden layer (or a linear layer)
+on standardised frames, trained with Adam until the loss on held-out training utterances stops
+improving (early stopping), keeping the weights of its best epoch.
 
 Labels per frame (frame ``t`` at ``r`` Hz covers ``[t / r, (t + 1) / r)``, centre ``(t + 0.5) / r``):
 
@@ -44,9 +44,13 @@ class ProbeConfig:
     r"""How every probe is trained.
 
     Args:
-        hidden_size (`int`, defaults to `0`): 0 for a linear probe, else the width of one ReLU hidden layer.
-        epochs (`int`, defaults to `20`): most passes over the training frames.
-        patience (`int`, defaults to `3`): stop after this many epochs without a better validation score.
+        hidden_size (`int`, defaults to `256`): width of one ReLU hidden layer, 0 for a linear probe. A
+            linear map of single frames of per-utterance normalised features cannot read the speaker even
+            where it is plainly there (filterbanks: speaker probe at the majority rate), so the default
+            probe has one hidden layer, as the paper's small probing networks do.
+        epochs (`int`, defaults to `100`): most passes over the training frames; early stopping (`patience`)
+            normally ends a probe first, so that probes are trained to convergence.
+        patience (`int`, defaults to `5`): stop after this many epochs without a better validation score.
         batch_size (`int`, defaults to `1024`): frames per Adam step (at most; see `min_steps_per_epoch`).
         min_steps_per_epoch (`int`, defaults to `50`): on small sets the batch shrinks so that an epoch
             still makes this many Adam steps (a tiny corpus would otherwise train for a handful of steps).
@@ -58,9 +62,9 @@ class ProbeConfig:
         seed (`int`, defaults to `0`): seeds the splits, the subsampling and the probe's initialisation.
     """
 
-    hidden_size: int = 0
-    epochs: int = 20
-    patience: int = 3
+    hidden_size: int = 256
+    epochs: int = 100
+    patience: int = 5
     batch_size: int = 1024
     min_steps_per_epoch: int = 50
     learning_rate: float = 1e-3

@@ -41,3 +41,30 @@ def push_folder(folder: str | os.PathLike, repo_id: str, commit_message: str) ->
     url = str(getattr(commit, "commit_url", commit))
     logger.info("pushed %s to %s (%s)", folder, repo_id, url)
     return url
+
+
+def reference_signal(seconds: float = 1.0, sampling_rate: int = 16000) -> "np.ndarray":
+    """A fixed test signal (a chirp under seeded noise) whose features identify a checkpoint's behaviour."""
+    import numpy as np
+
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    chirp = 0.3 * np.sin(2 * np.pi * (150 + 600 * t) * t)
+    return (chirp + 0.02 * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
+
+
+def feature_fingerprint(model, feature_extractor) -> dict:
+    """``{probe_point: {"shape", "mean", "std"}}``: the per-dimension time mean and std of every probe
+    point's features on :func:`reference_signal`, prepared by ``feature_extractor``. Stored beside an
+    exported checkpoint (``hub/NAME/fingerprint.json``) so that a test can check that the weights, as
+    loaded by ``AutoModel`` with today's code, still compute the same features."""
+    import torch
+
+    inputs = feature_extractor(reference_signal(), sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
+    model.eval()
+    with torch.no_grad():
+        out = model(inputs["input_values"], attention_mask=inputs.get("attention_mask"), output_hidden_states=True)
+    fingerprint = {}
+    for point, hidden in zip(model.config.probe_points, out.hidden_states):
+        frames = hidden[0].float()
+        fingerprint[point] = {"shape": list(frames.shape), "mean": frames.mean(0).tolist(), "std": frames.std(0).tolist()}
+    return fingerprint

@@ -193,3 +193,15 @@ def add_ctc_results(card_path: str | os.PathLike, results: dict, upstream_hub_id
     card.text = text
     card.save(Path(card_path))
     return card
+
+
+def set_card_section(card_path: str | os.PathLike, heading: str, body: str) -> ModelCard:
+    """Put the section ``heading`` (``## ...``) with ``body`` into the card at ``card_path``, before "Use"
+    when there is one, replacing the section of that heading from an earlier call."""
+    card = ModelCard.load(Path(card_path))
+    text = _without_section(card.text, heading)
+    section = f"{heading}\n\n{body.rstrip()}\n"
+    use = text.find("\n## Use\n")
+    card.text = text[: use + 1] + section + "\n" + text[use + 1:] if use >= 0 else text.rstrip("\n") + "\n\n" + section
+    card.save(Path(card_path))
+    return card

@@ -1,0 +1,300 @@
+"""The study: do the pretrained representations help a recogniser with little labeled data, and what do they encode?
+
+    python recipes/study.py [--config configs/study/default.yaml] [--scale 1.0] [--stages corpus pretrain ...] \
+        [--data_dir data/study] [--output_dir runs/study] [--results_dir docs/study] [--hub_dir hub]
+
+Stages, in order (``make study`` runs them all; each skips what is done, so a killed study resumes):
+
+1. ``corpus``: synthesise the built-in corpus (``corpus.hours``) into ``--data_dir``.
+2. ``pretrain``: every upstream of ``pretrain.upstreams`` at the same ``pretrain.flops`` × scale (FLOPs
+   counted on a real batch, written into each result); ``final/`` is exported to ``HUB_DIR/NAME``.
+3. ``probes``, ``abx``, ``codes``: phone / speaker / gender / log-mel probes at every probe point,
+   within- and across-speaker ABX, and VQ code statistics, on the test speakers.
+4. ``ctc``: frozen CTC heads for every upstream and baseline on every subset the corpus has, seed by
+   seed; the step budget follows the subset and dev CER picks the step kept (early stopping).
+5. ``finetune``: fine-tuned CTC on ``ctc.finetune.subset`` for the best WaveNet-AE (lowest mean dev
+   CER, frozen, on that subset) and the others listed.
+6. ``report``: ``RESULTS_DIR/README.md`` (tables, and the talk's findings checked one by one).
+
+Heavy outputs (checkpoints, feature caches, logs) go to ``--output_dir``; each run's ``results.json``
+is copied to ``--results_dir`` (small, meant to be committed: a stage whose result is there is done,
+even in a fresh clone), the pretrained upstreams to ``--hub_dir``. A result made with other settings
+(another scale, corpus or config) is redone. Run it with the cores otherwise idle.
+"""
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+# Probes, ABX and codes (minutes) come before the CTC runs (most of the time), and the CTC runs go seed by
+# seed, so that a study stopped early already has every representation's analysis and a first seed.
+STAGES = ("corpus", "pretrain", "probes", "abx", "codes", "ctc", "finetune", "report")
+EXPORTED = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
+
+
+def export_fingerprint(folder: Path) -> None:
+    """``folder/fingerprint.json``: the exported upstream's features on a fixed signal, loaded as a user would."""
+    import repr_asr  # noqa: F401  (registers the model types with the Auto classes)
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from repr_asr.training.hub import feature_fingerprint
+
+    fingerprint = feature_fingerprint(AutoModel.from_pretrained(folder), AutoFeatureExtractor.from_pretrained(folder))
+    (folder / "fingerprint.json").write_text(json.dumps(fingerprint) + "\n")
+
+
+class Study:
+    def __init__(self, args):
+        self.args = args
+        self.spec = yaml.safe_load(Path(args.config).read_text())
+        self.scale = args.scale
+        self.data_dir = Path(args.data_dir)
+        self.data = f"builtin:{self.data_dir}"
+        self.out = Path(args.output_dir)
+        self.results = Path(args.results_dir)
+        self.hub = Path(args.hub_dir)
+        self.started = time.time()
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        print(f"[study {time.time() - self.started:6.0f}s] {message}", flush=True)
+
+    def key(self, **extra) -> dict:
+        """What a result depends on besides its own arguments: the corpus and the scale."""
+        return {"corpus": self.spec["corpus"], "scale": self.scale, **extra}
+
+    def done(self, path: Path, key: dict) -> bool:
+        if not path.exists():
+            return False
+        recorded = json.loads(path.read_text()).get("study")
+        if recorded != key:
+            self.say(f"{path}: made with other settings ({recorded}), redoing it")
+            return False
+        return True
+
+    def save(self, path: Path, results: dict, key: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**results, "study": key}, indent=1) + "\n")
+
+    def launch(self, recipe: str, arguments: list, log: Path) -> None:
+        """One recipe under ``accelerate launch`` with every core for its one process."""
+        accelerate = Path(sys.executable).parent / "accelerate"
+        command = [str(accelerate), "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+                   "--dynamo_backend", "no", "--num_cpu_threads_per_process", str(os.cpu_count() or 1),
+                   str(ROOT / "recipes" / recipe), *map(str, arguments)]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as handle:
+            if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}).returncode:
+                tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
+                sys.exit(f"study.py: {recipe} failed (log: {log}):\n{tail}")
+
+    # --- what is studied ---------------------------------------------------------------------
+
+    def upstreams(self) -> dict:
+        return self.spec["pretrain"]["upstreams"]
+
+    def representations(self) -> dict:
+        """name -> upstream argument of the downstream recipes: the baselines, the upstreams pretrained
+        here (exported to HUB_DIR/NAME) and the committed checkpoints listed under ``published``
+        (ROOT/hub/NAME, evaluated as they are; named ``hub-NAME``)."""
+        reps = {name: name for name in self.spec.get("baselines", [])}
+        reps.update({name: str(self.hub / name) for name in self.upstreams()})
+        for name in self.spec.get("published", []):
+            folder = ROOT / "hub" / name
+            if (folder / "config.json").exists():
+                reps[f"hub-{name}"] = str(folder)
+            else:
+                self.say(f"published checkpoint hub/{name} is missing: not evaluated")
+        return reps
+
+    def subsets(self) -> list:
+        manifest = json.loads((self.data_dir / "manifest.json").read_text())
+        missing = manifest.get("missing_labeled_subsets", {})
+        return [s for s in self.spec["ctc"]["subsets"] if f"train-{s}" not in missing and s not in missing]
+
+    # --- stages ------------------------------------------------------------------------------
+
+    def corpus(self) -> None:
+        c = self.spec["corpus"]
+        self.say(f"corpus: {c['hours']} h into {self.data_dir}")
+        from repr_asr.data.builtin import build_corpus
+
+        build_corpus(self.data_dir, hours=c["hours"], seed=c["seed"], num_workers=os.cpu_count() or 1)
+
+    def pretrain(self) -> None:
+        flops = float(self.spec["pretrain"]["flops"]) * self.scale
+        for name, entry in self.upstreams().items():
+            key = self.key(config=entry["config"], overrides=entry.get("overrides") or {}, flops=flops)
+            exported = self.hub / name
+            if self.done(exported / "results.json", key):
+                self.say(f"pretrain {name}: done ({exported})")
+                continue
+            run = self.out / "pretrain" / name
+            if run.exists() and not (run / "checkpoints").is_dir():
+                shutil.rmtree(run)
+            overrides = [f"--{k}={json.dumps(v) if isinstance(v, (bool, list)) else v}" for k, v in (entry.get("overrides") or {}).items()]
+            resume = ["--resume"] if (run / "checkpoints").is_dir() else []
+            self.say(f"pretrain {name}: {flops:.3g} FLOPs ({entry['config']} {' '.join(overrides)})")
+            self.launch("pretrain.py", ["--config", entry["config"], "--data", self.data, "--output_dir", run,
+                                        "--training.flops_budget", flops, *overrides, *resume], self.out / "logs" / f"pretrain-{name}.log")
+            results = json.loads((run / "results.json").read_text())
+            exported.mkdir(parents=True, exist_ok=True)
+            for file in EXPORTED:
+                shutil.copy2(run / "final" / file, exported / file)
+            export_fingerprint(exported)
+            self.save(exported / "results.json", results, key)
+            self.say(f"pretrain {name}: {results['steps']} steps, {results['total_flops']:.3g} FLOPs -> {exported}")
+
+    def _ctc(self, name: str, upstream: str, subset: str, seed: int, config: str, max_steps: int, kind: str) -> None:
+        key = self.key(config=config, max_steps=max_steps, upstream_key=self._upstream_key(upstream))
+        result = self.results / kind / name / subset / f"seed{seed}" / "results.json"
+        if self.done(result, key):
+            return
+        run = self.out / kind / name / subset / f"seed{seed}"
+        if run.exists() and not (run / "checkpoints").is_dir():
+            shutil.rmtree(run)
+        resume = ["--resume"] if (run / "checkpoints").is_dir() else []
+        self.say(f"{kind} {name} train-{subset} seed {seed} (at most {max_steps} steps)")
+        self.launch("finetune_ctc.py", ["--config", config, "--upstream", upstream, "--subset", subset, "--seed", seed,
+                                        "--data", self.data, "--output_dir", run, "--max_steps", max_steps,
+                                        "--data.cache_dir", self.out / "cache" / name, *resume],
+                    self.out / "logs" / f"{kind}-{name}-{subset}-seed{seed}.log")
+        results = json.loads((run / "results.json").read_text())
+        self.save(result, results, key)
+        test = results["metrics"].get("test", {})
+        self.say(f"   test CER {test.get('cer', float('nan')):.1f} WER {test.get('wer', float('nan')):.1f} "
+                 f"(step {results.get('best_step')} of {results.get('steps_run')})")
+
+    def _upstream_key(self, upstream: str):
+        """Downstream results depend on the upstream's weights: its pretraining key stands for them."""
+        path = Path(upstream) / "results.json"
+        return json.loads(path.read_text()).get("study") if path.exists() else None
+
+    def _steps(self, max_steps: int) -> int:
+        return max(100, int(round(max_steps * self.scale)))
+
+    def ctc(self) -> None:
+        spec = self.spec["ctc"]
+        for seed in spec["seeds"]:
+            for subset in self.subsets():
+                steps = self._steps(spec["subsets"][subset]["max_steps"])
+                for name, upstream in self.representations().items():
+                    self._ctc(name, upstream, subset, seed, spec["config"], steps, "ctc")
+
+    def best_wavenet(self, subset: str) -> str:
+        from repr_asr.evaluation.study_report import load_ctc
+
+        runs = load_ctc(self.results / "ctc")
+        means = {}
+        for (name, sub), rows in runs.items():
+            if sub == subset and name.startswith("wavenet"):
+                means[name] = sum(r["best_dev_cer"] for r in rows) / len(rows)
+        if not means:
+            raise RuntimeError(f"no frozen CTC result of a WaveNet-AE on train-{subset} yet: run the ctc stage first")
+        return min(means, key=means.get)
+
+    def finetune(self) -> None:
+        spec = self.spec["ctc"]["finetune"]
+        if spec["subset"] not in self.subsets():
+            self.say(f"finetune: the corpus has no train-{spec['subset']}; skipped")
+            return
+        for name in spec["upstreams"]:
+            if name == "best_wavenet":
+                name = self.best_wavenet(spec["subset"])
+                self.say(f"finetune: best WaveNet-AE on dev (frozen, train-{spec['subset']}): {name}")
+            for seed in self.spec["ctc"]["seeds"]:
+                self._ctc(name, str(self.hub / name), spec["subset"], seed, spec["config"], self._steps(spec["max_steps"]), "finetune")
+
+    @staticmethod
+    def probe_points(upstream: str, spec: dict):
+        """``probe_points`` of a probes / abx section: a list, ``default`` (the upstream's default probe
+        point only) or absent (every probe point)."""
+        points = spec.get("probe_points")
+        if points != "default":
+            return points
+        config = Path(upstream) / "config.json"
+        return [json.loads(config.read_text())["default_probe_point"]] if config.exists() else ["features"]
+
+    def _analysis(self, stage: str, run) -> None:
+        spec = self.spec[stage]
+        for name, upstream in self.representations().items():
+            key = self.key(settings=spec, upstream_key=self._upstream_key(upstream))
+            result = self.results / stage / name / "results.json"
+            if self.done(result, key):
+                continue
+            self.say(f"{stage} {name}")
+            results = run(upstream, spec, self.out / "features" / name)
+            if results is not None:
+                self.save(result, results, key)
+
+    def probes(self) -> None:
+        from repr_asr.evaluation.probes import ProbeConfig, evaluate_probes
+
+        def run(upstream, spec, cache):
+            config = ProbeConfig(hidden_size=spec["hidden_size"], epochs=spec["epochs"], patience=spec["patience"])
+            return evaluate_probes(upstream, self.data, spec["split"], self.probe_points(upstream, spec), spec["tasks"], spec["max_utterances"], config,
+                                   cache_dir=str(cache), progress=False)
+
+        self._analysis("probes", run)
+
+    def abx(self) -> None:
+        from repr_asr.evaluation.abx import evaluate_abx
+
+        def run(upstream, spec, cache):
+            return evaluate_abx(upstream, self.data, spec["split"], self.probe_points(upstream, spec), "within", spec["max_utterances"],
+                                cache_dir=str(cache), progress=False)
+
+        self._analysis("abx", run)
+
+    def codes(self) -> None:
+        from repr_asr.evaluation.codes import evaluate_codes
+
+        def run(upstream, spec, cache):
+            config = json.loads((Path(upstream) / "config.json").read_text()) if Path(upstream).is_dir() else {}
+            if config.get("bottleneck") != "vq":
+                return None
+            return evaluate_codes(upstream, self.data, spec["split"], cache_dir=str(cache), progress=False)
+
+        self._analysis("codes", run)
+
+    def report(self) -> None:
+        from repr_asr.evaluation.study_report import scores_section, write_report
+        from repr_asr.training.model_card import set_card_section
+
+        path = write_report(self.results, self.spec, self.scale, self.hub, ROOT / "hub")
+        for name in self.upstreams():  # each exported upstream's card carries its measured scores
+            if (self.hub / name / "README.md").exists():
+                set_card_section(self.hub / name / "README.md", "## Measured in the study", scores_section(name, self.results))
+        self.say(f"report: {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "configs/study/default.yaml"))
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the pretraining FLOPs and the CTC step budgets")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--data_dir", default="data/study")
+    parser.add_argument("--output_dir", default="runs/study")
+    parser.add_argument("--results_dir", default="docs/study")
+    parser.add_argument("--hub_dir", default="hub")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    study = Study(args)
+    for stage in STAGES:
+        if stage in args.stages:
+            getattr(study, stage)()
+    study.say("finished")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The study's tables and findings, from the ``results.json`` files ``recipes/study.py`` collects.
+
+Layout of ``RESULTS_DIR``: ``pretrain`` results live with the exported upstreams (``hub/NAME/results.json``);
+``ctc/NAME/SUBSET/seedS/results.json`` (frozen) and ``finetune/...`` (fine-tuned);
+``probes/NAME``, ``abx/NAME``, ``codes/NAME`` (one ``results.json`` each). :func:`write_report` writes
+``RESULTS_DIR/README.md``: the tables, then the talk's findings and the study's goals checked one by one
+against the numbers, each saying whether it holds and by how much.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Optional
+
+from .report import SUBSET_ORDER
+
+BASELINES = ("fbank", "mfcc")
+
+
+def _load(path: Path) -> Optional[dict]:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_ctc(folder: Path) -> dict:
+    """``{(name, subset): [results, ...]}`` over the seeds found under ``folder`` (``ctc`` or ``finetune``)."""
+    runs: dict = {}
+    for path in sorted(Path(folder).glob("*/*/seed*/results.json")):
+        name, subset = path.parts[-4], path.parts[-3]
+        runs.setdefault((name, subset), []).append(json.loads(path.read_text()))
+    return runs
+
+
+def mean_std(values: list) -> tuple:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None, 0
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None), len(values)
+
+
+def _cell(values: list) -> str:
+    mean, std, n = mean_std(values)
+    if mean is None:
+        return "–"
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f} (n={n})"
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def ctc_table(runs: dict, metric: str, names: list, subsets: list) -> list:
+    lines = ["| representation | " + " | ".join(f"train-{s}" for s in subsets) + " |", "|---" * (len(subsets) + 1) + "|"]
+    for name in names:
+        cells = [_cell([r["metrics"].get("test", {}).get(metric) for r in runs.get((name, s), [])]) for s in subsets]
+        if any(c != "–" for c in cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def ctc_mean(runs: dict, name: str, subset: str, metric: str = "cer", split: str = "test") -> Optional[float]:
+    return mean_std([r["metrics"].get(split, {}).get(metric) for r in runs.get((name, subset), [])])[0]
+
+
+def _probe(probes: dict, name: str, point: str, task: str, field: str = "accuracy"):
+    return ((probes.get(name) or {}).get("metrics", {}).get(point, {}).get(task) or {}).get(field)
+
+
+def findings(pretrained: dict, frozen: dict, probes: dict, abx: dict, subsets: list) -> list:
+    """The talk's claims and the study's goals, each with the measured numbers and whether it holds."""
+    lines = []
+    wavenets = [n for n in pretrained if n.startswith(("wavenet", "hub-wavenet"))]
+
+    def verdict(ok):
+        return "**holds**" if ok else "**does not hold**"
+
+    # 1. best WaveNet-AE vs filterbanks, >= 20 % relative CER.
+    for subset in subsets:
+        fb = ctc_mean(frozen, "fbank", subset)
+        scores = {n: ctc_mean(frozen, n, subset) for n in wavenets}
+        scores = {n: v for n, v in scores.items() if v is not None}
+        if fb is None or not scores:
+            continue
+        # chosen on dev, reported on test
+        dev = {n: ctc_mean(frozen, n, subset, split="dev") for n in scores}
+        best = min(dev, key=lambda n: dev[n] if dev[n] is not None else float("inf"))
+        gain = 100.0 * (fb - scores[best]) / fb
+        lines.append(f"- Goal: the best WaveNet-AE beats filterbanks by ≥ 20 % relative CER on train-{subset}: "
+                     f"{verdict(gain >= 20)} — {best} (best on dev) {scores[best]:.1f} vs fbank {fb:.1f} on test, "
+                     f"{gain:+.1f} % relative.")
+    # 2. ABX across at bn <= half of MFCC's.
+    mfcc = ((abx.get("mfcc") or {}).get("metrics", {}).get("features") or {}).get("across")
+    for name in wavenets:
+        bn = ((abx.get(name) or {}).get("metrics", {}).get("bn") or {}).get("across")
+        if mfcc is not None and bn is not None and pretrained[name].get("bottleneck") == "vq":
+            lines.append(f"- Goal: across-speaker ABX at the VQ bottleneck ≤ half of MFCC's ({name}): {verdict(bn <= mfcc / 2)} — "
+                         f"{bn:.1f} % vs MFCC {mfcc:.1f} % (ratio {bn / mfcc:.2f}; the paper: 8.1 vs 23.4, 0.35).")
+    # 3. speaker information removed at bn, phones kept.
+    for name in wavenets:
+        s_enc, s_bn = _probe(probes, name, "enc", "speaker"), _probe(probes, name, "bn", "speaker")
+        p_enc, p_bn = _probe(probes, name, "enc", "phone"), _probe(probes, name, "bn", "phone")
+        if None in (s_enc, s_bn, p_enc, p_bn):
+            continue
+        ok = (s_enc - s_bn) >= 30 and abs(p_enc - p_bn) <= 5
+        lines.append(f"- Goal: speaker accuracy at bn ≥ 30 points below enc with phone accuracy within 5 points ({name}): "
+                     f"{verdict(ok)} — speaker {s_enc:.1f} → {s_bn:.1f} ({s_bn - s_enc:+.1f}), phone {p_enc:.1f} → {p_bn:.1f} ({p_bn - p_enc:+.1f}).")
+    # 4. the talk's qualitative findings: jitter helps, MFCC >= fbank input, VQ removes speaker more than VAE / none.
+    pairs = [("jitter helps (VQ with vs without jitter)", "wavenet_vq", "wavenet_vq_nojitter"),
+             ("MFCC input does at least as well as filterbank input", "wavenet_vq", "wavenet_vq_fbank")]
+    for claim, a, b in pairs:
+        for subset in subsets:
+            va, vb = ctc_mean(frozen, a, subset), ctc_mean(frozen, b, subset)
+            if va is not None and vb is not None:
+                lines.append(f"- Talk: {claim}, frozen CTC CER on train-{subset}: {verdict(va <= vb)} — {a} {va:.1f} vs {b} {vb:.1f}.")
+    spk = {n: _probe(probes, n, "bn", "speaker") for n in ("wavenet_vq", "wavenet_vae", "wavenet_ae")}
+    if all(v is not None for v in spk.values()):
+        ok = spk["wavenet_vq"] < min(spk["wavenet_vae"], spk["wavenet_ae"])
+        lines.append(f"- Talk: the VQ bottleneck removes more speaker information than VAE or none (speaker probe at bn): "
+                     f"{verdict(ok)} — VQ {spk['wavenet_vq']:.1f}, VAE {spk['wavenet_vae']:.1f}, none {spk['wavenet_ae']:.1f}.")
+    # 5. ranking against the other families at equal compute.
+    for subset in subsets:
+        same_budget = [n for n in pretrained if not n.startswith("hub-")]  # published checkpoints had another budget
+        ranked = sorted(((ctc_mean(frozen, n, subset), n) for n in same_budget + list(BASELINES)), key=lambda t: (t[0] is None, t[0]))
+        ranked = [f"{n} {v:.1f}" for v, n in ranked if v is not None]
+        if ranked:
+            lines.append(f"- Ranking at equal pretraining FLOPs, frozen CTC test CER on train-{subset}: " + " < ".join(ranked) + ".")
+    return lines
+
+
+def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published_dir="hub") -> str:
+    """``RESULTS_DIR/README.md`` from the results found; ``hub_dir`` holds the upstreams pretrained by this
+    study, ``published_dir`` the committed checkpoints of ``spec["published"]`` (rows ``hub-NAME``)."""
+    results_dir, hub_dir, published_dir = Path(results_dir), Path(hub_dir), Path(published_dir)
+    published = {f"hub-{n}": published_dir / n for n in spec.get("published", [])}
+    names = list(spec.get("baselines", [])) + list(spec["pretrain"]["upstreams"]) + list(published)
+    pretrained = {}
+    folders = {**{n: hub_dir / n for n in spec["pretrain"]["upstreams"]}, **published}
+    for name, folder in folders.items():
+        r = _load(folder / "results.json")
+        if r:
+            pretrained[name] = {**r, "bottleneck": (r.get("run", {}).get("model") or {}).get("bottleneck")}
+    frozen, tuned = load_ctc(results_dir / "ctc"), load_ctc(results_dir / "finetune")
+    subsets = [s for s in SUBSET_ORDER if any(k[1] == s for k in frozen)]
+    probes = {n: _load(results_dir / "probes" / n / "results.json") for n in names}
+    abx = {n: _load(results_dir / "abx" / n / "results.json") for n in names}
+    codes = {n: _load(results_dir / "codes" / n / "results.json") for n in names}
+
+    out = [f"# {spec.get('title', 'The study (`make study`)')}: results at scale {scale:g}", "",
+           f"Corpus: built-in, {spec['corpus']['hours']} h (seed {spec['corpus']['seed']}); every figure on the "
+           "`test` speakers, never seen in pretraining or CTC training; settings chosen on `dev`. Written by "
+           "`recipes/study.py` (`repr_asr/evaluation/study_report.py`); the run folders' `results.json` are beside this file.", "",
+           "## Pretraining at equal compute", "",
+           "| upstream | config | steps | FLOPs | wall time |", "|---|---|---|---|---|"]
+    for name, r in pretrained.items():
+        seconds = (r.get("metrics") or {}).get("train_seconds") or (r.get("metrics") or {}).get("elapsed_s")
+        study = r.get("study") or {}
+        out.append(f"| {name} | {study.get('config')} {json.dumps(study.get('overrides')) if study.get('overrides') else ''} "
+                   f"| {r['steps']} | {r['total_flops']:.3g} | {'–' if seconds is None else f'{seconds / 60:.1f} min'} |")
+    for metric in ("cer", "wer"):
+        out += ["", f"## Frozen CTC, test {metric.upper()} (%)", ""] + ctc_table(frozen, metric, names, subsets)
+    if tuned:
+        tuned_subsets = [s for s in SUBSET_ORDER if any(k[1] == s for k in tuned)]
+        out += ["", "## Fine-tuned CTC, test CER (%)", ""] + ctc_table(tuned, "cer", sorted({k[0] for k in tuned}), tuned_subsets)
+    if any(probes.values()):
+        out += ["", "## Probes (test speakers; accuracy %, log-mel R²)", "",
+                "| representation | point | phone | speaker | gender | log-mel R² |", "|---|---|---|---|---|---|"]
+        for name, r in probes.items():
+            for point, tasks in (r or {}).get("metrics", {}).items():
+                get = lambda t, f="accuracy": (tasks.get(t) or {}).get(f)  # noqa: E731
+                r2 = get("fbank", "r2")
+                out.append(f"| {name} | {point} | {_pct(get('phone'))} | {_pct(get('speaker'))} | {_pct(get('gender'))} "
+                           f"| {'–' if r2 is None else f'{r2:.2f}'} |")
+        base = next((r for r in probes.values() if r), None)
+        if base:
+            tasks = next(iter(base["metrics"].values()))
+            out.append("| *majority class* | | " + " | ".join(_pct((tasks.get(t) or {}).get("majority_baseline")) for t in ("phone", "speaker", "gender")) + " | 0 |")
+    if any(abx.values()):
+        out += ["", "## ABX error (test speakers, %; chance 50)", "", "| representation | point | within | across |", "|---|---|---|---|"]
+        for name, r in abx.items():
+            for point, m in (r or {}).get("metrics", {}).items():
+                out.append(f"| {name} | {point} | {_pct(m.get('within'))} | {_pct(m.get('across'))} |")
+    if any(codes.values()):
+        out += ["", "## VQ codes (test)", "", "| upstream | used / K | perplexity | bitrate (bit/s) | phone purity (majority) | phone NMI | speaker NMI | mean run (frames) |",
+                "|---|---|---|---|---|---|---|---|"]
+        for name, r in codes.items():
+            if r:
+                m = r["metrics"]
+                out.append(f"| {name} | {m['codes_used']} / {m['codebook_size']} | {m['perplexity']:.1f} | {m['bitrate']:.0f} "
+                           f"| {_pct(m.get('phone_purity'))} ({_pct(m.get('phone_majority'))}) | {m.get('phone_nmi', 0):.3f} "
+                           f"| {m.get('speaker_nmi', 0):.3f} | {m['mean_run_frames']:.2f} |")
+    out += ["", "## Findings", ""] + (findings(pretrained, frozen, probes, abx, subsets) or ["(no results yet)"])
+    path = results_dir / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out) + "\n")
+    return str(path)
+
+
+def scores_section(name: str, results_dir, subsets: Optional[list] = None) -> str:
+    """Markdown of what the study measured for the upstream ``name`` (for its model card): frozen CTC
+    CER / WER per subset, probe accuracies per probe point, ABX, code statistics, on the test speakers."""
+    results_dir = Path(results_dir)
+    frozen = load_ctc(results_dir / "ctc")
+    subsets = subsets or [s for s in SUBSET_ORDER if (name, s) in frozen]
+    lines = ["On the study's test speakers (never seen in training); `make study`, tables in `docs/study/README.md`.", ""]
+    for subset in subsets:
+        runs = frozen.get((name, subset), [])
+        if runs:
+            lines.append(f"- frozen CTC on train-{subset}: CER {_cell([r['metrics'].get('test', {}).get('cer') for r in runs])}, "
+                         f"WER {_cell([r['metrics'].get('test', {}).get('wer') for r in runs])} %")
+    probes = _load(results_dir / "probes" / name / "results.json")
+    for point, tasks in (probes or {}).get("metrics", {}).items():
+        accs = ", ".join(f"{t} {tasks[t]['accuracy']:.1f} %" for t in ("phone", "speaker", "gender") if "accuracy" in (tasks.get(t) or {}))
+        lines.append(f"- probes at `{point}`: {accs}")
+    abx = _load(results_dir / "abx" / name / "results.json")
+    for point, m in (abx or {}).get("metrics", {}).items():
+        lines.append(f"- ABX at `{point}`: within {_pct(m.get('within'))} %, across {_pct(m.get('across'))} %")
+    codes = _load(results_dir / "codes" / name / "results.json")
+    if codes:
+        m = codes["metrics"]
+        lines.append(f"- VQ codes: {m['codes_used']} of {m['codebook_size']} used, perplexity {m['perplexity']:.1f}, "
+                     f"{m['bitrate']:.0f} bit/s, phone NMI {m.get('phone_nmi', 0):.3f}, speaker NMI {m.get('speaker_nmi', 0):.3f}")
+    return "\n".join(lines) + "\n"

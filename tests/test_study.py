@@ -1,0 +1,156 @@
+"""The study: VQ code statistics, the report's tables and findings, and the recipe end to end on a tiny
+built-in corpus (stages resume, upstreams exported to a hub folder that AutoModel loads)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from repr_asr.evaluation.codes import code_statistics
+from repr_asr.evaluation.probes import IGNORE
+from repr_asr.evaluation.study_report import findings, load_ctc, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_codes_that_are_the_phones_score_purity_and_nmi_one():
+    rng = np.random.default_rng(0)
+    phones = [rng.integers(0, 5, size=40) for _ in range(6)]
+    stats = code_statistics([p.copy() for p in phones], phones, ["a", "a", "b", "b", "c", "c"], codebook_size=8, frame_rate=50.0)
+    assert stats["codes_used"] == 5 and stats["frames"] == 240
+    assert stats["phone_purity"] == pytest.approx(100.0) and stats["phone_nmi"] == pytest.approx(1.0)
+    assert stats["phone_majority"] < 40
+    assert 4.0 < stats["perplexity"] <= 5.0 and stats["bitrate"] == pytest.approx(stats["entropy_bits"] * 50.0)
+
+
+def test_codes_independent_of_phones_and_speakers_score_nmi_near_zero():
+    rng = np.random.default_rng(1)
+    codes = [rng.integers(0, 16, size=2000) for _ in range(4)]
+    phones = [rng.integers(0, 4, size=2000) for _ in range(4)]
+    stats = code_statistics(codes, phones, ["a", "b", "c", "d"], codebook_size=16, frame_rate=50.0)
+    assert stats["phone_nmi"] < 0.01 and stats["speaker_nmi"] < 0.01
+    assert stats["perplexity"] > 15.5 and stats["mean_run_frames"] < 1.2
+
+
+def test_codes_ignore_unlabelled_frames_and_name_speaker_codes():
+    codes = [np.full(10, 0), np.full(10, 1)]  # one code per speaker: codes carry the speaker entirely
+    phones = [np.array([IGNORE] * 5 + [1] * 5), np.array([2] * 10)]
+    stats = code_statistics(codes, phones, ["a", "b"], codebook_size=4, frame_rate=50.0)
+    assert stats["speaker_nmi"] == pytest.approx(1.0) and stats["mean_run_frames"] == 10.0
+    assert stats["phone_purity"] == pytest.approx(100.0)  # 15 labelled frames, each code has one phone
+    with pytest.raises(ValueError, match="no frames"):
+        code_statistics([], [], [], codebook_size=4, frame_rate=50.0)
+
+
+def _ctc_result(folder: Path, name: str, subset: str, seed: int, test_cer: float, dev_cer: float) -> None:
+    path = folder / "ctc" / name / subset / f"seed{seed}" / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"metrics": {"test": {"cer": test_cer, "wer": 2 * test_cer}, "dev": {"cer": dev_cer}},
+                                "best_dev_cer": dev_cer, "seed": seed}))
+
+
+def _analysis(folder: Path, stage: str, name: str, metrics: dict) -> None:
+    path = folder / stage / name / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"metrics": metrics}))
+
+
+def test_report_tables_and_findings_from_results(tmp_path):
+    results, hub = tmp_path / "results", tmp_path / "hub"
+    spec = {"corpus": {"hours": 4.0, "seed": 0}, "baselines": ["fbank", "mfcc"],
+            "pretrain": {"upstreams": {"wavenet_vq": {}, "wavenet_vq_nojitter": {}, "cpc": {}}}}
+    for name, bottleneck in (("wavenet_vq", "vq"), ("wavenet_vq_nojitter", "vq"), ("cpc", None)):
+        (hub / name).mkdir(parents=True)
+        (hub / name / "results.json").write_text(json.dumps({
+            "steps": 100, "total_flops": 6e13, "run": {"model": {"bottleneck": bottleneck}},
+            "study": {"config": f"configs/{name}.yaml", "overrides": {}}}))
+    for seed, noise in enumerate((0.0, 1.0, -1.0)):
+        _ctc_result(results, "fbank", "10min", seed, 80.0 + noise, 80.0)
+        _ctc_result(results, "mfcc", "10min", seed, 78.0 + noise, 78.0)
+        _ctc_result(results, "wavenet_vq", "10min", seed, 60.0 + noise, 61.0)  # 25 % better than fbank
+        _ctc_result(results, "wavenet_vq_nojitter", "10min", seed, 70.0 + noise, 70.0)
+        _ctc_result(results, "cpc", "10min", seed, 65.0 + noise, 65.0)
+    _analysis(results, "abx", "mfcc", {"features": {"within": 12.0, "across": 24.0}})
+    _analysis(results, "abx", "wavenet_vq", {"bn": {"within": 9.0, "across": 13.0}})  # more than half of 24
+    _analysis(results, "probes", "wavenet_vq", {
+        "enc": {"phone": {"accuracy": 50.0, "majority_baseline": 20.0}, "speaker": {"accuracy": 80.0, "majority_baseline": 7.0}},
+        "bn": {"phone": {"accuracy": 47.0}, "speaker": {"accuracy": 30.0}}})
+    runs = load_ctc(results / "ctc")
+    assert sorted(len(v) for v in runs.values()) == [3] * 5
+
+    path = write_report(results, spec, 1.0, hub)
+    text = Path(path).read_text()
+    assert "| wavenet_vq | 60.0 ± 1.0 (n=3) |" in text and "| fbank | 80.0 ± 1.0 (n=3) |" in text
+    assert "| wavenet_vq | bn | 9.0 | 13.0 |" in text
+    lines = findings({n: {"bottleneck": b} for n, b in (("wavenet_vq", "vq"), ("wavenet_vq_nojitter", "vq"), ("cpc", None))},
+                     runs, {"wavenet_vq": {"metrics": {"enc": {"phone": {"accuracy": 50.0}, "speaker": {"accuracy": 80.0}},
+                                                       "bn": {"phone": {"accuracy": 47.0}, "speaker": {"accuracy": 30.0}}}}},
+                     {"mfcc": {"metrics": {"features": {"across": 24.0}}}, "wavenet_vq": {"metrics": {"bn": {"across": 13.0}}}},
+                     ["10min"])
+    by_goal = {line.split(":")[0]: line for line in lines}
+    cer = next(l for l in lines if "filterbanks by ≥ 20 %" in l)
+    assert "**holds**" in cer and "+25.0 % relative" in cer and "wavenet_vq (best on dev)" in cer
+    assert "**does not hold**" in next(l for l in lines if "ABX at the VQ bottleneck" in l)
+    assert "**holds**" in next(l for l in lines if "speaker accuracy at bn" in l)
+    assert "**holds**" in next(l for l in lines if "jitter helps" in l)
+    assert "wavenet_vq 60.0 < cpc 65.0 < wavenet_vq_nojitter 70.0 < mfcc 78.0 < fbank 80.0" in next(l for l in lines if "Ranking" in l)
+    assert by_goal
+
+
+def _recipe(name):
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.needs_synthesiser
+def test_study_end_to_end_resumes_and_exports_loadable_upstreams(tmp_path, synthesiser, capsys):
+    """A miniature study: a 0.25 h corpus, one tiny WaveNet-VQ, fbank, frozen CTC on train-10min, probes,
+    ABX and codes; a second run finds every stage done; the export loads with AutoModel."""
+    import repr_asr  # noqa: F401
+    from transformers import AutoModel
+
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({
+        "corpus": {"hours": 0.25, "seed": 0},
+        "pretrain": {"flops": 2e9, "upstreams": {"wavenet_vq": {
+            "config": "configs/pretrain/wavenet_vq_tiny.yaml",
+            "overrides": {"model.encoder_hidden_size": 16, "model.latent_dim": 8, "model.codebook_size": 8,
+                          "model.residual_channels": 8, "model.gate_channels": 8, "model.skip_channels": 8,
+                          "model.decoder_output_channels": 8, "model.conditioning_channels": 8, "model.decoder_layers": 2,
+                          "data.crop_samples": 1600, "training.batch_size": 2, "training.warmup_steps": 0}}}},
+        "baselines": ["fbank"],
+        "ctc": {"config": "configs/ctc/frozen_tiny.yaml", "seeds": [0],
+                "subsets": {"10min": {"max_steps": 100}, "1h": {"max_steps": 100}},
+                "finetune": {"config": "configs/ctc/finetune_tiny.yaml", "subset": "1h", "max_steps": 100, "upstreams": ["best_wavenet"]}},
+        "probes": {"split": "test", "tasks": ["phone", "speaker"], "hidden_size": 16, "epochs": 2, "patience": 1, "max_utterances": 20},
+        "abx": {"split": "test", "max_utterances": 20},
+        "codes": {"split": "test"},
+    }))
+    dirs = ["--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "runs"),
+            "--results_dir", str(tmp_path / "results"), "--hub_dir", str(tmp_path / "hub")]
+    study = _recipe("study")
+    study.main(["--config", str(config), "--scale", "0.5", *dirs])
+    first = capsys.readouterr().out
+    results = tmp_path / "results"
+    assert "finetune: the corpus has no train-1h; skipped" in first  # a 12-minute pool has train-10min only
+    hub = tmp_path / "hub" / "wavenet_vq"
+    exported = json.loads((hub / "results.json").read_text())
+    assert exported["study"]["flops"] == 1e9 and exported["steps"] >= 1 and exported["total_flops"] == exported["steps"] * exported["flops_per_step"]
+    model = AutoModel.from_pretrained(hub)
+    assert model.config.codebook_size == 8 and (hub / "fingerprint.json").exists()
+    for name in ("fbank", "wavenet_vq"):
+        run = json.loads((results / "ctc" / name / "10min" / "seed0" / "results.json").read_text())
+        assert run["study"]["scale"] == 0.5 and run["steps"] == 100 and "cer" in run["metrics"]["test"]
+        assert (results / "probes" / name / "results.json").exists() and (results / "abx" / name / "results.json").exists()
+    assert (results / "codes" / "wavenet_vq" / "results.json").exists() and not (results / "codes" / "fbank").exists()
+    report = (results / "README.md").read_text()
+    assert "## Frozen CTC, test CER (%)" in report and "| wavenet_vq |" in report and "## VQ codes (test)" in report
+
+    study.main(["--config", str(config), "--scale", "0.5", *dirs])  # everything done: nothing relaunched
+    second = capsys.readouterr().out
+    assert "pretrain wavenet_vq: done" in second and "train-10min seed 0" not in second and "probes fbank" not in second
