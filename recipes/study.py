@@ -23,6 +23,7 @@ even in a fresh clone), the pretrained upstreams to ``--hub_dir``. A result made
 """
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -39,6 +40,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # seed, so that a study stopped early already has every representation's analysis and a first seed.
 STAGES = ("corpus", "pretrain", "probes", "abx", "codes", "ctc", "finetune", "report")
 EXPORTED = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
+
+
+def file_sha256(path) -> str:
+    """Results depend on what a config says, not only on its name."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def export_fingerprint(folder: Path) -> None:
@@ -85,6 +91,15 @@ class Study:
     def save(self, path: Path, results: dict, key: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({**results, "study": key}, indent=1) + "\n")
+
+    def fresh_or_resumable(self, run: Path, key: dict) -> None:
+        """Keep ``run`` only when it holds checkpoints of a run with this very ``key`` (then it resumes);
+        otherwise start it afresh."""
+        marker = run / "study_key.json"
+        if run.exists() and not ((run / "checkpoints").is_dir() and marker.exists() and json.loads(marker.read_text()) == key):
+            shutil.rmtree(run)
+        run.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(key))
 
     def launch(self, recipe: str, arguments: list, log: Path) -> None:
         """One recipe under ``accelerate launch`` with every core for its one process."""
@@ -134,14 +149,13 @@ class Study:
     def pretrain(self) -> None:
         flops = float(self.spec["pretrain"]["flops"]) * self.scale
         for name, entry in self.upstreams().items():
-            key = self.key(config=entry["config"], overrides=entry.get("overrides") or {}, flops=flops)
+            key = self.key(config=entry["config"], config_sha256=file_sha256(entry["config"]), overrides=entry.get("overrides") or {}, flops=flops)
             exported = self.hub / name
             if self.done(exported / "results.json", key):
                 self.say(f"pretrain {name}: done ({exported})")
                 continue
             run = self.out / "pretrain" / name
-            if run.exists() and not (run / "checkpoints").is_dir():
-                shutil.rmtree(run)
+            self.fresh_or_resumable(run, key)
             overrides = [f"--{k}={json.dumps(v) if isinstance(v, (bool, list)) else v}" for k, v in (entry.get("overrides") or {}).items()]
             resume = ["--resume"] if (run / "checkpoints").is_dir() else []
             self.say(f"pretrain {name}: {flops:.3g} FLOPs ({entry['config']} {' '.join(overrides)})")
@@ -156,13 +170,12 @@ class Study:
             self.say(f"pretrain {name}: {results['steps']} steps, {results['total_flops']:.3g} FLOPs -> {exported}")
 
     def _ctc(self, name: str, upstream: str, subset: str, seed: int, config: str, max_steps: int, kind: str) -> None:
-        key = self.key(config=config, max_steps=max_steps, upstream_key=self._upstream_key(upstream))
+        key = self.key(config=config, config_sha256=file_sha256(config), max_steps=max_steps, upstream_key=self._upstream_key(upstream))
         result = self.results / kind / name / subset / f"seed{seed}" / "results.json"
         if self.done(result, key):
             return
         run = self.out / kind / name / subset / f"seed{seed}"
-        if run.exists() and not (run / "checkpoints").is_dir():
-            shutil.rmtree(run)
+        self.fresh_or_resumable(run, key)
         resume = ["--resume"] if (run / "checkpoints").is_dir() else []
         self.say(f"{kind} {name} train-{subset} seed {seed} (at most {max_steps} steps)")
         self.launch("finetune_ctc.py", ["--config", config, "--upstream", upstream, "--subset", subset, "--seed", seed,
