@@ -185,7 +185,7 @@ class Study:
         results = json.loads((run / "results.json").read_text())
         self.save(result, results, key)
         test = results["metrics"].get("test", {})
-        self.say(f"   test CER {test.get('cer', float('nan')):.1f} WER {test.get('wer', float('nan')):.1f} "
+        self.say(f"   test CER {100 * test.get('cer', float('nan')):.1f} % WER {100 * test.get('wer', float('nan')):.1f} % "
                  f"(step {results.get('best_step')} of {results.get('steps_run')})")
 
     def _upstream_key(self, upstream: str):

@@ -48,8 +48,9 @@ def test_codes_ignore_unlabelled_frames_and_name_speaker_codes():
 def _ctc_result(folder: Path, name: str, subset: str, seed: int, test_cer: float, dev_cer: float) -> None:
     path = folder / "ctc" / name / subset / f"seed{seed}" / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"metrics": {"test": {"cer": test_cer, "wer": 2 * test_cer}, "dev": {"cer": dev_cer}},
-                                "best_dev_cer": dev_cer, "seed": seed}))
+    # results.json holds fractions, as finetune_ctc writes them; the report shows percent
+    path.write_text(json.dumps({"metrics": {"test": {"cer": test_cer / 100, "wer": test_cer / 50}, "dev": {"cer": dev_cer / 100}},
+                                "best_dev_cer": dev_cer / 100, "seed": seed}))
 
 
 def _analysis(folder: Path, stage: str, name: str, metrics: dict) -> None:

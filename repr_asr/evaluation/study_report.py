@@ -23,6 +23,11 @@ def _load(path: Path) -> Optional[dict]:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _percent(value):
+    """results.json holds CER / WER as fractions; the tables show percent."""
+    return None if value is None else 100.0 * value
+
+
 def load_ctc(folder: Path) -> dict:
     """``{(name, subset): [results, ...]}`` over the seeds found under ``folder`` (``ctc`` or ``finetune``)."""
     runs: dict = {}
@@ -53,14 +58,14 @@ def _pct(value) -> str:
 def ctc_table(runs: dict, metric: str, names: list, subsets: list) -> list:
     lines = ["| representation | " + " | ".join(f"train-{s}" for s in subsets) + " |", "|---" * (len(subsets) + 1) + "|"]
     for name in names:
-        cells = [_cell([r["metrics"].get("test", {}).get(metric) for r in runs.get((name, s), [])]) for s in subsets]
+        cells = [_cell([_percent(r["metrics"].get("test", {}).get(metric)) for r in runs.get((name, s), [])]) for s in subsets]
         if any(c != "–" for c in cells):
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
 def ctc_mean(runs: dict, name: str, subset: str, metric: str = "cer", split: str = "test") -> Optional[float]:
-    return mean_std([r["metrics"].get(split, {}).get(metric) for r in runs.get((name, subset), [])])[0]
+    return mean_std([_percent(r["metrics"].get(split, {}).get(metric)) for r in runs.get((name, subset), [])])[0]
 
 
 def _probe(probes: dict, name: str, point: str, task: str, field: str = "accuracy"):
@@ -206,8 +211,8 @@ def scores_section(name: str, results_dir, subsets: Optional[list] = None) -> st
     for subset in subsets:
         runs = frozen.get((name, subset), [])
         if runs:
-            lines.append(f"- frozen CTC on train-{subset}: CER {_cell([r['metrics'].get('test', {}).get('cer') for r in runs])}, "
-                         f"WER {_cell([r['metrics'].get('test', {}).get('wer') for r in runs])} %")
+            lines.append(f"- frozen CTC on train-{subset}: CER {_cell([_percent(r['metrics'].get('test', {}).get('cer')) for r in runs])}, "
+                         f"WER {_cell([_percent(r['metrics'].get('test', {}).get('wer')) for r in runs])} %")
     probes = _load(results_dir / "probes" / name / "results.json")
     for point, tasks in (probes or {}).get("metrics", {}).items():
         accs = ", ".join(f"{t} {tasks[t]['accuracy']:.1f} %" for t in ("phone", "speaker", "gender") if "accuracy" in (tasks.get(t) or {}))
