@@ -115,9 +115,15 @@ def findings(pretrained: dict, frozen: dict, probes: dict, abx: dict, subsets: l
              ("MFCC input does at least as well as filterbank input", "wavenet_vq", "wavenet_vq_fbank")]
     for claim, a, b in pairs:
         for subset in subsets:
-            va, vb = ctc_mean(frozen, a, subset), ctc_mean(frozen, b, subset)
+            (va, sa, na), (vb, sb, nb) = (mean_std([_percent(r["metrics"].get("test", {}).get("cer")) for r in frozen.get((n, subset), [])])
+                                          for n in (a, b))
             if va is not None and vb is not None:
-                lines.append(f"- Talk: {claim}, frozen CTC CER on train-{subset}: {verdict(va <= vb)} — {a} {va:.1f} vs {b} {vb:.1f}.")
+                # A difference inside the seeds' spread (or from one seed) is not evidence either way.
+                spread = max(sa or 0.0, sb or 0.0)
+                caveat = (" (one seed: not conclusive)" if min(na, nb) < 2 else
+                          f" (within the seeds' spread of {spread:.1f}: not conclusive)" if abs(va - vb) <= spread else "")
+                lines.append(f"- Talk: {claim}, frozen CTC CER on train-{subset}: {verdict(va <= vb)}{caveat} — "
+                             f"{a} {va:.1f} (n={na}) vs {b} {vb:.1f} (n={nb}).")
     spk = {n: _probe(probes, n, "bn", "speaker") for n in ("wavenet_vq", "wavenet_vae", "wavenet_ae")}
     if all(v is not None for v in spk.values()):
         ok = spk["wavenet_vq"] < min(spk["wavenet_vae"], spk["wavenet_ae"])
