@@ -1,6 +1,7 @@
 """Speed benchmarks behind `make bench`: achieved FLOP/s of training steps against the matmul peak
 measured in the same run, incremental WaveNet generation against recomputing the receptive field,
-and the compute per step of every tiny pretraining config (so comparisons are at equal compute).
+the compute per step of every tiny pretraining config (so comparisons are at equal compute), and our
+ABX against the reference evaluator on the same items.
 
 Writes bench/results/<name>.json and prints a summary table. Ratios are measured in one run on one
 machine; absolute numbers depend on it (the JSON records the machine). What it measured on the
@@ -324,6 +325,56 @@ def bench_wavenet_features(peak: float, quick: bool) -> dict:
         "features_seconds": features_seconds,
         "training_forward_seconds": training_forward_seconds,
         "training_forward_over_features": training_forward_seconds / features_seconds,
+    }
+
+
+@benchmark
+def bench_abx(peak: float, quick: bool) -> dict:
+    """Our ABX (``repr_asr.evaluation.abx``) against the reference evaluator ``zerospeech-libriabx2`` on
+    the same random features and item file (a few thousand triphone tokens), both timed in this run,
+    within and across speakers, Libri-light's triphone contexts, the default subsampling."""
+    import tempfile
+
+    import numpy as np
+
+    from repr_asr.evaluation.abx import Item, abx_error, read_item_file, write_item_file
+
+    try:
+        from zrc_abx2.eval_ABX import EvalABX, EvalArgs
+    except ImportError:
+        return {"skipped": "zerospeech-libriabx2 is not installed (pip install -e '.[test]')"}
+    rng = np.random.default_rng(0)
+    files, speakers, phones, contexts = (20, 8, list("abcdef"), ["x+y", "y+x"]) if quick else (80, 10, list("abcdefgh"), ["x+y", "y+x", "x+x"])
+    features, items = {}, []
+    for f in range(files):
+        name, speaker = f"utt{f:03d}", f"s{f % speakers}"
+        t = 0.0
+        while t < 9.5:
+            duration = float(rng.uniform(0.05, 0.12))
+            prev, nxt = str(rng.choice(contexts)).split("+")
+            items.append(Item(name, round(t, 4), round(t + duration, 4), str(rng.choice(phones)), prev, nxt, speaker))
+            t += duration + 0.01
+        features[name] = rng.standard_normal((1000, 32)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        for name, array in features.items():
+            np.save(os.path.join(folder, f"{name}.npy"), array)
+        item_file = write_item_file(os.path.join(folder, "bench.item"), items)
+        items = read_item_file(item_file)
+        started = time.perf_counter()
+        ours = abx_error(features, items, 100.0, progress=False)
+        ours_seconds = time.perf_counter() - started
+        args = EvalArgs(path_data=folder, path_item_file=str(item_file), file_extension=".npy", feature_size=0.01, context_mode="within")
+        started = time.perf_counter()
+        theirs = {r["abx-s-condition"]: r["score"] for r in EvalABX().eval_abx(args)}
+        theirs_seconds = time.perf_counter() - started
+    return {
+        "items": len(items),
+        "files": files,
+        "ours_seconds": ours_seconds,
+        "reference_seconds": theirs_seconds,
+        "reference_over_ours": theirs_seconds / ours_seconds,
+        "ours_percent": {m: 100 * ours[m] for m in ("within", "across")},
+        "reference_percent": {m: 100 * theirs[m] for m in ("within", "across")},
     }
 
 

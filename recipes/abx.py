@@ -1,13 +1,20 @@
 """ABX phone discrimination of frozen features (Libri-light / ZeroSpeech 2021 conventions).
 
     python recipes/abx.py --upstream PATH|fbank|mfcc --output_dir DIR [--data SPEC] \
-        [--split dev] [--probe_point NAME ...] [--context_mode within|any] [--item_file FILE] [--max_utterances N]
+        [--split dev] [--probe_point NAME ...] [--context_mode within|any] [--item_file FILE] [--max_utterances N] \
+        [--export DIR]
 
 Writes DIR/results.json (within- and across-speaker error in percent per probe point) and, unless an
 --item_file is given, the triphone items built from the split's phone timings as DIR/SPLIT.item.
 results.json also records the feature extractor settings and the weights hash used. Features are
 prepared with the feature extractor saved with the upstream and cached in DIR/features/ (or --cache_dir),
 keyed by the weights, extractor settings, probe point and audio (shared with recipes/probe.py).
+
+--export DIR also writes, per probe point, one DIR/POINT/UTTERANCE.npy (frames × dim, float32) and
+DIR/POINT/SPLIT.item: the layout the official evaluators read. results.json gives each point's frame
+step in seconds (`frame_step_seconds`), their `--feature_size`, e.g.
+
+    zrc-abx2 DIR/enc DIR/enc/dev.item --file_extension .npy --feature_size 0.01
 """
 
 import argparse
@@ -37,6 +44,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--cache_dir", default=None, help="feature cache (default: DIR/features)")
     parser.add_argument("--device", default=None, help="where the upstream runs for feature extraction (default: cpu)")
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="also write the features (.npy per utterance) and the .item file for the official evaluators")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.makedirs(args.output_dir, exist_ok=True)
@@ -45,7 +54,7 @@ def main(argv=None):
         item_file=args.item_file,
         write_items=None if args.item_file else os.path.join(args.output_dir, f"{args.split}.item"),
         cache_dir=args.cache_dir or os.path.join(args.output_dir, "features"), device=args.device,
-        max_size_group=args.max_size_group, max_x_across=args.max_x_across, seed=args.seed,
+        max_size_group=args.max_size_group, max_x_across=args.max_x_across, seed=args.seed, export_dir=args.export,
     )
     write_results(args.output_dir, results)
     print(json.dumps(results["metrics"], indent=1))

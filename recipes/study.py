@@ -1,7 +1,7 @@
 """The study: do the pretrained representations help a recogniser with little labeled data, and what do they encode?
 
     python recipes/study.py [--config configs/study/default.yaml] [--scale 1.0] [--stages corpus pretrain ...] \
-        [--data_dir data/study] [--output_dir runs/study] [--results_dir docs/study] [--hub_dir hub]
+        [--data_dir data/study] [--output_dir runs/study] [--results_dir docs/study] [--hub_dir hub] [--jobs 2]
 
 Stages, in order (``make study`` runs them all; each skips what is done, so a killed study resumes):
 
@@ -16,6 +16,10 @@ Stages, in order (``make study`` runs them all; each skips what is done, so a ki
    CER, frozen, on that subset) and the others listed.
 6. ``report``: ``RESULTS_DIR/README.md`` (tables, and the talk's findings checked one by one).
 
+The CTC heads are small: ``--jobs`` of them train at once, the cores shared out among them (on 2 cores, two
+one-thread runs finished a pair of CTC runs 2.5× sooner than one two-thread run after the other; the
+WaveNet-AE's pretraining gained less, so upstreams pretrain one at a time with every core).
+
 Heavy outputs (checkpoints, feature caches, logs) go to ``--output_dir``; each run's ``results.json``
 is copied to ``--results_dir`` (small, meant to be committed: a stage whose result is there is done,
 even in a fresh clone), the pretrained upstreams to ``--hub_dir``. A result made with other settings
@@ -23,6 +27,7 @@ even in a fresh clone), the pretrained upstreams to ``--hub_dir``. A result made
 """
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -69,6 +74,8 @@ class Study:
         self.results = Path(args.results_dir)
         self.hub = Path(args.hub_dir)
         self.started = time.time()
+        self.cores = os.cpu_count() or 1
+        self.jobs = max(1, min(args.jobs, self.cores))
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -82,9 +89,10 @@ class Study:
     def done(self, path: Path, key: dict) -> bool:
         if not path.exists():
             return False
-        recorded = json.loads(path.read_text()).get("study")
+        recorded = json.loads(path.read_text()).get("study") or {}
         if recorded != key:
-            self.say(f"{path}: made with other settings ({recorded}), redoing it")
+            changed = sorted(k for k in set(key) | set(recorded) if key.get(k) != recorded.get(k))
+            self.say(f"{path}: made with other settings ({', '.join(changed)}), redoing it")
             return False
         return True
 
@@ -101,17 +109,32 @@ class Study:
         run.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(key))
 
-    def launch(self, recipe: str, arguments: list, log: Path) -> None:
-        """One recipe under ``accelerate launch`` with every core for its one process."""
+    def launch(self, recipe: str, arguments: list, log: Path, threads: int = 0) -> None:
+        """One recipe under ``accelerate launch``, its one process given ``threads`` cores (default: all)."""
         accelerate = Path(sys.executable).parent / "accelerate"
         command = [str(accelerate), "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-                   "--dynamo_backend", "no", "--num_cpu_threads_per_process", str(os.cpu_count() or 1),
+                   "--dynamo_backend", "no", "--num_cpu_threads_per_process", str(threads or self.cores),
                    str(ROOT / "recipes" / recipe), *map(str, arguments)]
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as handle:
             if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}).returncode:
                 tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
-                sys.exit(f"study.py: {recipe} failed (log: {log}):\n{tail}")
+                raise RuntimeError(f"{recipe} failed (log: {log}):\n{tail}")
+
+    def run_parallel(self, tasks: list) -> None:
+        """Run the callables ``tasks`` ``self.jobs`` at a time, in order. A failed one is named and the others
+        go on (each saves its own result); the stage fails at the end if any did."""
+        failed = []
+        with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
+            futures = [pool.submit(task) for task in tasks]
+            for future in futures:
+                try:
+                    future.result()
+                except Exception as error:  # noqa: BLE001  (reported below, after the other runs have finished)
+                    failed.append(str(error))
+                    self.say(f"FAILED: {error}")
+        if failed:
+            sys.exit(f"study.py: {len(failed)} run(s) failed:\n" + "\n".join(failed))
 
     # --- what is studied ---------------------------------------------------------------------
 
@@ -169,24 +192,33 @@ class Study:
             self.save(exported / "results.json", results, key)
             self.say(f"pretrain {name}: {results['steps']} steps, {results['total_flops']:.3g} FLOPs -> {exported}")
 
-    def _ctc(self, name: str, upstream: str, subset: str, seed: int, config: str, max_steps: int, kind: str) -> None:
-        key = self.key(config=config, config_sha256=file_sha256(config), max_steps=max_steps, upstream_key=self._upstream_key(upstream))
+    def _ctc(self, name: str, upstream: str, subset: str, seed: int, config: str, max_steps: int, kind: str, training: dict = None):
+        """The CTC run as a callable, or None when its result is already there. ``training``: overrides of
+        the config's ``training`` section (e.g. ``eval_steps``), part of the result's key."""
+        key = self.key(config=config, config_sha256=file_sha256(config), max_steps=max_steps, upstream_key=self._upstream_key(upstream),
+                       **({"training": training} if training else {}))
         result = self.results / kind / name / subset / f"seed{seed}" / "results.json"
         if self.done(result, key):
-            return
+            return None
         run = self.out / kind / name / subset / f"seed{seed}"
-        self.fresh_or_resumable(run, key)
-        resume = ["--resume"] if (run / "checkpoints").is_dir() else []
-        self.say(f"{kind} {name} train-{subset} seed {seed} (at most {max_steps} steps)")
-        self.launch("finetune_ctc.py", ["--config", config, "--upstream", upstream, "--subset", subset, "--seed", seed,
-                                        "--data", self.data, "--output_dir", run, "--max_steps", max_steps,
-                                        "--data.cache_dir", self.out / "cache" / name, *resume],
-                    self.out / "logs" / f"{kind}-{name}-{subset}-seed{seed}.log")
-        results = json.loads((run / "results.json").read_text())
-        self.save(result, results, key)
-        test = results["metrics"].get("test", {})
-        self.say(f"   test CER {100 * test.get('cer', float('nan')):.1f} % WER {100 * test.get('wer', float('nan')):.1f} % "
-                 f"(step {results.get('best_step')} of {results.get('steps_run')})")
+        label = f"{kind} {name} train-{subset} seed {seed}"
+
+        def task():
+            self.fresh_or_resumable(run, key)
+            resume = ["--resume"] if (run / "checkpoints").is_dir() else []
+            self.say(f"{label}: at most {max_steps} steps")
+            self.launch("finetune_ctc.py", ["--config", config, "--upstream", upstream, "--subset", subset, "--seed", seed,
+                                            "--data", self.data, "--output_dir", run, "--max_steps", max_steps,
+                                            "--data.cache_dir", self.out / "cache" / name,
+                                            *[f"--training.{k}={v}" for k, v in (training or {}).items()], *resume],
+                        self.out / "logs" / f"{kind}-{name}-{subset}-seed{seed}.log", threads=max(1, self.cores // self.jobs))
+            results = json.loads((run / "results.json").read_text())
+            self.save(result, results, key)
+            test = results["metrics"].get("test", {})
+            self.say(f"{label}: test CER {100 * test.get('cer', float('nan')):.1f} % WER {100 * test.get('wer', float('nan')):.1f} % "
+                     f"(step {results.get('best_step')} of {results.get('steps_run')})")
+
+        return task
 
     def _upstream_key(self, upstream: str):
         """Downstream results depend on the upstream's weights: its pretraining key stands for them."""
@@ -198,11 +230,14 @@ class Study:
 
     def ctc(self) -> None:
         spec = self.spec["ctc"]
+        tasks = []
         for seed in spec["seeds"]:
             for subset in self.subsets():
+                training = {k: v for k, v in spec["subsets"][subset].items() if k != "max_steps"}
                 steps = self._steps(spec["subsets"][subset]["max_steps"])
-                for name, upstream in self.representations().items():
-                    self._ctc(name, upstream, subset, seed, spec["config"], steps, "ctc")
+                tasks += [self._ctc(name, upstream, subset, seed, spec["config"], steps, "ctc", training)
+                          for name, upstream in self.representations().items()]
+        self.run_parallel([task for task in tasks if task is not None])
 
     def best_wavenet(self, subset: str) -> str:
         from repr_asr.evaluation.study_report import load_ctc
@@ -221,12 +256,14 @@ class Study:
         if spec["subset"] not in self.subsets():
             self.say(f"finetune: the corpus has no train-{spec['subset']}; skipped")
             return
+        tasks = []
         for name in spec["upstreams"]:
             if name == "best_wavenet":
                 name = self.best_wavenet(spec["subset"])
                 self.say(f"finetune: best WaveNet-AE on dev (frozen, train-{spec['subset']}): {name}")
-            for seed in self.spec["ctc"]["seeds"]:
-                self._ctc(name, str(self.hub / name), spec["subset"], seed, spec["config"], self._steps(spec["max_steps"]), "finetune")
+            tasks += [self._ctc(name, str(self.hub / name), spec["subset"], seed, spec["config"], self._steps(spec["max_steps"]), "finetune")
+                      for seed in self.spec["ctc"]["seeds"]]
+        self.run_parallel([task for task in tasks if task is not None])
 
     @staticmethod
     def probe_points(upstream: str, spec: dict):
@@ -245,10 +282,10 @@ class Study:
             result = self.results / stage / name / "results.json"
             if self.done(result, key):
                 continue
-            self.say(f"{stage} {name}")
             results = run(upstream, spec, self.out / "features" / name)
             if results is not None:
                 self.save(result, results, key)
+                self.say(f"{stage} {name}: done")
 
     def probes(self) -> None:
         from repr_asr.evaluation.probes import ProbeConfig, evaluate_probes
@@ -300,12 +337,16 @@ def main(argv=None):
     parser.add_argument("--output_dir", default="runs/study")
     parser.add_argument("--results_dir", default="docs/study")
     parser.add_argument("--hub_dir", default="hub")
+    parser.add_argument("--jobs", type=int, default=2, help="CTC runs trained at once, the cores shared among them (at most one per core)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     study = Study(args)
     for stage in STAGES:
         if stage in args.stages:
-            getattr(study, stage)()
+            try:
+                getattr(study, stage)()
+            except RuntimeError as error:
+                sys.exit(f"study.py: {stage}: {error}")
     study.say("finished")
 
 

@@ -243,3 +243,23 @@ def test_abx_recipe_writes_results_and_items(tmp_path, monkeypatch):
     again = json.loads((out / "results.json").read_text())
     assert again["metrics"]["features"]["within"] == metrics["within"] and again["metrics"]["features"]["across"] == metrics["across"]
     assert cached.stat().st_mtime_ns == stamp and again["weights_sha256"] == results["weights_sha256"]
+
+
+def test_export_is_scored_alike_by_the_reference_evaluator(tmp_path, monkeypatch):
+    """--export writes what zerospeech-libriabx2 reads, and it agrees with our score within 0.5 points."""
+    eval_abx = pytest.importorskip("zrc_abx2.eval_ABX")
+    monkeypatch.setenv("REPR_ASR_CACHE", str(tmp_path / "cache"))
+    build_corpus(tmp_path / "corpus")
+    out, export = tmp_path / "run", tmp_path / "export"
+    results = _recipe("abx").main(["--upstream", "mfcc", "--data", f"librispeech:{tmp_path / 'corpus'}", "--output_dir", str(out),
+                                   "--export", str(export)])
+    metrics = results["metrics"]["features"]
+    assert metrics["frame_step_seconds"] == pytest.approx(0.01)
+    assert metrics["export"]["files"] == 8 and len(list((export / "features").glob("*.npy"))) == 8
+    assert read_item_file(export / "features" / "dev.item") == read_item_file(out / "dev.item")
+    array = np.load(export / "features" / "101-1-0000.npy")
+    assert array.dtype == np.float32 and array.ndim == 2 and array.shape[1] == 39  # 13 MFCCs with deltas and double deltas
+    args = eval_abx.EvalArgs(path_data=str(export / "features"), path_item_file=str(export / "features" / "dev.item"),
+                             file_extension=".npy", feature_size=metrics["frame_step_seconds"], context_mode="within")
+    theirs = {r["abx-s-condition"]: 100.0 * r["score"] for r in eval_abx.EvalABX().eval_abx(args)}
+    assert abs(theirs["within"] - metrics["within"]) <= 0.5 and abs(theirs["across"] - metrics["across"]) <= 0.5

@@ -20,7 +20,7 @@ token B of phone ``b`` (same triphone context ``prev_next``). The conventions of
 
 Differences from the reference code, none of which changes a score: distances are computed for
 all needed token pairs at once in padded batches (the reference loops over pairs in Cython), and each
-pair is computed once. Subsampling uses Python's ``random`` with the same seed and the same draws in
+pair is computed once (pairs are registered and deduplicated as integer tensors, not in Python loops). Subsampling uses Python's ``random`` with the same seed and the same draws in
 the same order as the reference; the order of tokens within a group follows the item file, whereas
 the reference follows the order its directory walk finds the feature files, so subsampled scores can
 differ from the reference by sampling noise (scores without subsampling are identical).
@@ -251,58 +251,93 @@ def _token_frames(items: Sequence[Item], features: Mapping[str, object], frame_r
 
 
 class _PairDistances:
-    """Collects the (row token, column token) pairs the triplets need, then computes each once."""
+    """Collects the (row token, column token) pairs the triplets need, then computes each once.
+
+    Pairs are integer keys ``row * n_tokens + col`` kept as tensors, deduplicated with ``torch.unique``
+    and sorted by size with ``argsort``: the former dictionary of tuples filled in a Python double loop
+    spent more time registering pairs than computing their DTW."""
 
     def __init__(self, tokens: _Tokens):
         self.tokens = tokens
-        self.index: dict[tuple[int, int], int] = {}  # (row token, column token) -> slot
+        self.n = len(tokens.frames)
+        self.blocks: list[torch.Tensor] = []  # flat keys of each need(); -1 on a symmetric block's diagonal
+        self.size = 0
         self.values: Optional[torch.Tensor] = None
+        self.slots: Optional[torch.Tensor] = None  # per registered key: its row in ``values`` (-1: none)
 
-    def need(self, rows: Sequence[int], cols: Sequence[int], symmetric: bool) -> torch.Tensor:
-        """Register ``d(rows[i], cols[j])`` and return their slots as a ``(len(rows), len(cols))`` index
-        matrix; with ``symmetric`` (rows == cols) only ``i < j`` is computed and mirrored, as the
-        reference does, and the diagonal points at a dummy slot (-1)."""
-        slots = torch.full((len(rows), len(cols)), -1, dtype=torch.long)
-        for i, r in enumerate(rows):
-            for j, c in enumerate(cols):
-                if symmetric and i == j:
-                    continue
-                key = (c, r) if symmetric and i > j else (r, c)
-                slots[i, j] = self.index.setdefault(key, len(self.index))
-        return slots
+    def need(self, rows: Sequence[int], cols: Sequence[int], symmetric: bool) -> tuple[int, int, int]:
+        """Register ``d(rows[i], cols[j])`` and return a handle for :meth:`matrix` (a
+        ``(len(rows), len(cols))`` matrix once computed). With ``symmetric`` (rows == cols) only ``i < j``
+        is computed and mirrored, as the reference does, and the diagonal is a dummy 0."""
+        r = torch.as_tensor(rows, dtype=torch.long)
+        if symmetric:
+            i = torch.arange(len(r))
+            first, second = torch.minimum(i[:, None], i[None, :]), torch.maximum(i[:, None], i[None, :])
+            keys = r[first] * self.n + r[second]
+            keys.fill_diagonal_(-1)
+        else:
+            keys = r[:, None] * self.n + torch.as_tensor(cols, dtype=torch.long)[None, :]
+        handle = (self.size, keys.shape[0], keys.shape[1])
+        self.blocks.append(keys.reshape(-1))
+        self.size += keys.numel()
+        return handle
 
     def compute(self, max_floats: int = 2**24, progress: Optional[bool] = None, desc: str = "ABX distances") -> None:
         """DTW distance of every registered pair, in padded batches (a tqdm bar over the pairs: ``progress``)."""
-        pairs = list(self.index)
+        keys = torch.cat(self.blocks) if self.blocks else torch.zeros(0, dtype=torch.long)
+        valid = keys >= 0
+        pairs, inverse = torch.unique(keys[valid], return_inverse=True)
+        self.slots = torch.full_like(keys, -1)
+        self.slots[valid] = inverse
         frames = self.tokens.frames
-        lengths = torch.tensor([[frames[r].shape[0], frames[c].shape[0]] for r, c in pairs], dtype=torch.long).reshape(-1, 2)
+        token_lengths = torch.tensor([f.shape[0] for f in frames], dtype=torch.long)
+        rows, cols = pairs // max(1, self.n), pairs % max(1, self.n)
+        lx, ly = token_lengths[rows] if len(pairs) else rows, token_lengths[cols] if len(pairs) else cols
         values = torch.zeros(len(pairs), dtype=torch.float32)
-        # Pairs of similar sizes share a batch, so padding stays small.
-        order = sorted(range(len(pairs)), key=lambda k: (int(lengths[k, 0]), int(lengths[k, 1])))
+        # Pairs of similar sizes share a batch, so padding stays small: sorted by (lx, ly).
+        order = torch.argsort(lx * (int(ly.max()) + 1 if len(ly) else 1) + ly, stable=True)
+        lx_sorted, ly_sorted = lx[order].numpy(), ly[order].numpy()
         dim = frames[0].shape[1] if frames else 1
-        start = 0
+        # Every token padded once; a batch is then two index_selects (per-batch pad_sequence of the pairs'
+        # tokens took half the time). Only when that fits in memory; otherwise padded batch by batch.
+        longest = int(token_lengths.max()) if len(frames) else 0
+        padded = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True) if 0 < len(frames) * longest * dim <= 2**27 else None
         bar = progress_bar(len(pairs), desc, "pair", progress)
+        start = 0
         while start < len(order):
-            lx, ly = int(lengths[order[start], 0]), int(lengths[order[start], 1])
-            stop = start
-            # Grow the batch while the padded tensors stay within max_floats.
-            while stop < len(order):
-                lx = max(lx, int(lengths[order[stop], 0]))
-                ly = max(ly, int(lengths[order[stop], 1]))
-                if stop > start and (stop - start + 1) * (lx + ly) * dim + (stop - start + 1) * lx * ly * 3 > max_floats:
-                    break
-                stop += 1
+            stop = start + self._batch_size(lx_sorted[start:], ly_sorted[start:], dim, max_floats)
             batch = order[start:stop]
-            x = torch.nn.utils.rnn.pad_sequence([frames[pairs[k][0]] for k in batch], batch_first=True)  # (N, Lx, D)
-            y = torch.nn.utils.rnn.pad_sequence([frames[pairs[k][1]] for k in batch], batch_first=True)  # (N, Ly, D)
-            values[batch] = dtw_batch(angular_distances(x, y), lengths[batch, 0], lengths[batch, 1])
+            if padded is not None:
+                x = padded[:, : int(lx[batch].max())].index_select(0, rows[batch])  # (N, Lx, D)
+                y = padded[:, : int(ly[batch].max())].index_select(0, cols[batch])  # (N, Ly, D)
+            else:
+                x = torch.nn.utils.rnn.pad_sequence([frames[k] for k in rows[batch].tolist()], batch_first=True)
+                y = torch.nn.utils.rnn.pad_sequence([frames[k] for k in cols[batch].tolist()], batch_first=True)
+            values[batch] = dtw_batch(angular_distances(x, y), lx[batch], ly[batch])
             bar.update(len(batch))
             start = stop
         bar.close()
-        self.values = values
+        self.values = torch.cat([values, values.new_zeros(1)])  # the last: slot -1, a dummy 0
 
-    def matrix(self, slots: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.values, self.values.new_zeros(1)])[slots]  # slot -1: the dummy 0
+    @staticmethod
+    def _batch_size(lx: np.ndarray, ly: np.ndarray, dim: int, max_floats: int) -> int:
+        """How many of the (size-sorted) pairs ``lx, ly`` fit one batch whose padded tensors stay within
+        ``max_floats`` (at least one), looking at a window that grows until the batch ends inside it."""
+        window = 1024
+        while True:
+            width_x = lx[:window]  # non-decreasing: the batch's Lx is its last pair's
+            width_y = np.maximum.accumulate(ly[:window])
+            count = np.arange(1, len(width_x) + 1)
+            over = count * (width_x + width_y) * dim + count * width_x * width_y * 3 > max_floats  # False then True
+            fits = int(np.searchsorted(over, True))
+            if fits < len(width_x) or window >= len(lx):
+                return max(1, fits)
+            window *= 4
+
+    def matrix(self, handle: tuple[int, int, int]) -> torch.Tensor:
+        start, n_rows, n_cols = handle
+        slots = self.slots[start:start + n_rows * n_cols].view(n_rows, n_cols)
+        return self.values[slots]
 
 
 def _cell_error(dxa: torch.Tensor, dxb: torch.Tensor, symmetric: bool) -> float:
@@ -421,6 +456,24 @@ def abx_error(
     return result
 
 
+def export_for_evaluators(features: Mapping[str, object], items: Sequence[Item], directory: Union[str, os.PathLike], item_name: str) -> dict:
+    """Write ``features`` (``{file id: (frames, dim)}``) and ``items`` in the layout the official ABX
+    evaluators read (Libri-light's ``eval_ABX.py``, ``zerospeech-libriabx2``): one float32
+    ``DIRECTORY/<file id>.npy`` per utterance named by the items, and ``DIRECTORY/<item_name>.item``
+    (the evaluators take the dataset's name from the item file's name, e.g. ``dev-clean``). Returns
+    ``{"features": DIRECTORY, "item_file": path, "files": n}``; give the evaluator ``--feature_size``
+    = the frame step in seconds."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = sorted({item.file for item in items})
+    for file in files:
+        if file not in features:
+            raise KeyError(f"ABX export: no features for file {file!r} named in the item list")
+        np.save(directory / f"{file}.npy", np.asarray(features[file], dtype=np.float32))
+    item_file = write_item_file(directory / f"{item_name}.item", items)
+    return {"features": str(directory), "item_file": str(item_file), "files": len(files)}
+
+
 def evaluate_abx(
     upstream: str,
     data: str,
@@ -436,6 +489,7 @@ def evaluate_abx(
     max_x_across: int = DEFAULT_MAX_X_ACROSS,
     seed: int = DEFAULT_SEED,
     progress: Optional[bool] = None,
+    export_dir: Union[str, os.PathLike, None] = None,
 ) -> dict:
     """ABX of ``upstream`` (``fbank``, ``mfcc`` or a pretrained folder) at each probe point on ``split``
     of the corpus ``data``. Items come from ``item_file`` when given, else from the split's phone
@@ -443,8 +497,10 @@ def evaluate_abx(
     upstream (``repr_asr.models.load_feature_extractor``) and run on ``device`` (None: the CPU the model
     loads on). Returns the ``results.json`` dictionary with the ``feature_extractor`` settings, the
     upstream's ``weights_sha256`` and ``metrics[probe_point] = {"within": %, "across": %, ...}``
-    (error rates in percent). ``progress``: tqdm bars over the extraction and the distances (None: on a
-    terminal only)."""
+    (error rates in percent) with each point's ``frame_step_seconds``. ``progress``: tqdm bars over the
+    extraction and the distances (None: on a terminal only). ``export_dir``: also write each probe
+    point's features and the items as ``export_dir/POINT/`` for the official evaluators
+    (:func:`export_for_evaluators`; listed under ``metrics[point]["export"]``)."""
     from ..models import load_feature_extractor, load_upstream
     from .features import extract_features, load_split, upstream_name
 
@@ -474,10 +530,13 @@ def evaluate_abx(
         )
         metrics[point] = {
             "frame_rate": split_features.frame_rates[point],
+            "frame_step_seconds": 1.0 / split_features.frame_rates[point],
             **{mode: (None if scores[mode] is None else 100.0 * scores[mode]) for mode in modes},
             "tokens": scores["tokens"],
             "cells": scores["cells"],
         }
+        if export_dir is not None:
+            metrics[point]["export"] = export_for_evaluators(split_features.as_dict(point), items, Path(export_dir) / point, split)
     return {
         "task": "abx",
         "upstream": str(upstream),
