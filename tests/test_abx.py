@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 
-from repr_asr.data.phones import write_alignments
+from tone_corpus import SR, build_tone_corpus
 from repr_asr.evaluation.abx import (
     ITEM_HEADER,
     Item,
@@ -25,10 +24,7 @@ from repr_asr.evaluation.abx import (
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-SR = 16000
 
 
 def reference_dtw(d: np.ndarray) -> float:
@@ -183,36 +179,6 @@ def test_parity_with_reference_evaluator(tmp_path, context_mode):
 
 # --- the recipe on a tiny corpus -------------------------------------------------------------------
 
-TONES = {"AA": 500.0, "IY": 1500.0, "M": 250.0}
-
-
-def build_corpus(root: Path) -> None:
-    """dev-clean: 4 speakers × 2 utterances of tones, phones SIL M x M y M ... SIL with x in {AA, IY}."""
-    rng = np.random.default_rng(0)
-    alignments = {}
-    for spk, shift in (("101", 1.0), ("102", 1.1), ("201", 0.9), ("202", 1.2)):
-        for u in range(2):
-            utt = f"{spk}-1-{u:04d}"
-            phones = ["SIL"] + [p for x in rng.choice(["AA", "IY"], size=6) for p in ("M", str(x))] + ["M", "SIL"]
-            t, segments, pieces = 0.0, [], []
-            for p in phones:
-                duration = round(float(rng.uniform(0.06, 0.1)), 2)
-                n = int(duration * SR)
-                time = np.arange(n) / SR
-                wave = np.zeros(n) if p == "SIL" else 0.3 * np.sin(2 * np.pi * TONES[p] * shift * time)
-                pieces.append(wave + 0.003 * rng.standard_normal(n))
-                segments.append((p, round(t, 2), round(t + duration, 2)))
-                t += duration
-            folder = root / "dev-clean" / spk / "1"
-            folder.mkdir(parents=True, exist_ok=True)
-            soundfile.write(str(folder / f"{utt}.flac"), np.concatenate(pieces).astype(np.float32), SR, subtype="PCM_16")
-            with open(folder / f"{spk}-1.trans.txt", "a") as handle:
-                handle.write(f"{utt} HELLO\n")
-            alignments[utt] = segments
-    (root / "SPEAKERS.TXT").write_text("".join(f"{s} | {g} | dev-clean | 1.0 | N\n" for s, g in (("101", "F"), ("102", "F"), ("201", "M"), ("202", "M"))))
-    write_alignments(root / "librispeech_finetuning" / "phones", alignments, subset="dev-clean")
-
-
 def _recipe(name):
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -222,7 +188,7 @@ def _recipe(name):
 
 def test_abx_recipe_writes_results_and_items(tmp_path, monkeypatch):
     monkeypatch.setenv("REPR_ASR_CACHE", str(tmp_path / "cache"))
-    build_corpus(tmp_path / "corpus")
+    build_tone_corpus(tmp_path / "corpus")
     out = tmp_path / "run"
     _recipe("abx").main(["--upstream", "fbank", "--data", f"librispeech:{tmp_path / 'corpus'}", "--output_dir", str(out)])
     results = json.loads((out / "results.json").read_text())
@@ -249,7 +215,7 @@ def test_export_is_scored_alike_by_the_reference_evaluator(tmp_path, monkeypatch
     """--export writes what zerospeech-libriabx2 reads, and it agrees with our score within 0.5 points."""
     eval_abx = pytest.importorskip("zrc_abx2.eval_ABX")
     monkeypatch.setenv("REPR_ASR_CACHE", str(tmp_path / "cache"))
-    build_corpus(tmp_path / "corpus")
+    build_tone_corpus(tmp_path / "corpus")
     out, export = tmp_path / "run", tmp_path / "export"
     results = _recipe("abx").main(["--upstream", "mfcc", "--data", f"librispeech:{tmp_path / 'corpus'}", "--output_dir", str(out),
                                    "--export", str(export)])

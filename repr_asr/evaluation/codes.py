@@ -12,7 +12,16 @@ speaker). For each frame of a split the code is the nearest codebook row to the 
   ``phone_majority`` (the most frequent phone's share) as its floor;
 * ``phone_nmi`` / ``speaker_nmi``: mutual information between codes and phones (speakers) divided by
   the phone (speaker) entropy — 1 when the codes determine it, 0 when independent;
-* ``mean_run_frames``: average length of runs of one repeated code (segment-like codes give long runs).
+* ``mean_run_frames``: average length of runs of one repeated code (segment-like codes give long runs),
+  and ``segments_per_second`` (how many such runs a second of speech holds: the rate a sparse,
+  segment-level emission would have to send);
+* ``nominal_bitrate``: ``log2 K`` bits per latent frame, the rate the codebook allows, next to the
+  entropy-based ``bitrate``.
+
+:func:`evaluate_codes` also returns the code × phone co-occurrence counts (``code_phone``) and each used
+code's most frequent phones (``top_phones``: "which token fires near which phone"), and, with
+``examples``, the codes and phone alignment of a few utterances for the pictures
+(:mod:`repr_asr.evaluation.code_figures`).
 """
 
 from __future__ import annotations
@@ -56,6 +65,8 @@ def code_statistics(
         "perplexity": float(2.0 ** entropy),
         "bitrate": entropy * frame_rate,
         "mean_run_frames": float(len(flat) / max(1, sum(runs))),
+        "segments_per_second": float(sum(runs) * frame_rate / len(flat)),
+        "nominal_bitrate": float(np.log2(codebook_size) * frame_rate),
     }
     labels = np.concatenate(phones).astype(np.int64)
     keep = labels != IGNORE
@@ -76,9 +87,37 @@ def code_statistics(
     return stats
 
 
+def code_phone_counts(codes: Sequence[np.ndarray], phones: Sequence[np.ndarray], codebook_size: int, num_phones: int) -> np.ndarray:
+    """``(codebook_size, num_phones)`` int64: how many frames of each phone each code was emitted on
+    (frames labelled :data:`IGNORE` are left out)."""
+    flat, labels = np.concatenate(codes).astype(np.int64), np.concatenate(phones).astype(np.int64)
+    keep = labels != IGNORE
+    counts = np.zeros((codebook_size, num_phones), dtype=np.int64)
+    np.add.at(counts, (flat[keep], labels[keep]), 1)
+    return counts
+
+
+def top_phones(counts: np.ndarray, phone_names: Sequence[str], k: int = 3) -> list[dict]:
+    """Each code seen on a labelled frame, most used first: its frame count, purity (the share of its
+    frames on its most frequent phone) and its ``k`` most frequent phones with their shares."""
+    rows = []
+    for code in np.argsort(-counts.sum(1), kind="stable"):
+        total = int(counts[code].sum())
+        if total == 0:
+            break
+        order = np.argsort(-counts[code], kind="stable")[:k]
+        shares = [(phone_names[p], float(counts[code, p] / total)) for p in order if counts[code, p] > 0]
+        rows.append({"code": int(code), "frames": total, "purity": shares[0][1], "phones": shares})
+    return rows
+
+
 def evaluate_codes(upstream: str, data: str, split: str = "test", max_utterances: Optional[int] = None,
-                   cache_dir: Optional[str] = None, device: Optional[str] = None, progress: Optional[bool] = None) -> dict:
-    """Code statistics of a VQ upstream (a ``wavenet_ae`` folder with ``bottleneck: vq``) on ``split``."""
+                   cache_dir: Optional[str] = None, device: Optional[str] = None, progress: Optional[bool] = None,
+                   examples: int = 0) -> dict:
+    """Code statistics of a VQ upstream (a ``wavenet_ae`` folder with ``bottleneck: vq``) on ``split``:
+    ``metrics`` (:func:`code_statistics`), ``phones`` with ``code_phone`` (:func:`code_phone_counts`,
+    as lists) and ``top_phones`` (:func:`top_phones`), and ``examples``: for the first ``examples``
+    utterances their ``id``, ``codes`` and phone segments (``phones``: label, start, end in seconds)."""
     from ..models import load_feature_extractor, load_upstream
     from ..modules.bottlenecks import VectorQuantizer
     from .features import extract_features, load_split
@@ -100,6 +139,13 @@ def evaluate_codes(upstream: str, data: str, split: str = "test", max_utterances
             phones.append(segment_frame_labels(ph.get("start") or [], ph.get("end") or [],
                                                [phone_index.setdefault(p, len(phone_index)) for p in ph.get("phone") or []],
                                                len(proj), frame_rate))
+    phone_names = list(phone_index)
+    counts = code_phone_counts(codes, phones, quantizer.codebook_size, len(phone_names)) if phone_names else None
+    shown = []
+    for row, utterance_codes in zip(dataset.select(range(min(examples, len(dataset)))), codes):
+        ph = row.get("phones") or {}
+        shown.append({"id": str(row["id"]), "speaker_id": str(row["speaker_id"]), "codes": utterance_codes.tolist(),
+                      "phones": [[p, float(a), float(b)] for p, a, b in zip(ph.get("phone") or [], ph.get("start") or [], ph.get("end") or [])]})
     return {
         "task": "codes",
         "upstream": str(upstream),
@@ -109,5 +155,9 @@ def evaluate_codes(upstream: str, data: str, split: str = "test", max_utterances
         "num_utterances": len(codes),
         "frame_rate": frame_rate,
         "metrics": code_statistics(codes, phones, speakers, quantizer.codebook_size, frame_rate),
+        "phones": phone_names,
+        "code_phone": counts.tolist() if counts is not None else None,
+        "top_phones": top_phones(counts, phone_names) if counts is not None else [],
+        "examples": shown,
     }
 

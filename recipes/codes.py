@@ -1,0 +1,67 @@
+"""What a VQ upstream's codes are: usage, bitrate, code ↔ phone co-occurrence, and pictures.
+
+    python recipes/codes.py --upstream hub/wavenet_vq --output_dir DIR [--data SPEC] [--split test] \
+        [--max_utterances N] [--examples 3]
+
+Writes DIR/results.json: code usage and perplexity, the entropy-based bitrate next to the nominal one
+(log2 K bits per latent frame), phone purity and phone / speaker normalised mutual information, run
+lengths of repeated codes (segments per second), the code × phone counts and each code's most frequent
+phones. Pictures: DIR/code_phone.png (P(phone | code), codes grouped by their phone) and, for the first
+--examples utterances, DIR/codes-UTTERANCE.png (codes over the spectrogram with the phone alignment).
+"""
+
+import argparse
+import logging
+import os
+
+from repr_asr.audio import decode_audio
+from repr_asr.evaluation.code_figures import plot_code_example, plot_code_phone_matrix
+from repr_asr.evaluation.codes import evaluate_codes
+from repr_asr.evaluation.features import load_split
+from repr_asr.evaluation.report import write_results
+from repr_asr.models import load_feature_extractor
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--upstream", required=True, help="a save_pretrained folder of a WaveNet-AE with a VQ bottleneck")
+    parser.add_argument("--data", default="builtin:data/builtin",
+                        help="builtin:PATH, librispeech:PATH or hf:NAME_OR_PATH (default: %(default)s, the built-in corpus)")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--max_utterances", type=int, default=None, help="a seeded random subset of the split")
+    parser.add_argument("--examples", type=int, default=3, help="utterances drawn with their codes over the spectrogram")
+    parser.add_argument("--cache_dir", default=None, help="feature cache (default: DIR/features)")
+    parser.add_argument("--device", default=None, help="where the upstream runs (default: cpu)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.makedirs(args.output_dir, exist_ok=True)
+    results = evaluate_codes(args.upstream, args.data, args.split, args.max_utterances,
+                             cache_dir=args.cache_dir or os.path.join(args.output_dir, "features"), device=args.device,
+                             examples=args.examples)
+    figures = {}
+    if results["code_phone"]:
+        figures["code_phone"] = os.path.basename(plot_code_phone_matrix(results, os.path.join(args.output_dir, "code_phone.png")))
+    if results["examples"]:
+        sampling_rate = load_feature_extractor(args.upstream).sampling_rate  # the rate the codes were computed at
+        rows = {row["id"]: row for row in load_split(args.data, args.split, args.max_utterances, seed=0).select(range(len(results["examples"])))}
+        for example in results["examples"]:
+            waveform = decode_audio(rows[example["id"]]["audio"], sampling_rate, name=example["id"])
+            path = os.path.join(args.output_dir, f"codes-{example['id']}.png")
+            figures[f"example:{example['id']}"] = os.path.basename(plot_code_example(example, waveform, sampling_rate, results["frame_rate"], path))
+    results["figures"] = figures
+    write_results(args.output_dir, results)
+    m = results["metrics"]
+    print(f"{m['codes_used']} of {m['codebook_size']} codes used, perplexity {m['perplexity']:.1f}, "
+          f"{m['bitrate']:.0f} bits/s (nominal {m['nominal_bitrate']:.0f}), {m['segments_per_second']:.1f} segments/s")
+    if "phone_purity" in m:
+        print(f"phone purity {m['phone_purity']:.1f} % (majority phone {m['phone_majority']:.1f} %), phone NMI {m['phone_nmi']:.3f}, "
+              f"speaker NMI {m.get('speaker_nmi', float('nan')):.3f}")
+    for row in results["top_phones"][:10]:
+        print(f"  code {row['code']:>3}: " + ", ".join(f"{p} {100 * share:.0f} %" for p, share in row["phones"]))
+    print(f"pictures: {', '.join(os.path.join(args.output_dir, f) for f in figures.values())}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
