@@ -211,6 +211,13 @@ def test_speaker_conditioning_and_resynthesis():
     assert same.shape == other.shape == sampled.shape == (1, 700)
     assert same.abs().max() <= 1.0 and torch.all(same[0, 600:] == 0)
     assert not torch.equal(same[:, :600], other[:, :600])  # voice conversion changes the output
+    # -1: the average training speaker, exactly a model whose only speaker has the mean embedding.
+    average = model.resynthesize(wav, mask, speaker_ids=torch.tensor([-1]), temperature=0.0)
+    with torch.no_grad():
+        model.conditioning.speaker_embedding.weight[0] = model.conditioning.speaker_embedding.weight.mean(0)
+    assert torch.equal(average, model.resynthesize(wav, mask, speaker_ids=torch.tensor([0]), temperature=0.0))
+    with pytest.raises(ValueError, match="out of range"):
+        model.resynthesize(wav, mask, speaker_ids=torch.tensor([-2]))
 
 
 def test_resynthesis_greedy_matches_teacher_forced_argmax():

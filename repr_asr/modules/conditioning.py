@@ -15,6 +15,8 @@ from torch import nn
 
 from .masking import mask_from_lengths
 
+AVERAGE_SPEAKER = -1  # a speaker id meaning "the mean of the training speakers' embeddings"
+
 
 class ConditioningStack(nn.Module):
     """Latents ``(batch, frames, latent_dim)`` → condition ``(batch, frames, channels)`` (+ speaker)."""
@@ -37,7 +39,9 @@ class ConditioningStack(nn.Module):
         return mixed * mask
 
     def with_speaker(self, mixed: torch.Tensor, speaker_ids: Optional[torch.Tensor]) -> torch.Tensor:
-        """Append the speaker embedding to every frame: ``(batch, frames, channels)`` → ``(batch, frames, output_dim)``."""
+        """Append the speaker embedding to every frame: ``(batch, frames, channels)`` → ``(batch, frames, output_dim)``.
+        A speaker id of :data:`AVERAGE_SPEAKER` (-1) takes the mean of the training speakers' embeddings: the
+        voice to decode a speaker never seen in training with."""
         if self.speaker_embedding is None:
             return mixed
         if speaker_ids is None:
@@ -45,10 +49,12 @@ class ConditioningStack(nn.Module):
         speaker_ids = torch.as_tensor(speaker_ids, device=mixed.device).long().view(-1)
         if speaker_ids.shape[0] != mixed.shape[0]:
             raise ValueError(f"speaker_ids has {speaker_ids.shape[0]} entries for a batch of {mixed.shape[0]}")
-        bad = (speaker_ids < 0) | (speaker_ids >= len(self.speakers))
+        bad = (speaker_ids < AVERAGE_SPEAKER) | (speaker_ids >= len(self.speakers))
         if bool(bad.any()):
             raise ValueError(
-                f"speaker_ids {speaker_ids[bad].tolist()} out of range: config.speakers has {len(self.speakers)} entries"
+                f"speaker_ids {speaker_ids[bad].tolist()} out of range: config.speakers has {len(self.speakers)} entries "
+                f"(-1: the average training speaker)"
             )
-        emb = self.speaker_embedding(speaker_ids)[:, None, :].expand(-1, mixed.shape[1], -1)  # (B, T, E)
+        table = torch.cat([self.speaker_embedding.weight, self.speaker_embedding.weight.mean(0, keepdim=True)])  # row -1: the mean
+        emb = table[speaker_ids][:, None, :].expand(-1, mixed.shape[1], -1)  # (B, T, E)
         return torch.cat([mixed, emb.to(mixed.dtype)], dim=-1)

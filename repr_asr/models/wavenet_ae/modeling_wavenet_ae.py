@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
@@ -272,10 +273,13 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         speaker_ids: Optional[torch.Tensor] = None,
         temperature: float = 1.0,
         generator: Optional[torch.Generator] = None,
+        progress: Optional[bool] = False,
     ) -> torch.Tensor:
         """Encode, then generate a waveform ``(batch, samples)`` sample by sample with cached dilated
         convolutions. ``temperature`` scales the logits (0 = argmax). With another speaker's
-        ``speaker_ids`` this is voice conversion. Padded positions are zero."""
+        ``speaker_ids`` this is voice conversion; -1 decodes with the average training speaker (for a
+        speaker never seen in training). Padded positions are zero. ``progress``: a tqdm bar over the
+        samples (None: on a terminal only)."""
         was_training = self.training
         self.eval()
         try:
@@ -287,7 +291,8 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
             cache = self.decoder.init_cache(cond_dec[:, :frames], self.samples_per_latent)
             prev = torch.full((input_values.shape[0],), self._zero_class(), dtype=torch.long, device=input_values.device)
             classes = torch.empty(input_values.shape[0], samples, dtype=torch.long, device=input_values.device)
-            for t in range(samples):
+            for t in tqdm(range(samples), desc="generating", unit="sample", disable=False if progress else None if progress is None else True,
+                          mininterval=1.0):
                 logits = self.decoder.step(prev, cache).float()  # (B, Q)
                 if temperature <= 0:
                     prev = logits.argmax(-1)
