@@ -5,10 +5,11 @@
 #   generator's vocabulary), espeak-ng + libespeak-ng1 (loaded with ctypes for phone timings).
 # MBROLA voices live in Debian contrib/non-free and are not used.
 # ffmpeg: transformers' ASR pipeline decodes audio files (asr("utterance.flac")) with it.
+# chromium: the test of report.html renders the page headless and checks what loaded.
 # As another user (or without apt-get) it prints the apt-get line to run and exits 0: `make test` then
 # skips the tests that synthesise speech; `make corpus` / `make demo` need the packages.
 set -euo pipefail
-packages=(festival festlex-cmu festlex-poslex festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng libespeak-ng1 ffmpeg)
+packages=(festival festlex-cmu festlex-poslex festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng libespeak-ng1 ffmpeg chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
