@@ -14,10 +14,8 @@ import argparse
 import logging
 import os
 
-from repr_asr.audio import decode_audio
-from repr_asr.evaluation.code_figures import plot_code_example, plot_code_phone_matrix
+from repr_asr.evaluation.code_figures import draw_code_figures
 from repr_asr.evaluation.codes import evaluate_codes
-from repr_asr.evaluation.features import load_split
 from repr_asr.evaluation.report import write_results
 from repr_asr.models import load_feature_extractor
 
@@ -39,16 +37,8 @@ def main(argv=None):
     results = evaluate_codes(args.upstream, args.data, args.split, args.max_utterances,
                              cache_dir=args.cache_dir or os.path.join(args.output_dir, "features"), device=args.device,
                              examples=args.examples)
-    figures = {}
-    if results["code_phone"]:
-        figures["code_phone"] = os.path.basename(plot_code_phone_matrix(results, os.path.join(args.output_dir, "code_phone.png")))
-    if results["examples"]:
-        sampling_rate = load_feature_extractor(args.upstream).sampling_rate  # the rate the codes were computed at
-        rows = {row["id"]: row for row in load_split(args.data, args.split, args.max_utterances, seed=0).select(range(len(results["examples"])))}
-        for example in results["examples"]:
-            waveform = decode_audio(rows[example["id"]]["audio"], sampling_rate, name=example["id"])
-            path = os.path.join(args.output_dir, f"codes-{example['id']}.png")
-            figures[f"example:{example['id']}"] = os.path.basename(plot_code_example(example, waveform, sampling_rate, results["frame_rate"], path))
+    sampling_rate = load_feature_extractor(args.upstream).sampling_rate  # the rate the codes were computed at
+    figures = draw_code_figures(results, args.data, args.output_dir, sampling_rate, args.max_utterances)
     results["figures"] = figures
     write_results(args.output_dir, results)
     m = results["metrics"]

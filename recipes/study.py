@@ -9,12 +9,14 @@ Stages, in order (``make study`` runs them all; each skips what is done, so a ki
 2. ``pretrain``: every upstream of ``pretrain.upstreams`` at the same ``pretrain.flops`` × scale (FLOPs
    counted on a real batch, written into each result); ``final/`` is exported to ``HUB_DIR/NAME``.
 3. ``probes``, ``abx``, ``codes``: phone / speaker / gender / log-mel probes at every probe point,
-   within- and across-speaker ABX, and VQ code statistics, on the test speakers.
+   within- and across-speaker ABX, and VQ code statistics with their pictures, on the test speakers;
+   ``resynthesis``: a few test utterances resynthesised and converted to training speakers (WAVs).
 4. ``ctc``: frozen CTC heads for every upstream and baseline on every subset the corpus has, seed by
    seed; the step budget follows the subset and dev CER picks the step kept (early stopping).
 5. ``finetune``: fine-tuned CTC on ``ctc.finetune.subset`` for the best WaveNet-AE (lowest mean dev
    CER, frozen, on that subset) and the others listed.
-6. ``report``: ``RESULTS_DIR/README.md`` (tables, and the talk's findings checked one by one).
+6. ``report``: ``RESULTS_DIR/README.md`` (tables, and the talk's findings checked one by one) and
+   ``RESULTS_DIR/report.html`` (everything, with figures and audio, in one file).
 
 The CTC heads are small: ``--jobs`` of them train at once, the cores shared out among them (on 2 cores, two
 one-thread runs finished a pair of CTC runs 2.5× sooner than one two-thread run after the other; the
@@ -43,7 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 # Probes, ABX and codes (minutes) come before the CTC runs (most of the time), and the CTC runs go seed by
 # seed, so that a study stopped early already has every representation's analysis and a first seed.
-STAGES = ("corpus", "pretrain", "probes", "abx", "codes", "ctc", "finetune", "report")
+STAGES = ("corpus", "pretrain", "probes", "abx", "codes", "resynthesis", "ctc", "finetune", "report")
 EXPORTED = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
 
 
@@ -276,13 +278,15 @@ class Study:
         return [json.loads(config.read_text())["default_probe_point"]] if config.exists() else ["features"]
 
     def _analysis(self, stage: str, run) -> None:
-        spec = self.spec[stage]
+        spec = self.spec.get(stage)
+        if spec is None:
+            return
         for name, upstream in self.representations().items():
             key = self.key(settings=spec, upstream_key=self._upstream_key(upstream))
             result = self.results / stage / name / "results.json"
             if self.done(result, key):
                 continue
-            results = run(upstream, spec, self.out / "features" / name)
+            results = run(upstream, spec, self.out / "features" / name, result.parent)
             if results is not None:
                 self.save(result, results, key)
                 self.say(f"{stage} {name}: done")
@@ -290,7 +294,7 @@ class Study:
     def probes(self) -> None:
         from repr_asr.evaluation.probes import ProbeConfig, evaluate_probes
 
-        def run(upstream, spec, cache):
+        def run(upstream, spec, cache, _folder):
             config = ProbeConfig(hidden_size=spec["hidden_size"], epochs=spec["epochs"], patience=spec["patience"])
             return evaluate_probes(upstream, self.data, spec["split"], self.probe_points(upstream, spec), spec["tasks"], spec["max_utterances"], config,
                                    cache_dir=str(cache), progress=False)
@@ -300,28 +304,53 @@ class Study:
     def abx(self) -> None:
         from repr_asr.evaluation.abx import evaluate_abx
 
-        def run(upstream, spec, cache):
+        def run(upstream, spec, cache, _folder):
             return evaluate_abx(upstream, self.data, spec["split"], self.probe_points(upstream, spec), "within", spec["max_utterances"],
                                 cache_dir=str(cache), progress=False)
 
         self._analysis("abx", run)
 
     def codes(self) -> None:
+        from repr_asr.evaluation.code_figures import draw_code_figures
         from repr_asr.evaluation.codes import evaluate_codes
+        from repr_asr.models import load_feature_extractor
 
-        def run(upstream, spec, cache):
-            config = json.loads((Path(upstream) / "config.json").read_text()) if Path(upstream).is_dir() else {}
-            if config.get("bottleneck") != "vq":
+        def run(upstream, spec, cache, folder):
+            if self._bottleneck(upstream) != "vq":
                 return None
-            return evaluate_codes(upstream, self.data, spec["split"], cache_dir=str(cache), progress=False)
+            results = evaluate_codes(upstream, self.data, spec["split"], cache_dir=str(cache), progress=False, examples=spec.get("examples", 0))
+            results["figures"] = draw_code_figures(results, self.data, folder, load_feature_extractor(upstream).sampling_rate)
+            return results
 
         self._analysis("codes", run)
 
+    @staticmethod
+    def _bottleneck(upstream: str):
+        config = Path(upstream) / "config.json"
+        return json.loads(config.read_text()).get("bottleneck") if config.exists() else None
+
+    def resynthesis(self) -> None:
+        """WAVs of a few test utterances through each WaveNet-AE listed under ``resynthesis.upstreams``."""
+        from repr_asr.evaluation.resynthesis import resynthesize_utterances
+
+        def run(upstream, spec, _cache, folder):
+            if Path(upstream).name not in spec.get("upstreams", []) or self._bottleneck(upstream) is None:
+                return None
+            return resynthesize_utterances(upstream, self.data, str(folder), spec.get("split", "test"), spec.get("num_utterances", 2),
+                                           target_speakers=spec.get("target_speakers", 2), max_seconds=spec.get("max_seconds", 1.5),
+                                           temperature=spec.get("temperature", 1.0), progress=False)
+
+        self._analysis("resynthesis", run)
+
     def report(self) -> None:
+        from repr_asr.evaluation.html_report import write_html_report
         from repr_asr.evaluation.study_report import scores_section, write_report
         from repr_asr.training.model_card import set_card_section
 
         path = write_report(self.results, self.spec, self.scale, self.hub, ROOT / "hub")
+        folders = [self.results] + [self.hub / name for name in self.upstreams() if (self.hub / name / "results.json").exists()]
+        html = write_html_report(folders, self.results / "report.html", title=self.spec.get("title", "The study"))
+        self.say(f"report: {html}")
         for name in self.upstreams():  # each exported upstream's card carries its measured scores
             if (self.hub / name / "README.md").exists():
                 set_card_section(self.hub / name / "README.md", "## Measured in the study", scores_section(name, self.results))

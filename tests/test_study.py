@@ -128,7 +128,8 @@ def test_study_end_to_end_resumes_and_exports_loadable_upstreams(tmp_path, synth
                 "finetune": {"config": "configs/ctc/finetune_tiny.yaml", "subset": "1h", "max_steps": 100, "upstreams": ["best_wavenet"]}},
         "probes": {"split": "test", "tasks": ["phone", "speaker"], "hidden_size": 16, "epochs": 2, "patience": 1, "max_utterances": 20},
         "abx": {"split": "test", "max_utterances": 20},
-        "codes": {"split": "test"},
+        "codes": {"split": "test", "examples": 1},
+        "resynthesis": {"upstreams": ["wavenet_vq"], "num_utterances": 1, "max_seconds": 0.1},
     }))
     dirs = ["--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "runs"),
             "--results_dir", str(tmp_path / "results"), "--hub_dir", str(tmp_path / "hub")]
@@ -149,6 +150,13 @@ def test_study_end_to_end_resumes_and_exports_loadable_upstreams(tmp_path, synth
     assert (results / "codes" / "wavenet_vq" / "results.json").exists() and not (results / "codes" / "fbank").exists()
     report = (results / "README.md").read_text()
     assert "## Frozen CTC, test CER (%)" in report and "| wavenet_vq |" in report and "## VQ codes (test)" in report
+    codes = json.loads((results / "codes" / "wavenet_vq" / "results.json").read_text())
+    assert (results / "codes" / "wavenet_vq" / codes["figures"]["code_phone"]).exists() and len(codes["figures"]) == 2
+    audio = json.loads((results / "resynthesis" / "wavenet_vq" / "results.json").read_text())
+    assert {f["kind"] for f in audio["files"]} >= {"original", "resynthesized"} and not (results / "resynthesis" / "fbank").exists()
+    assert all((results / "resynthesis" / "wavenet_vq" / f["path"]).exists() for f in audio["files"])
+    page = (results / "report.html").read_text()
+    assert "<audio" in page and "The VQ codes" in page and "Recognition with little labeled data" in page
 
     study.main(["--config", str(config), "--scale", "0.5", *dirs])  # everything done: nothing relaunched
     second = capsys.readouterr().out

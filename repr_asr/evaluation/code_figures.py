@@ -12,7 +12,7 @@ Both read the dictionary :func:`repr_asr.evaluation.codes.evaluate_codes` return
 from __future__ import annotations
 
 import os
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -97,3 +97,26 @@ def plot_code_example(example: dict, waveform: np.ndarray, sampling_rate: int, f
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
+
+
+def draw_code_figures(results: dict, data: str, folder: Union[str, os.PathLike], sampling_rate: int,
+                      max_utterances: Optional[int] = None) -> dict:
+    """Draw ``folder/code_phone.png`` and ``folder/codes-ID.png`` for each of ``results["examples"]``
+    (their audio read again from the corpus ``data``, the split and subset :func:`evaluate_codes` used)
+    and return ``{label: file name}``."""
+    from ..audio import decode_audio
+    from .features import load_split
+
+    os.makedirs(folder, exist_ok=True)
+    figures = {}
+    if results.get("code_phone"):
+        figures["code_phone"] = os.path.basename(plot_code_phone_matrix(results, os.path.join(folder, "code_phone.png")))
+    examples = results.get("examples") or []
+    if examples:
+        rows = load_split(data, results["split"], max_utterances, seed=0).select(range(len(examples)))
+        audio = {str(row["id"]): row["audio"] for row in rows}
+        for example in examples:
+            waveform = decode_audio(audio[example["id"]], sampling_rate, name=example["id"])
+            path = os.path.join(folder, f"codes-{example['id']}.png")
+            figures[f"example {example['id']}"] = os.path.basename(plot_code_example(example, waveform, sampling_rate, results["frame_rate"], path))
+    return figures
