@@ -4,8 +4,10 @@
 #   2. pretrain the tiny WaveNet autoencoder (VQ), CPC and masked reconstruction at equal measured FLOPs
 #   3. frozen CTC heads on train-10min and train-1h for each of them, for filterbanks and for the
 #      study's committed checkpoints (hub/NAME, rows hub-NAME)
-#   4. probes and ABX at each representation's default probe point, VQ code statistics
-#   5. RESULTS/README.md: the tables and the talk's findings checked against them
+#   4. probes and ABX at each representation's default probe point, VQ code statistics and pictures,
+#      two test utterances resynthesised and converted to training speakers
+#   5. RESULTS/README.md: the tables and the talk's findings checked against them, and
+#      RESULTS/report.html: everything in one page, with the figures and audio players
 # Every stage is skipped when its result exists and resumed when its checkpoints do, so a killed demo
 # continues where it stopped. Knobs (environment): DATA, RUNS, RESULTS, SCALE (multiplies the
 # pretraining FLOPs and the CTC step budgets), CONFIG.
@@ -19,3 +21,5 @@ export TOKENIZERS_PARALLELISM=false
 $PY recipes/study.py --config "${CONFIG:-configs/study/demo.yaml}" --scale "${SCALE:-1.0}" --data_dir "$DATA" \
   --output_dir "$RUNS" --results_dir "$RESULTS" --hub_dir "$RUNS/hub"
 cat "$RESULTS/README.md"
+echo
+echo "report (open in a browser): $RESULTS/report.html"
