@@ -329,6 +329,43 @@ def bench_wavenet_features(peak: float, quick: bool) -> dict:
 
 
 @benchmark
+def bench_feature_extraction(peak: float, quick: bool) -> dict:
+    """Real-time factor (compute seconds per second of audio) of each upstream's feature extraction
+    (``output_hidden_states``, every probe point, no decoder and no loss) and of a randomly initialised
+    ``transformers`` Wav2Vec2Model in its base configuration, on the same audio in the same run, in
+    float32 on this machine's device, batch of 4 utterances of 10 s (2 s with ``--quick``)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    seconds = 2.0 if quick else 10.0
+    torch.manual_seed(0)
+    audio = 0.1 * torch.randn(4, int(seconds * 16000), device=device)
+    mask = torch.ones_like(audio, dtype=torch.long)
+    audio_seconds = audio.shape[0] * seconds
+    rows = {}
+
+    def measure(name: str, model, call) -> None:
+        model.to(device).eval()
+        with torch.no_grad():
+            best = timeit(call, warmup=1, repeats=2 if quick else 3)
+        rows[name] = {"seconds": best, "real_time_factor": best / audio_seconds,
+                      "parameters_millions": sum(p.numel() for p in model.parameters()) / 1e6}
+        model.to("cpu")
+
+    for config_name in ("wavenet_vq", "cpc", "masked_recon", "wavenet_vq_tiny", "cpc_tiny", "masked_recon_tiny"):
+        model, _, _ = build_pretraining_model(config_name)
+        measure(config_name, model, lambda: model(audio, attention_mask=mask, output_hidden_states=True))
+    wav2vec2 = Wav2Vec2Model(Wav2Vec2Config())  # the base configuration (95M parameters), random weights
+    measure("wav2vec2_base", wav2vec2, lambda: wav2vec2(audio, attention_mask=mask, output_hidden_states=True))
+    reference = rows["wav2vec2_base"]["real_time_factor"]
+    for row in rows.values():
+        row["speedup_over_wav2vec2_base"] = reference / row["real_time_factor"]
+    return {"device": device, "audio_seconds": audio_seconds, "rows": rows,
+            "goal": "the paper-scale WaveNet-AE encoder (wavenet_vq) at least 5x faster than wav2vec2_base",
+            "goal_met": rows["wavenet_vq"]["speedup_over_wav2vec2_base"] >= 5.0}
+
+
+@benchmark
 def bench_abx(peak: float, quick: bool) -> dict:
     """Our ABX (``repr_asr.evaluation.abx``) against the reference evaluator ``zerospeech-libriabx2`` on
     the same random features and item file (a few thousand triphone tokens), both timed in this run,
@@ -413,6 +450,11 @@ def summarise(name: str, result: dict) -> str:
                 f"{row['achieved_flops_per_s'] / 1e9:>9.1f} {row['fraction_of_matmul_peak']:>8.2f} "
                 f"{adjacent:>33} {row['audio_seconds_per_s']:>10.2f}"
             )
+    elif name == "feature_extraction":
+        lines.append(f"{'upstream':<20} {'params (M)':>10} {'RTF':>8} {'x wav2vec2 base':>16}  ({result['device']}, {result['audio_seconds']:.0f} s of audio)")
+        for key, row in result["rows"].items():
+            lines.append(f"{key:<20} {row['parameters_millions']:>10.1f} {row['real_time_factor']:>8.4f} {row['speedup_over_wav2vec2_base']:>16.1f}")
+        lines.append(f"goal ({result['goal']}): {'met' if result['goal_met'] else 'NOT met'}")
     else:
         for key, value in result.items():
             lines.append(f"{key}: {value}")
