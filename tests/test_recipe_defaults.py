@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # The tiny LibriSpeech-layout corpora of the probe and ABX tests (the built-in corpus has the same layout).
-from test_abx import build_corpus as build_abx_corpus
+from tone_corpus import build_tone_corpus as build_abx_corpus
 from test_probes import build_corpus as build_probe_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
