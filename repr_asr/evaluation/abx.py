@@ -292,7 +292,7 @@ class _PairDistances:
         frames = self.tokens.frames
         token_lengths = torch.tensor([f.shape[0] for f in frames], dtype=torch.long)
         rows, cols = pairs // max(1, self.n), pairs % max(1, self.n)
-        lx, ly = token_lengths[rows] if len(pairs) else rows, token_lengths[cols] if len(pairs) else cols
+        lx, ly = token_lengths[rows], token_lengths[cols]
         values = torch.zeros(len(pairs), dtype=torch.float32)
         # Pairs of similar sizes share a batch, so padding stays small: sorted by (lx, ly).
         order = torch.argsort(lx * (int(ly.max()) + 1 if len(ly) else 1) + ly, stable=True)

@@ -291,7 +291,7 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
             cache = self.decoder.init_cache(cond_dec[:, :frames], self.samples_per_latent)
             prev = torch.full((input_values.shape[0],), self._zero_class(), dtype=torch.long, device=input_values.device)
             classes = torch.empty(input_values.shape[0], samples, dtype=torch.long, device=input_values.device)
-            for t in tqdm(range(samples), desc="generating", unit="sample", disable=False if progress else None if progress is None else True,
+            for t in tqdm(range(samples), desc="generating", unit="sample", disable=None if progress is None else not progress,
                           mininterval=1.0):
                 logits = self.decoder.step(prev, cache).float()  # (B, Q)
                 if temperature <= 0:
