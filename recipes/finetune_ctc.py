@@ -3,7 +3,7 @@
     accelerate launch recipes/finetune_ctc.py --config configs/ctc/NAME.yaml --upstream PATH|fbank|mfcc \
         --subset {10h,1h,10min} --output_dir DIR [--data SPEC] [--max_steps N] [--tokenizer char|sentencepiece \
         --vocab_size N] [--lm_text FILE | --lm_path ARPA_OR_KENLM_BINARY [--lexicon FILE]] [--push_to_hub REPO] \
-        [--resume] [--section.key value ...]
+        [--init_from CTC_MODEL_DIR] [--resume] [--section.key value ...]
 
 Validates on dev every --training.eval_steps (greedy CER / WER, in DIR/metrics.jsonl) and keeps the step with
 the lowest dev CER as DIR/final/ (training.metric_for_best_model: eval_cer; training.early_stopping_patience
@@ -37,6 +37,8 @@ def extra_arguments(parser):
     parser.add_argument("--lm_text", help="text file for an n-gram LM used in beam search (--data.lm_text)")
     parser.add_argument("--lm_path", help="prebuilt n-gram LM for beam search: ARPA or KenLM binary (--data.lm_path)")
     parser.add_argument("--lexicon", help="the words beam search may output with --lm_path (--data.lexicon)")
+    parser.add_argument("--init_from", metavar="DIR", help="start from a trained CTC model (e.g. a frozen run's final/, "
+                        "same subset, tokenizer and head): fine-tuning after a linear probe")
     parser.add_argument("--push_to_hub", metavar="REPO", help="upload DIR/final/ to this Hugging Face Hub repo at the end")
 
 
@@ -49,7 +51,7 @@ def main(argv=None):
             overrides[("data", name)] = getattr(args, name)
     run = load_ctc_config(args.config, overrides)
     results = run_finetune_ctc(run, args.upstream, args.output_dir, resume=args.resume, config_path=args.config,
-                               push_to_hub=args.push_to_hub)
+                               push_to_hub=args.push_to_hub, init_from=args.init_from)
     summary = {k: results[k] for k in ("upstream", "subset", "best_step", "best_dev_cer", "stopped_early", "metrics")}
     print(json.dumps(summary, indent=1))
 

@@ -194,33 +194,40 @@ class Study:
             self.save(exported / "results.json", results, key)
             self.say(f"pretrain {name}: {results['steps']} steps, {results['total_flops']:.3g} FLOPs -> {exported}")
 
-    def _ctc(self, name: str, upstream: str, subset: str, seed: int, config: str, max_steps: int, kind: str, training: dict = None):
+    def _ctc(self, name: str, upstream: str, subset: str, seed: int, config: str, max_steps: int, kind: str, training: dict = None,
+             init_from: "callable" = None, init_key: dict = None):
         """The CTC run as a callable, or None when its result is already there. ``training``: overrides of
-        the config's ``training`` section (e.g. ``eval_steps``), part of the result's key."""
+        the config's ``training`` section (e.g. ``eval_steps``), part of the result's key. ``init_from``: a
+        callable run first that returns the trained CTC model folder this run starts from; ``init_key`` the key
+        of that run, part of this one's."""
         key = self.key(config=config, config_sha256=file_sha256(config), max_steps=max_steps, upstream_key=self._upstream_key(upstream),
-                       **({"training": training} if training else {}))
+                       **({"training": training} if training else {}), **({"init": init_key} if init_key else {}))
         result = self.results / kind / name / subset / f"seed{seed}" / "results.json"
         if self.done(result, key):
             return None
+        return lambda: self._train_ctc(name, upstream, subset, seed, config, max_steps, kind, training, key, result,
+                                       init_from() if init_from else None)
+
+    def _train_ctc(self, name, upstream, subset, seed, config, max_steps, kind, training, key, result, init_from=None) -> Path:
+        """Train one CTC run (resuming it when it can), save its result to ``result``, return its final/."""
         run = self.out / kind / name / subset / f"seed{seed}"
         label = f"{kind} {name} train-{subset} seed {seed}"
-
-        def task():
-            self.fresh_or_resumable(run, key)
-            resume = ["--resume"] if (run / "checkpoints").is_dir() else []
-            self.say(f"{label}: at most {max_steps} steps")
-            self.launch("finetune_ctc.py", ["--config", config, "--upstream", upstream, "--subset", subset, "--seed", seed,
-                                            "--data", self.data, "--output_dir", run, "--max_steps", max_steps,
-                                            "--data.cache_dir", self.out / "cache" / name,
-                                            *[f"--training.{k}={v}" for k, v in (training or {}).items()], *resume],
-                        self.out / "logs" / f"{kind}-{name}-{subset}-seed{seed}.log", threads=max(1, self.cores // self.jobs))
-            results = json.loads((run / "results.json").read_text())
+        self.fresh_or_resumable(run, key)
+        resume = ["--resume"] if (run / "checkpoints").is_dir() else []
+        start = ["--init_from", init_from] if init_from else []
+        self.say(f"{label}: at most {max_steps} steps" + (f", from {init_from}" if init_from else ""))
+        self.launch("finetune_ctc.py", ["--config", config, "--upstream", upstream, "--subset", subset, "--seed", seed,
+                                        "--data", self.data, "--output_dir", run, "--max_steps", max_steps,
+                                        "--data.cache_dir", self.out / "cache" / name, *start,
+                                        *[f"--training.{k}={v}" for k, v in (training or {}).items()], *resume],
+                    self.out / "logs" / f"{kind}-{name}-{subset}-seed{seed}.log", threads=max(1, self.cores // self.jobs))
+        results = json.loads((run / "results.json").read_text())
+        if result is not None:
             self.save(result, results, key)
-            test = results["metrics"].get("test", {})
-            self.say(f"{label}: test CER {100 * test.get('cer', float('nan')):.1f} % WER {100 * test.get('wer', float('nan')):.1f} % "
-                     f"(step {results.get('best_step')} of {results.get('steps_run')})")
-
-        return task
+        test = results["metrics"].get("test", {})
+        self.say(f"{label}: test CER {100 * test.get('cer', float('nan')):.1f} % WER {100 * test.get('wer', float('nan')):.1f} % "
+                 f"(step {results.get('best_step')} of {results.get('steps_run')})")
+        return run / "final"
 
     def _upstream_key(self, upstream: str):
         """Downstream results depend on the upstream's weights: its pretraining key stands for them."""
@@ -230,13 +237,18 @@ class Study:
     def _steps(self, max_steps: int) -> int:
         return max(100, int(round(max_steps * self.scale)))
 
+    def _frozen_ctc(self, subset: str):
+        """(training overrides, max_steps) of the frozen CTC runs on ``subset``."""
+        spec = self.spec["ctc"]
+        return ({k: v for k, v in spec["subsets"][subset].items() if k != "max_steps"},
+                self._steps(spec["subsets"][subset]["max_steps"]))
+
     def ctc(self) -> None:
         spec = self.spec["ctc"]
         tasks = []
         for seed in spec["seeds"]:
             for subset in self.subsets():
-                training = {k: v for k, v in spec["subsets"][subset].items() if k != "max_steps"}
-                steps = self._steps(spec["subsets"][subset]["max_steps"])
+                training, steps = self._frozen_ctc(subset)
                 tasks += [self._ctc(name, upstream, subset, seed, spec["config"], steps, "ctc", training)
                           for name, upstream in self.representations().items()]
         self.run_parallel([task for task in tasks if task is not None])
@@ -254,17 +266,38 @@ class Study:
         return min(means, key=means.get)
 
     def finetune(self) -> None:
+        """Fine-tuned CTC, each run starting from the frozen run of the same upstream, subset and seed (its
+        final/; retrained, without touching its reported result, when an earlier session's runs/ is gone)."""
         spec = self.spec["ctc"]["finetune"]
-        if spec["subset"] not in self.subsets():
-            self.say(f"finetune: the corpus has no train-{spec['subset']}; skipped")
+        subset = spec["subset"]
+        if subset not in self.subsets():
+            self.say(f"finetune: the corpus has no train-{subset}; skipped")
             return
-        tasks = []
+        config = self.spec["ctc"]["config"]
+        training, steps = self._frozen_ctc(subset)
+        names = []
         for name in spec["upstreams"]:
             if name == "best_wavenet":
-                name = self.best_wavenet(spec["subset"])
-                self.say(f"finetune: best WaveNet-AE on dev (frozen, train-{spec['subset']}): {name}")
-            tasks += [self._ctc(name, str(self.hub / name), spec["subset"], seed, spec["config"], self._steps(spec["max_steps"]), "finetune")
-                      for seed in self.spec["ctc"]["seeds"]]
+                name = self.best_wavenet(subset)
+                self.say(f"finetune: best WaveNet-AE on dev (frozen, train-{subset}): {name}")
+            names.append(name)
+        tasks = []
+        for seed in self.spec["ctc"]["seeds"]:  # seed-major: runs side by side share no feature cache
+            for name in names:
+                upstream = str(self.hub / name)
+                frozen_key = self.key(config=config, config_sha256=file_sha256(config), max_steps=steps,
+                                      upstream_key=self._upstream_key(upstream), **({"training": training} if training else {}))
+
+                def frozen_final(name=name, upstream=upstream, seed=seed, frozen_key=frozen_key) -> Path:
+                    final = self.out / "ctc" / name / subset / f"seed{seed}" / "final"
+                    marker = final.parent / "study_key.json"
+                    if (final / "config.json").is_file() and marker.exists() and json.loads(marker.read_text()) == frozen_key:
+                        return final
+                    self.say(f"finetune {name} seed {seed}: its frozen run's final/ is not here; training it again")
+                    return self._train_ctc(name, upstream, subset, seed, config, steps, "ctc", training, frozen_key, None)
+
+                tasks.append(self._ctc(name, upstream, subset, seed, spec["config"], self._steps(spec["max_steps"]), "finetune",
+                                       spec.get("training"), init_from=frozen_final, init_key=frozen_key))
         self.run_parallel([task for task in tasks if task is not None])
 
     @staticmethod

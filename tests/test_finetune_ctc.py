@@ -44,7 +44,7 @@ def corpus_dir(synthesiser, tmp_path_factory):
     return root
 
 
-def run(corpus_dir, output_dir, steps, *extra, upstream="fbank", resume=False):
+def run(corpus_dir, output_dir, steps, *extra, upstream="fbank", resume=False, init_from=None):
     overrides = [
         "--data", f"builtin:{corpus_dir}", "--data.subset", "10min", "--data.eval_splits", "train-10min,dev,test",
         "--training.max_steps", str(steps), "--training.warmup_steps", "0", "--training.learning_rate", "0.005",
@@ -54,7 +54,7 @@ def run(corpus_dir, output_dir, steps, *extra, upstream="fbank", resume=False):
         "--model.dropout", "0.0", *extra,
     ]
     return run_finetune_ctc(load_ctc_config(CONFIG, overrides), upstream, str(output_dir), resume=resume,
-                            config_path=CONFIG)
+                            config_path=CONFIG, init_from=init_from)
 
 
 def eval_records(output_dir):
@@ -195,6 +195,37 @@ def test_head_trains_on_the_features_final_and_the_pipeline_compute(corpus_dir, 
     np.testing.assert_allclose(trained_on, deployed, atol=1e-5)
     # The check has teeth: without normalisation the features differ.
     assert not np.allclose(pipeline_features(ReprFeatureExtractor()), deployed, atol=1e-3)
+
+
+@pytest.mark.needs_synthesiser
+def test_fine_tuning_starts_where_the_frozen_run_ended(corpus_dir, tmp_path):
+    """--init_from a frozen run's final/: the fine-tuned model starts with its upstream and head; at a zero
+    learning rate (the first step of a warm-up) it decodes dev exactly as the frozen run did, and a head of another shape is refused."""
+    from repr_asr.models.upstream_ctc import UpstreamForCTC
+
+    upstream = tmp_path / "upstream"
+    torch.manual_seed(0)
+    MaskedReconModel(MaskedReconConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32, n_mels=20)).save_pretrained(upstream)
+    ReprFeatureExtractor().save_pretrained(upstream)
+    frozen = run(corpus_dir, tmp_path / "frozen", 100, "--data.eval_splits", "dev", upstream=str(upstream))
+    unfrozen = ["--model.freeze_upstream", "false", "--data.eval_splits", "dev", "--training.eval_steps", "1"]
+    zero_lr = ["--training.warmup_steps", "10"]  # the one step runs at the warm-up's learning rate 0
+    tuned = run(corpus_dir, tmp_path / "tuned", 1, *unfrozen, *zero_lr,
+                upstream=str(upstream), init_from=tmp_path / "frozen" / "final")
+    assert tuned["frozen"] is False and tuned["init_from"] == str(tmp_path / "frozen" / "final")
+    assert tuned["metrics"]["dev"]["cer"] == pytest.approx(frozen["metrics"]["dev"]["cer"])
+    start = UpstreamForCTC.from_pretrained(tmp_path / "frozen" / "final").state_dict()
+    end = UpstreamForCTC.from_pretrained(tmp_path / "tuned" / "final").state_dict()
+    assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start)
+    # The check has teeth: without --init_from the same run starts from a random head.
+    run(corpus_dir, tmp_path / "plain", 1, *unfrozen, *zero_lr, upstream=str(upstream))
+    plain = UpstreamForCTC.from_pretrained(tmp_path / "plain" / "final").state_dict()
+    head = [k for k in start if not k.startswith("upstream.")]
+    assert head and not all(torch.equal(start[k], plain[k]) for k in head)
+    with pytest.raises(ConfigError, match="frozen/final.*does not match"):
+        run(corpus_dir, tmp_path / "other", 1, *unfrozen, "--model.head_hidden_size", "32",
+            upstream=str(upstream), init_from=tmp_path / "frozen" / "final")
 
 
 @pytest.fixture(scope="module")

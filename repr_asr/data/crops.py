@@ -115,15 +115,7 @@ class RandomCropDataset(torch.utils.data.Dataset):
                 raise
             return skipped_item(self._ids[index], error)
         offset = self.crop_offset(index, len(waveform))
-        piece = waveform[offset : offset + self.crop_samples]
-        real = len(piece)
-        if self.normalize:
-            piece = (piece - piece.mean()) / np.sqrt(piece.var() + 1e-7)
-        values = np.zeros(self.crop_samples, dtype=np.float32)
-        values[:real] = piece
-        mask = np.zeros(self.crop_samples, dtype=np.int32)
-        mask[:real] = 1
-        item = {"input_values": values, "attention_mask": mask, "example_seed": self.example_seed(index)}
+        item = crop_item(waveform, offset, self.crop_samples, self.normalize, self.example_seed(index))
         if self.speaker_index is not None:
             speaker = self._speaker_ids[index]
             if speaker not in self.speaker_index:
@@ -133,6 +125,20 @@ class RandomCropDataset(torch.utils.data.Dataset):
                 )
             item["speaker_ids"] = self.speaker_index[speaker]
         return item
+
+
+def crop_item(waveform: np.ndarray, offset: int, crop_samples: int, normalize: bool, example_seed: int) -> dict:
+    """The item of a ``crop_samples``-long crop of ``waveform`` from ``offset``: zero-padded past the audio's
+    end (``attention_mask`` 0 there) and, with ``normalize``, zero-mean unit-variance over its real samples."""
+    piece = waveform[offset : offset + crop_samples]
+    real = len(piece)
+    if normalize:
+        piece = (piece - piece.mean()) / np.sqrt(piece.var() + 1e-7)
+    values = np.zeros(crop_samples, dtype=np.float32)
+    values[:real] = piece
+    mask = np.zeros(crop_samples, dtype=np.int32)
+    mask[:real] = 1
+    return {"input_values": values, "attention_mask": mask, "example_seed": example_seed}
 
 
 def collate_crops(items: list[dict]) -> dict:

@@ -198,6 +198,10 @@ class PretrainDataConfig:
         eval_split (`str`, defaults to `""`): a split to compute the pretraining loss on at each evaluation
             (e.g. `"dev"`); empty for none.
         max_eval_utterances (`int`, defaults to `64`): evaluate on at most this many utterances of `eval_split`.
+        streaming (`bool`, defaults to `False`): read an `hf:` spec as a stream (`datasets` IterableDataset,
+            `repr_asr.data.streaming`): nothing is decoded or measured up front, each process and data-loader
+            worker reads its own shards; `--streaming` on the command line.
+        shuffle_buffer (`int`, defaults to `1000`): examples in the stream's shuffle buffer (with `streaming`).
     """
 
     spec: str = "builtin:data/builtin"
@@ -207,10 +211,16 @@ class PretrainDataConfig:
     normalize: bool = False
     eval_split: str = ""
     max_eval_utterances: int = 64
+    streaming: bool = False
+    shuffle_buffer: int = 1000
 
     def __post_init__(self):
         if int(self.crop_samples) < 1:
             raise ConfigError(f"data.crop_samples must be >= 1, got {self.crop_samples!r}")
+        if self.streaming and not str(self.spec).startswith("hf:"):
+            raise ConfigError(f"data.streaming needs an hf:NAME_OR_PATH corpus, got data.spec {self.spec!r}")
+        if int(self.shuffle_buffer) < 0:
+            raise ConfigError(f"data.shuffle_buffer must be >= 0, got {self.shuffle_buffer!r}")
 
 
 @dataclass

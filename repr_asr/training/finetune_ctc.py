@@ -165,15 +165,44 @@ def load_ctc_config(path, overrides) -> RunConfig:
 # ---------------------------------------------------------------------------------------------- entry point
 
 
+def initialise_from(model: torch.nn.Module, folder: str | os.PathLike, tokenizer) -> None:
+    """Load a trained CTC model's weights (upstream and head) into ``model``: fine-tuning that starts from a
+    trained linear probe / frozen head (LP-FT, Kumar et al. 2022). A freshly initialised head must first
+    cross CTC's all-blank plateau, which took the frozen runs hundreds of steps at a high learning rate; a
+    fine-tuned upstream run that long costs an upstream forward and backward pass per step, and its
+    gradients, large while the head is still random, disturb the pretrained features. The folder must hold
+    the same tokenizer (same subset and unit) and the same head shape; otherwise this says what differs."""
+    from transformers import AutoTokenizer
+
+    from ..models.upstream_ctc import UpstreamForCTC
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"init_from {folder}: no trained CTC model there (config.json is missing)")
+    theirs = AutoTokenizer.from_pretrained(str(folder)).get_vocab()
+    if theirs != tokenizer.get_vocab():
+        raise ConfigError(f"init_from {folder}: its tokenizer differs from this run's ({len(theirs)} vs "
+                         f"{len(tokenizer.get_vocab())} entries); train it on the same subset with the same tokenizer")
+    trained = UpstreamForCTC.from_pretrained(str(folder))
+    try:
+        model.load_state_dict(trained.state_dict())
+    except RuntimeError as error:
+        raise ConfigError(f"init_from {folder}: its model does not match this run's config "
+                         f"(head or upstream differ): {error}") from None
+    logger.info("initialised from %s", folder)
+
+
 def run_finetune_ctc(
     run: RunConfig, upstream: str, output_dir: str | os.PathLike, resume: bool = False, config_path: Optional[str] = None,
-    push_to_hub: Optional[str] = None,
+    push_to_hub: Optional[str] = None, init_from: Optional[str | os.PathLike] = None,
 ) -> dict:
     """Train a CTC head on ``train-<subset>`` over ``upstream`` (a path, hub name, ``fbank`` or ``mfcc``),
     validate it on ``data.validation_split``, decode the evaluation splits, and write
     ``output_dir/results.json`` and ``output_dir/final/`` (model + processor: feature extractor and
     tokenizer, + a model card with the results: loadable by ``AutoModelForCTC``, ``AutoProcessor`` and the
-    ASR pipeline). ``push_to_hub``: a hub repo id that ``final/`` is uploaded to at the end."""
+    ASR pipeline). ``push_to_hub``: a hub repo id that ``final/`` is uploaded to at the end. ``init_from``: a
+    trained CTC model folder (e.g. a frozen run's ``final/``, same tokenizer and head) whose weights the model
+    starts from: see ``initialise_from``."""
     import repr_asr  # noqa: F401  (Auto classes)
     from accelerate.utils import set_seed
     from transformers import Wav2Vec2Processor
@@ -219,6 +248,8 @@ def run_finetune_ctc(
     model = UpstreamForCTC.from_upstream(
         upstream_model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **run.model
     )
+    if init_from:
+        initialise_from(model, init_from, tokenizer)
     # The upstream's own extractor, for cached features, the fine-tuning collator, decoding and final/.
     feature_extractor = load_feature_extractor(upstream)
     frozen = bool(model.config.freeze_upstream)
@@ -333,6 +364,7 @@ def run_finetune_ctc(
         "upstream_type": upstream_config.model_type,
         "probe_point": "weighted_sum" if model.config.weighted_sum else model.probe_point,
         "frozen": frozen,
+        "init_from": str(init_from) if init_from else None,
         "feature_extractor": extractor_settings(feature_extractor),
         "subset": data.subset,
         "train_utterances": len(labels),

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+import torch
 import yaml
 from accelerate.utils import set_seed
 
@@ -34,6 +35,12 @@ def pretraining_forward(model, batch):
 
 
 def _speaker_list(split) -> list[str]:
+    import datasets
+
+    if isinstance(split, datasets.IterableDataset):  # a stream: one pass over its speaker column
+        from ..data.streaming import stream_speakers
+
+        return stream_speakers(split)
     return sorted({str(s) for s in split["speaker_id"]}) if "speaker_id" in split.column_names else []
 
 
@@ -93,12 +100,18 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     output_dir = Path(output_dir)
     set_seed(run.training.seed)  # parameter initialisation
 
-    corpus = load_corpus(run.data.spec)
-    if run.data.split not in corpus:
-        raise KeyError(f"corpus {run.data.spec} has no split {run.data.split!r} (data.split); splits: {sorted(corpus)}")
-    split = corpus[run.data.split]
-    if len(split) == 0:
-        raise ValueError(f"split {run.data.split!r} of {run.data.spec} is empty")
+    if run.data.streaming:
+        from ..data.streaming import open_stream
+
+        corpus = None
+        split = open_stream(run.data.spec.partition(":")[2], split=run.data.split)
+    else:
+        corpus = load_corpus(run.data.spec)
+        if run.data.split not in corpus:
+            raise KeyError(f"corpus {run.data.spec} has no split {run.data.split!r} (data.split); splits: {sorted(corpus)}")
+        split = corpus[run.data.split]
+        if len(split) == 0:
+            raise ValueError(f"split {run.data.split!r} of {run.data.spec} is empty")
 
     # Only a speaker-conditioned model owns a speaker list (its embedding rows), filled before the
     # config is built since it validates it; for the others the batch's speaker_ids index the split's
@@ -109,12 +122,21 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
         model_kwargs["speakers"] = _speaker_list(split)
     run = replace(run, model=model_kwargs)
     model_config = run.build_model_config()
-    speakers = list(model_config.speakers) if model_speakers else _speaker_list(split)
+    # A stream's speaker list costs a pass over it: only a speaker-conditioned model gets one (CPC's
+    # same-speaker negatives then come from each utterance itself).
+    speakers = list(model_config.speakers) if model_speakers else [] if run.data.streaming else _speaker_list(split)
     model = AutoModel.from_config(model_config)
     sampling_rate = getattr(model_config, "sampling_rate", 16000)
 
     crops = dict(crop_samples=run.data.crop_samples, cache_audio=run.data.cache_audio, normalize=run.data.normalize, sampling_rate=sampling_rate)
-    train_set = RandomCropDataset(split, seed=run.training.seed, speakers=speakers or None, strict=run.training.strict, **crops)
+    if run.data.streaming:
+        from ..data.streaming import StreamingCropDataset
+
+        streamed = {k: v for k, v in crops.items() if k != "cache_audio"}
+        train_set = StreamingCropDataset(split, seed=run.training.seed, speakers=speakers or None, strict=run.training.strict,
+                                         shuffle_buffer=run.data.shuffle_buffer, **streamed)
+    else:
+        train_set = RandomCropDataset(split, seed=run.training.seed, speakers=speakers or None, strict=run.training.strict, **crops)
 
     # One step's FLOPs, measured on the first batch that decodes (every step has the same crop shapes).
     processes = int(os.environ.get("WORLD_SIZE", "1"))
@@ -127,9 +149,18 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
 
     eval_set = None
     if run.data.eval_split:
-        if run.data.eval_split not in corpus:
+        if run.data.streaming:
+            import datasets
+
+            from ..data.streaming import open_stream
+
+            # The first utterances of the stream's held-out split, kept in memory: the same crops every evaluation.
+            stream = open_stream(run.data.spec.partition(":")[2], split=run.data.eval_split)
+            held_out = datasets.Dataset.from_list(list(stream.take(run.data.max_eval_utterances)))
+        elif run.data.eval_split not in corpus:
             raise KeyError(f"corpus {run.data.spec} has no split {run.data.eval_split!r} (data.eval_split); splits: {sorted(corpus)}")
-        held_out = corpus[run.data.eval_split]
+        else:
+            held_out = corpus[run.data.eval_split]
         eval_speakers = speakers if model_speakers else _speaker_list(held_out)
         if model_speakers and eval_speakers:
             # A speaker-conditioned model can only be evaluated on speakers it has an embedding for.
@@ -154,8 +185,10 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
             "task": "unsupervised pretraining",
             "model_type": run.model_type,
             "config": config_path or "(in code)",
-            "data": f"{run.data.spec} split {run.data.split} ({len(split)} utterances, {len(speakers)} speakers), "
-            f"{run.data.crop_samples}-sample random crops",
+            "data": (f"{run.data.spec} split {run.data.split} (streamed, shuffle buffer {run.data.shuffle_buffer})"
+                     if run.data.streaming else
+                     f"{run.data.spec} split {run.data.split} ({len(split)} utterances, {len(speakers)} speakers)")
+            + f", {run.data.crop_samples}-sample random crops",
             "compute": f"{flops_per_step:.4g} FLOPs per step (forward + backward, counted with FlopCounterMode), "
             f"{flops_per_step * run.training.max_steps:.4g} in total over {run.training.max_steps} steps",
         },
@@ -190,8 +223,7 @@ def _first_batch(dataset, batch_size: int) -> dict:
     from ..data.skipping import is_skipped
 
     items = []
-    for index in range(len(dataset)):
-        item = dataset[index]
+    for item in (iter(dataset) if isinstance(dataset, torch.utils.data.IterableDataset) else map(dataset.__getitem__, range(len(dataset)))):
         if not is_skipped(item):
             items.append(item)
         if len(items) == batch_size:

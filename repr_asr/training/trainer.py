@@ -39,7 +39,7 @@ from typing import Callable, Optional
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, send_to_device, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -164,6 +164,10 @@ class Trainer:
     Args:
         model: a ``torch.nn.Module`` (a ``PreTrainedModel`` for the ``final/`` export).
         train_dataset: a map-style dataset; if it has ``set_epoch(epoch)`` it is called before each epoch.
+            Or a streamed ``torch.utils.data.IterableDataset`` with ``set_epoch(epoch)`` and
+            ``skip_batches(batches, batch_size)`` (:class:`repr_asr.data.streaming.StreamingCropDataset`):
+            it shards itself over processes and workers, so its loader is not sharded by Accelerate, an
+            epoch ends when the stream does, and resume asks it to pass over the batches already consumed.
         collate_fn: list of items → batch dict (the keyword arguments of ``forward_fn``).
         config: the ``TrainingConfig``.
         output_dir: the run folder.
@@ -214,6 +218,7 @@ class Trainer:
         self.eval_fn = eval_fn
         self.step_callback = step_callback
         self.train_dataset = train_dataset
+        self.streaming = isinstance(train_dataset, torch.utils.data.IterableDataset)
         self.feature_extractor = feature_extractor
         self.card_info = dict(card_info or {})
 
@@ -238,7 +243,7 @@ class Trainer:
         loader = DataLoader(
             train_dataset,
             batch_size=config.batch_size,
-            shuffle=config.shuffle,
+            shuffle=config.shuffle and not self.streaming,  # a stream shuffles itself (its shuffle buffer)
             collate_fn=collate_fn,
             num_workers=config.num_workers,
             pin_memory=config.pin_memory,
@@ -261,13 +266,19 @@ class Trainer:
             fused=self.accelerator.device.type in ("cpu", "cuda"),
         )
         scheduler = build_scheduler(optimizer, config)
-        self.model, self.optimizer, self.train_loader = self.accelerator.prepare(model, optimizer, loader)
+        if self.streaming:
+            # Accelerate would have one process read the whole stream and dispatch it, or every process
+            # read all of it; the dataset reads only its own shards instead, and batches are moved here.
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+            self.train_loader = loader
+        else:
+            self.model, self.optimizer, self.train_loader = self.accelerator.prepare(model, optimizer, loader)
         self.eval_loader = self.accelerator.prepare(eval_loader) if eval_loader is not None else None
         # The scheduler is stepped by hand once per optimisation step (Accelerate's wrapper would
         # step it once per process); registering it puts it in save_state / load_state.
         self.scheduler = scheduler
         self.accelerator.register_for_checkpointing(self.scheduler)
-        if len(self.train_loader) == 0:
+        if not self.streaming and len(self.train_loader) == 0:
             raise ValueError(f"the training DataLoader yields no batch ({len(train_dataset)} examples, batch_size {config.batch_size})")
         # Run state that checkpoints carry (trainer_state.json) besides Accelerate's.
         self.nonfinite_steps = 0  # skipped steps, in total
@@ -314,7 +325,8 @@ class Trainer:
         return self.accelerator.unwrap_model(self.model)
 
     def _set_epoch(self, loader, epoch: int) -> None:
-        loader.set_epoch(epoch)
+        if hasattr(loader, "set_epoch"):  # Accelerate's loaders (a streamed dataset's plain one has none)
+            loader.set_epoch(epoch)
         # Accelerate forwards set_epoch to the dataset only in some sharding set-ups; do it always.
         if hasattr(self.train_dataset, "set_epoch"):
             self.train_dataset.set_epoch(epoch)
@@ -323,7 +335,7 @@ class Trainer:
     def save_checkpoint(self, step: int, epoch: int, batches_in_epoch: int) -> Optional[Path]:
         """Write ``checkpoints/checkpoint-STEP`` atomically (all processes must call it)."""
         acc = self.accelerator
-        if batches_in_epoch >= len(self.train_loader):  # saved at an epoch's very end: resume at the next one
+        if not self.streaming and batches_in_epoch >= len(self.train_loader):  # an epoch's very end: resume at the next one
             epoch, batches_in_epoch = epoch + 1, 0
         self._check_finite_weights(f"checkpoint at step {step}")
         self._collect_skipped()
@@ -535,9 +547,15 @@ class Trainer:
         progress = tqdm(total=config.max_steps, initial=step, disable=not acc.is_local_main_process, desc="train")
 
         while step < config.max_steps and not self.stopped_early:
-            loader = acc.skip_first_batches(self.train_loader, batches_in_epoch) if batches_in_epoch else self.train_loader
+            if self.streaming:
+                loader = self.train_loader
+                self.train_dataset.skip_batches(batches_in_epoch, config.batch_size)
+            else:
+                loader = acc.skip_first_batches(self.train_loader, batches_in_epoch) if batches_in_epoch else self.train_loader
             self._set_epoch(loader, epoch)
             for batch in loader:
+                if self.streaming:
+                    batch = send_to_device(batch, acc.device)
                 skipped = batch.pop(SKIPPED_KEY, None) if isinstance(batch, dict) else None
                 if skipped:
                     self._note_skipped(skipped)
@@ -649,6 +667,9 @@ class Trainer:
                 if step >= config.max_steps or self.stopped_early:
                     break
             else:
+                if self.streaming and batches_in_epoch == 0:
+                    raise ValueError("the streamed training data yielded no batch in a whole epoch (an empty split, or "
+                                     "fewer shards than processes?)")
                 # The epoch ran out: the next one starts from its first batch.
                 epoch += 1
                 batches_in_epoch = 0
