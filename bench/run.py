@@ -1,6 +1,7 @@
 """Speed benchmarks behind `make bench`: achieved FLOP/s of training steps against the matmul peak
 measured in the same run, incremental WaveNet generation against recomputing the receptive field,
-the compute per step of every tiny pretraining config (so comparisons are at equal compute), and our
+the compute per step of every tiny pretraining config (so comparisons are at equal compute), the data
+loader's crops per second against what a training step consumes (files and a parquet stream), and our
 ABX against the reference evaluator on the same items.
 
 Writes bench/results/<name>.json and prints a summary table. Ratios are measured in one run on one
@@ -366,6 +367,65 @@ def bench_feature_extraction(peak: float, quick: bool) -> dict:
 
 
 @benchmark
+def bench_data_loading(peak: float, quick: bool) -> dict:
+    """Does data loading keep up with training? Crops per second that the pretraining DataLoader delivers
+    (one pass, 0 and 2 workers, worker start-up included) from the built-in corpus (FLAC files through
+    ``RandomCropDataset``) and from the same utterances streamed from 4 parquet shards
+    (``StreamingCropDataset``), against the crops per second one training step of ``wavenet_vq_tiny``
+    consumes (its batch over its measured step time). Reads ``data/builtin`` when it exists (``make
+    demo`` builds it), else synthesises a 0.25 h built-in corpus into a temporary folder."""
+    import tempfile
+    from pathlib import Path
+
+    import datasets
+
+    from repr_asr.data import load_corpus
+    from repr_asr.data.builtin import build_corpus
+    from repr_asr.data.crops import RandomCropDataset, collate_crops
+    from repr_asr.data.streaming import StreamingCropDataset, open_stream
+
+    step = bench_training_step("wavenet_vq_tiny", peak, repeats=3)
+    batch_size, crop = step["batch_size"], step["samples_per_item"]
+    needed = batch_size / step["step_seconds"]
+    utterances = 64 if quick else 400
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path("data/builtin")
+        if not (root / "manifest.json").exists():
+            root = Path(folder) / "builtin"
+            try:
+                build_corpus(root, hours=0.25, seed=0, num_workers=2, progress=False)
+            except Exception as error:  # noqa: BLE001 - no speech synthesiser on this machine
+                return {"skipped": f"no built-in corpus and none could be built ({error})"}
+        split = load_corpus(f"builtin:{root}")["pretrain"]
+        split = split.select(range(min(utterances, len(split)))).select_columns(["id", "audio"])
+        files = [cell if isinstance(cell, str) else cell["path"] for cell in split["audio"]]
+        table = datasets.Dataset.from_dict({"id": list(split["id"]),
+                                            "audio": [{"bytes": Path(f).read_bytes(), "path": None} for f in files]})
+        table = table.cast_column("audio", datasets.Audio(sampling_rate=16000))
+        shards = Path(folder) / "parquet" / "data"
+        shards.mkdir(parents=True)
+        for shard in range(4):
+            table.shard(4, shard, contiguous=True).to_parquet(str(shards / f"train-{shard:05d}-of-00004.parquet"))
+        sources = {
+            "builtin (files)": RandomCropDataset(split, crop_samples=crop, seed=0),
+            "streamed (parquet)": StreamingCropDataset(open_stream(str(shards.parent), split="train"), crop_samples=crop,
+                                                       seed=0, shuffle_buffer=100),
+        }
+        rows = {}
+        for name, dataset in sources.items():
+            for workers in (0, 2):
+                loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                                     collate_fn=collate_crops, shuffle=False)
+                started = time.perf_counter()
+                crops = sum(len(batch["input_values"]) for batch in loader)
+                seconds = time.perf_counter() - started
+                rows[f"{name}, {workers} workers"] = {"crops": crops, "seconds": seconds, "crops_per_s": crops / seconds,
+                                                      "over_training_need": crops / seconds / needed}
+    return {"config": "wavenet_vq_tiny", "batch_size": batch_size, "crop_samples": crop, "step_seconds": step["step_seconds"],
+            "training_needs_crops_per_s": needed, "rows": rows}
+
+
+@benchmark
 def bench_abx(peak: float, quick: bool) -> dict:
     """Our ABX (``repr_asr.evaluation.abx``) against the reference evaluator ``zerospeech-libriabx2`` on
     the same random features and item file (a few thousand triphone tokens), both timed in this run,
@@ -455,6 +515,12 @@ def summarise(name: str, result: dict) -> str:
         for key, row in result["rows"].items():
             lines.append(f"{key:<20} {row['parameters_millions']:>10.1f} {row['real_time_factor']:>8.4f} {row['speedup_over_wav2vec2_base']:>16.1f}")
         lines.append(f"goal ({result['goal']}): {'met' if result['goal_met'] else 'NOT met'}")
+    elif name == "data_loading" and "rows" in result:
+        lines.append(f"training step ({result['config']}, batch {result['batch_size']} x {result['crop_samples']} samples): "
+                     f"{result['step_seconds']:.3f} s, needs {result['training_needs_crops_per_s']:.1f} crops/s")
+        lines.append(f"{'source':<34} {'crops/s':>9} {'x need':>8}")
+        for key, row in result["rows"].items():
+            lines.append(f"{key:<34} {row['crops_per_s']:>9.1f} {row['over_training_need']:>8.1f}")
     else:
         for key, value in result.items():
             lines.append(f"{key}: {value}")

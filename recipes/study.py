@@ -172,27 +172,34 @@ class Study:
         build_corpus(self.data_dir, hours=c["hours"], seed=c["seed"], num_workers=os.cpu_count() or 1)
 
     def pretrain(self) -> None:
+        """Every upstream at the same FLOPs, ``self.jobs`` at a time (each on its share of the cores)."""
         flops = float(self.spec["pretrain"]["flops"]) * self.scale
+        tasks = []
         for name, entry in self.upstreams().items():
             key = self.key(config=entry["config"], config_sha256=file_sha256(entry["config"]), overrides=entry.get("overrides") or {}, flops=flops)
             exported = self.hub / name
             if self.done(exported / "results.json", key):
                 self.say(f"pretrain {name}: done ({exported})")
                 continue
-            run = self.out / "pretrain" / name
-            self.fresh_or_resumable(run, key)
-            overrides = [f"--{k}={json.dumps(v) if isinstance(v, (bool, list)) else v}" for k, v in (entry.get("overrides") or {}).items()]
-            resume = ["--resume"] if (run / "checkpoints").is_dir() else []
-            self.say(f"pretrain {name}: {flops:.3g} FLOPs ({entry['config']} {' '.join(overrides)})")
-            self.launch("pretrain.py", ["--config", entry["config"], "--data", self.data, "--output_dir", run,
-                                        "--training.flops_budget", flops, *overrides, *resume], self.out / "logs" / f"pretrain-{name}.log")
-            results = json.loads((run / "results.json").read_text())
-            exported.mkdir(parents=True, exist_ok=True)
-            for file in EXPORTED:
-                shutil.copy2(run / "final" / file, exported / file)
-            export_fingerprint(exported)
-            self.save(exported / "results.json", results, key)
-            self.say(f"pretrain {name}: {results['steps']} steps, {results['total_flops']:.3g} FLOPs -> {exported}")
+            tasks.append(lambda name=name, entry=entry, key=key, exported=exported: self._pretrain(name, entry, key, exported, flops))
+        self.run_parallel(tasks)
+
+    def _pretrain(self, name: str, entry: dict, key: dict, exported: Path, flops: float) -> None:
+        run = self.out / "pretrain" / name
+        self.fresh_or_resumable(run, key)
+        overrides = [f"--{k}={json.dumps(v) if isinstance(v, (bool, list)) else v}" for k, v in (entry.get("overrides") or {}).items()]
+        resume = ["--resume"] if (run / "checkpoints").is_dir() else []
+        self.say(f"pretrain {name}: {flops:.3g} FLOPs ({entry['config']} {' '.join(overrides)})")
+        self.launch("pretrain.py", ["--config", entry["config"], "--data", self.data, "--output_dir", run,
+                                    "--training.flops_budget", flops, *overrides, *resume], self.out / "logs" / f"pretrain-{name}.log",
+                    threads=max(1, self.cores // self.jobs))
+        results = json.loads((run / "results.json").read_text())
+        exported.mkdir(parents=True, exist_ok=True)
+        for file in EXPORTED:
+            shutil.copy2(run / "final" / file, exported / file)
+        export_fingerprint(exported)
+        self.save(exported / "results.json", results, key)
+        self.say(f"pretrain {name}: {results['steps']} steps, {results['total_flops']:.3g} FLOPs -> {exported}")
 
     def _ctc(self, name: str, upstream: str, subset: str, seed: int, config: str, max_steps: int, kind: str, training: dict = None,
              init_from: "callable" = None, init_key: dict = None):
@@ -399,7 +406,7 @@ def main(argv=None):
     parser.add_argument("--output_dir", default="runs/study")
     parser.add_argument("--results_dir", default="docs/study")
     parser.add_argument("--hub_dir", default="hub")
-    parser.add_argument("--jobs", type=int, default=2, help="CTC runs trained at once, the cores shared among them (at most one per core)")
+    parser.add_argument("--jobs", type=int, default=2, help="pretraining and CTC runs trained at once, the cores shared among them (at most one per core)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     study = Study(args)

@@ -200,3 +200,58 @@ def test_streaming_needs_an_hf_corpus(tmp_path):
 
     with pytest.raises(ConfigError, match="data.streaming needs an hf:"):
         PretrainDataConfig(spec="builtin:data/builtin", streaming=True)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    from repr_asr import MaskedReconConfig, MaskedReconModel
+    from repr_asr.feature_extraction import ReprFeatureExtractor
+
+    folder = tmp_path_factory.mktemp("upstream")
+    torch.manual_seed(0)
+    MaskedReconModel(MaskedReconConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32, n_mels=20)).save_pretrained(folder)
+    ReprFeatureExtractor().save_pretrained(folder)
+    return folder
+
+
+def test_streamed_feature_export_matches_extraction_resumes_and_shards(corpus, upstream, tmp_path, monkeypatch):
+    from repr_asr.evaluation.feature_export import export_features
+    from repr_asr.evaluation.features import extract_features
+    from repr_asr.models import load_upstream
+
+    out = tmp_path / "features"
+    counts = export_features(str(upstream), f"hf:{corpus}", out, split="train", streaming=True, progress=False)
+    assert counts == {"written": UTTERANCES, "already_there": 0, "skipped": []}
+    model = load_upstream(str(upstream))
+    rows = datasets.Dataset.from_list(list(open_stream(str(corpus), split="train")))
+    reference = extract_features(model, rows, progress=False)
+    for point in model.probe_points:
+        for key, array in reference.as_dict(point).items():
+            np.testing.assert_allclose(np.load(out / point / f"{key}.npy"), array, atol=1e-5)
+    assert json.loads((out / "export.json").read_text())["probe_points"] == list(model.probe_points)
+
+    # Resume: only what is missing is computed.
+    (out / model.probe_points[-1] / "utt007.npy").unlink()
+    again = export_features(str(upstream), f"hf:{corpus}", out, split="train", streaming=True, progress=False)
+    assert again == {"written": 1, "already_there": UTTERANCES - 1, "skipped": []}
+
+    # Two processes (as accelerate launch / torchrun set them): each utterance written by exactly one.
+    shared = tmp_path / "two"
+    written = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        written.append(export_features(str(upstream), f"hf:{corpus}", shared, split="train", streaming=True,
+                                       probe_points=[model.probe_points[0]], progress=False))
+    assert [w["already_there"] for w in written] == [0, 0] and sum(w["written"] for w in written) == UTTERANCES
+    assert len(list((shared / model.probe_points[0]).glob("*.npy"))) == UTTERANCES
+
+
+def test_feature_export_skips_and_names_undecodable_audio(upstream, tmp_path):
+    from repr_asr.evaluation.feature_export import export_features
+
+    root = write_parquet_corpus(tmp_path / "bad", bad=(5,))
+    counts = export_features(str(upstream), f"hf:{root}", tmp_path / "out", split="train", streaming=True, progress=False)
+    assert counts["written"] == UTTERANCES - 1 and [s["id"] for s in counts["skipped"]] == ["utt005"]
+    assert (tmp_path / "out" / "skipped-0.tsv").read_text().startswith("utt005\t")
