@@ -14,13 +14,14 @@ Stages, in order (``make study`` runs them all; each skips what is done, so a ki
 4. ``ctc``: frozen CTC heads for every upstream and baseline on every subset the corpus has, seed by
    seed; the step budget follows the subset and dev CER picks the step kept (early stopping).
 5. ``finetune``: fine-tuned CTC on ``ctc.finetune.subset`` for the best WaveNet-AE (lowest mean dev
-   CER, frozen, on that subset) and the others listed.
+   CER, frozen, on that subset) and the others listed, each run starting from the frozen run of the
+   same upstream, subset and seed (its ``final/``; retrained first when ``--output_dir`` lost it).
 6. ``report``: ``RESULTS_DIR/README.md`` (tables, and the talk's findings checked one by one) and
    ``RESULTS_DIR/report.html`` (everything, with figures and audio, in one file).
 
-The CTC heads are small: ``--jobs`` of them train at once, the cores shared out among them (on 2 cores, two
-one-thread runs finished a pair of CTC runs 2.5× sooner than one two-thread run after the other; the
-WaveNet-AE's pretraining gained less, so upstreams pretrain one at a time with every core).
+``--jobs`` runs train at once, the cores shared out among them: on 2 cores, two one-thread runs finished
+a pair of CTC runs 2.5× sooner than one two-thread run after the other, and two one-thread tiny
+WaveNet-AE pretrainings ran 1.42× the steps per second of one two-thread run (README, "The study").
 
 Heavy outputs (checkpoints, feature caches, logs) go to ``--output_dir``; each run's ``results.json``
 is copied to ``--results_dir`` (small, meant to be committed: a stage whose result is there is done,
