@@ -208,13 +208,16 @@ class Study:
         the config's ``training`` section (e.g. ``eval_steps``), part of the result's key. ``init_from``: a
         callable run first that returns the trained CTC model folder this run starts from; ``init_key`` the key
         of that run, part of this one's."""
-        key = self.key(config=config, config_sha256=file_sha256(config), max_steps=max_steps, upstream_key=self._upstream_key(upstream),
-                       **({"training": training} if training else {}), **({"init": init_key} if init_key else {}))
+        key = self._ctc_key(config, max_steps, upstream, training, init_key)
         result = self.results / kind / name / subset / f"seed{seed}" / "results.json"
         if self.done(result, key):
             return None
         return lambda: self._train_ctc(name, upstream, subset, seed, config, max_steps, kind, training, key, result,
                                        init_from() if init_from else None)
+
+    def _ctc_key(self, config: str, max_steps: int, upstream: str, training: dict = None, init_key: dict = None) -> dict:
+        return self.key(config=config, config_sha256=file_sha256(config), max_steps=max_steps, upstream_key=self._upstream_key(upstream),
+                        **({"training": training} if training else {}), **({"init": init_key} if init_key else {}))
 
     def _train_ctc(self, name, upstream, subset, seed, config, max_steps, kind, training, key, result, init_from=None) -> Path:
         """Train one CTC run (resuming it when it can), save its result to ``result``, return its final/."""
@@ -293,8 +296,7 @@ class Study:
         for seed in self.spec["ctc"]["seeds"]:  # seed-major: runs side by side share no feature cache
             for name in names:
                 upstream = str(self.hub / name)
-                frozen_key = self.key(config=config, config_sha256=file_sha256(config), max_steps=steps,
-                                      upstream_key=self._upstream_key(upstream), **({"training": training} if training else {}))
+                frozen_key = self._ctc_key(config, steps, upstream, training)
 
                 def frozen_final(name=name, upstream=upstream, seed=seed, frozen_key=frozen_key) -> Path:
                     final = self.out / "ctc" / name / subset / f"seed{seed}" / "final"

@@ -81,6 +81,20 @@ def _metrics(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def kill_after_checkpoint(cmd: list, run: Path, step: int, tmp_path) -> Path:
+    """Start ``cmd`` and SIGKILL it as soon as ``run``'s checkpoint ``step`` is sealed (no clean-up of any kind,
+    as a crash or the OOM killer); returns that checkpoint's trainer_state.json."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sealed = run / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not sealed.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert sealed.exists() and not (run / "final").exists(), f"the run was not killed between checkpoint {step} and the end"
+    return sealed
+
+
 # ------------------------------------------------------------------------------------------------
 # Exact resume, every shipped tiny config
 
@@ -89,15 +103,7 @@ def _metrics(out: Path) -> list[dict]:
 def test_resume_after_sigkill_is_bit_exact(config, corpus, tmp_path):
     args = ["--max_steps", "10", "--save_steps", "4"]
     killed, reference = tmp_path / "killed", tmp_path / "reference"
-    proc = subprocess.Popen(_recipe(*_args(config, corpus, killed, *args)), cwd=ROOT, env=_env(tmp_path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sealed = killed / "checkpoints" / "checkpoint-4" / "trainer_state.json"
-    deadline = time.time() + 300
-    while not sealed.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert sealed.exists() and not (killed / "final").exists(), "the run was not killed between checkpoint 4 and the end"
+    kill_after_checkpoint(_recipe(*_args(config, corpus, killed, *args)), killed, 4, tmp_path)
 
     resumed = _run(_recipe(*_args(config, corpus, killed, *args, "--resume")), tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

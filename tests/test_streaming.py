@@ -6,11 +6,9 @@ resumes bit-exactly after SIGKILL."""
 
 import io
 import json
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from repr_asr.data.crops import collate_crops
 from repr_asr.data.librispeech import CorpusError
 from repr_asr.data.streaming import StreamingCropDataset, open_stream
 from repr_asr.training import ConfigError
-from test_run_integrity import ROOT, _args, _env, _run, _weights
+from test_run_integrity import ROOT, _args, _env, _run, _weights, kill_after_checkpoint
 
 SHARDS, UTTERANCES = 4, 24
 
@@ -173,15 +171,7 @@ def test_streamed_pretraining_resumes_bit_exactly_after_sigkill(corpus, tmp_path
     # 24 utterances in batches of 2 over 2 workers: 12 steps an epoch; the kill lands mid-epoch 1.
     args = ["--max_steps", "18", "--save_steps", "14", "--data.eval_split", "dev"]
     killed, reference = tmp_path / "killed", tmp_path / "reference"
-    proc = subprocess.Popen(_streamed(corpus, killed, *args), cwd=ROOT, env=_env(tmp_path),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sealed = killed / "checkpoints" / "checkpoint-14" / "trainer_state.json"
-    deadline = time.time() + 300
-    while not sealed.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert sealed.exists() and not (killed / "final").exists(), "the run was not killed between checkpoint 14 and the end"
+    sealed = kill_after_checkpoint(_streamed(corpus, killed, *args), killed, 14, tmp_path)
     state = json.loads(sealed.read_text())
     assert state["epoch"] == 1 and state["batches_in_epoch"] == 2
 

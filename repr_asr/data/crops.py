@@ -95,18 +95,6 @@ class RandomCropDataset(torch.utils.data.Dataset):
             self._cache[index] = waveform
         return waveform
 
-    def crop_offset(self, index: int, num_samples: int) -> int:
-        """Start of the crop of item ``index`` in the current epoch: a function of (seed, epoch, index) only."""
-        if num_samples <= self.crop_samples:
-            return 0
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        return int(rng.integers(0, num_samples - self.crop_samples + 1))
-
-    def example_seed(self, index: int) -> int:
-        """The seed of item ``index``'s random augmentations in the current epoch (63 bits)."""
-        state = np.random.SeedSequence([self.seed, self.epoch, index, 1]).generate_state(2, dtype=np.uint32)
-        return (int(state[0]) << 31) ^ int(state[1])
-
     def __getitem__(self, index: int) -> dict:
         try:
             waveform = self._audio(index)
@@ -114,22 +102,26 @@ class RandomCropDataset(torch.utils.data.Dataset):
             if self.strict:
                 raise
             return skipped_item(self._ids[index], error)
-        offset = self.crop_offset(index, len(waveform))
-        item = crop_item(waveform, offset, self.crop_samples, self.normalize, self.example_seed(index))
-        if self.speaker_index is not None:
-            speaker = self._speaker_ids[index]
-            if speaker not in self.speaker_index:
-                raise KeyError(
-                    f"utterance {self._ids[index]}: speaker {speaker!r} is not in the model's speaker list "
-                    f"({len(self.speaker_index)} speakers)"
-                )
-            item["speaker_ids"] = self.speaker_index[speaker]
-        return item
+        speaker = self._speaker_ids[index] if self.speaker_index is not None else None
+        return crop_item(waveform, self.crop_samples, self.normalize, self.seed, self.epoch, index, self._ids[index],
+                         speaker, self.speaker_index)
 
 
-def crop_item(waveform: np.ndarray, offset: int, crop_samples: int, normalize: bool, example_seed: int) -> dict:
-    """The item of a ``crop_samples``-long crop of ``waveform`` from ``offset``: zero-padded past the audio's
-    end (``attention_mask`` 0 there) and, with ``normalize``, zero-mean unit-variance over its real samples."""
+def crop_item(
+    waveform: np.ndarray, crop_samples: int, normalize: bool, seed: int, epoch: int, number: int, utterance: str,
+    speaker: Optional[str] = None, speaker_index: Optional[dict] = None,
+) -> dict:
+    """The training item of example ``number`` (its index in the split, or a number drawn from its id) in
+    ``epoch``: a ``crop_samples``-long crop of ``waveform`` whose offset, like the item's ``example_seed``,
+    is a function of ``(seed, epoch, number)`` only; zero-padded past the audio's end (``attention_mask``
+    0 there) and, with ``normalize``, zero-mean unit-variance over its real samples. With
+    ``speaker_index`` (``{speaker id: row}``) the item carries ``speaker_ids``, the row of ``speaker``
+    (an unknown one raises an error naming ``utterance``)."""
+    offset = 0
+    if len(waveform) > crop_samples:
+        offset = int(np.random.default_rng([seed, epoch, number]).integers(0, len(waveform) - crop_samples + 1))
+    state = np.random.SeedSequence([seed, epoch, number, 1]).generate_state(2, dtype=np.uint32)
+    example_seed = (int(state[0]) << 31) ^ int(state[1])  # 63 bits
     piece = waveform[offset : offset + crop_samples]
     real = len(piece)
     if normalize:
@@ -138,7 +130,13 @@ def crop_item(waveform: np.ndarray, offset: int, crop_samples: int, normalize: b
     values[:real] = piece
     mask = np.zeros(crop_samples, dtype=np.int32)
     mask[:real] = 1
-    return {"input_values": values, "attention_mask": mask, "example_seed": example_seed}
+    item = {"input_values": values, "attention_mask": mask, "example_seed": example_seed}
+    if speaker_index is not None:
+        if speaker not in speaker_index:
+            raise KeyError(f"utterance {utterance}: speaker {speaker!r} is not in the model's speaker list "
+                           f"({len(speaker_index)} speakers)")
+        item["speaker_ids"] = speaker_index[speaker]
+    return item
 
 
 def collate_crops(items: list[dict]) -> dict:

@@ -29,21 +29,17 @@ holds and a resume there may repeat or skip up to ``num_workers`` batches of tha
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import datasets
-import numpy as np
 import torch
 
 from ..audio import DEFAULT_SAMPLING_RATE, AudioError, decode_audio
 from .crops import crop_item
 from .librispeech import CorpusError
 from .skipping import skipped_item
-
-logger = logging.getLogger(__name__)
 
 # Our split names for what sources usually call otherwise (a source with no `pretrain` split pretrains on `train`).
 SPLIT_FALLBACKS = {"pretrain": "train", "dev": "validation"}
@@ -241,18 +237,8 @@ class StreamingCropDataset(torch.utils.data.IterableDataset):
                     raise
                 yield skipped_item(key, error)
                 continue
-            number = _key_number(key)
-            offset = 0
-            if len(waveform) > self.crop_samples:
-                rng = np.random.default_rng([self.seed, self.epoch, number])
-                offset = int(rng.integers(0, len(waveform) - self.crop_samples + 1))
-            state = np.random.SeedSequence([self.seed, self.epoch, number, 1]).generate_state(2, dtype=np.uint32)
-            item = crop_item(waveform, offset, self.crop_samples, self.normalize, (int(state[0]) << 31) ^ int(state[1]))
+            speaker = str(row.get("speaker_id")) if self.speaker_index is not None else None
+            item = crop_item(waveform, self.crop_samples, self.normalize, self.seed, self.epoch, _key_number(key), key,
+                             speaker, self.speaker_index)
             item["id"] = key
-            if self.speaker_index is not None:
-                speaker = str(row.get("speaker_id"))
-                if speaker not in self.speaker_index:
-                    raise KeyError(f"utterance {key}: speaker {speaker!r} is not in the model's speaker list "
-                                   f"({len(self.speaker_index)} speakers)")
-                item["speaker_ids"] = self.speaker_index[speaker]
             yield item
