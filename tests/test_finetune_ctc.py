@@ -315,6 +315,12 @@ def test_transcribe_keeps_dataset_order_and_batching_does_not_matter():
     # As the Trainer's eval_fn calls it: with its Accelerator (autocast, device), over several batches.
     accelerated = transcribe(model, tokenizer, dataset, collate, batch_size=3, accelerator=Accelerator())
     assert accelerated["greedy"] == one["greedy"] and accelerated["skipped"] == []
+    # Batches of similar length (lengths given, here shuffled so that the batches differ): same transcripts, same order.
+    lengths = [float(v) for v in np.random.default_rng(1).permutation(len(dataset))]
+    grouped = transcribe(model, tokenizer, dataset, collate, batch_size=3, lengths=lengths)
+    assert grouped["indices"] == one["indices"] and grouped["greedy"] == one["greedy"]
+    with pytest.raises(ValueError, match="lengths"):
+        transcribe(model, tokenizer, dataset, collate, batch_size=3, lengths=lengths[:-1])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -209,8 +209,10 @@ def make_trainer(split, out, seed=0, step_callback=None, **training):
         }
     )
     dataset = RandomCropDataset(split, crop_samples=4000, seed=seed, speakers=["spk0", "spk1"], cache_audio=True)
+    # The utterances' lengths rank as their indices (write_corpus): what a length-grouped order sorts by.
+    lengths = list(range(len(split))) if config.group_by_length else None
     return Trainer(model, dataset, collate_crops, config, out, forward_fn=pretraining_forward, step_callback=step_callback,
-                   card_info={"data": "tiny test corpus"})
+                   card_info={"data": "tiny test corpus"}, train_lengths=lengths)
 
 
 @pytest.fixture(scope="module")
@@ -324,10 +326,11 @@ def _params(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_resume_after_sigkill_is_exact(corpus, tmp_path):
+@pytest.mark.parametrize("order", ["shuffled", "group_by_length"])
+def test_resume_after_sigkill_is_exact(corpus, tmp_path, order):
     # 6 utterances, batch 2, accumulation 2: 3 batches per epoch, so steps cross epoch ends
     # (a step closed by the end of the dataloader) and the checkpoint at step 5 is mid-epoch.
-    kwargs = dict(max_steps=10, save_steps=5, gradient_accumulation_steps=2, log_steps=1)
+    kwargs = dict(max_steps=10, save_steps=5, gradient_accumulation_steps=2, log_steps=1, group_by_length=order == "group_by_length")
     corpus.save_to_disk(str(tmp_path / "split"))
     killed = tmp_path / "killed"
     script = tmp_path / "kill.py"
@@ -351,6 +354,37 @@ def test_resume_after_sigkill_is_exact(corpus, tmp_path):
     want = [json.loads(line) for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
     assert [g["step"] for g in got] == list(range(1, 11))
     assert [g["loss"] for g in got] == [w["loss"] for w in want]
+
+
+def test_length_grouped_order_is_a_function_of_seed_and_epoch():
+    from repr_asr.training.length_grouping import EpochLengthGroupedSampler
+
+    lengths = [int(n) for n in np.random.default_rng(0).integers(100, 1000, size=410)]
+    sampler = EpochLengthGroupedSampler(4, lengths, seed=3)
+    first = list(sampler)
+    assert sorted(first) == list(range(410)) and list(sampler) == first  # every example once; same order again
+    assert list(EpochLengthGroupedSampler(4, lengths, seed=3)) == first
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert sorted(second) == list(range(410)) and second != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+
+    def padding(order):  # padded frames / real frames, batches of 4
+        return sum(4 * max(lengths[i] for i in order[b:b + 4]) for b in range(0, 408, 4)) / sum(lengths[i] for i in order[:408])
+
+    shuffled = torch.randperm(410, generator=torch.Generator().manual_seed(0)).tolist()
+    assert padding(first) < 1.1 < 1.3 < padding(shuffled)
+
+
+def test_group_by_length_needs_the_lengths(corpus, tmp_path):
+    model = repr_asr.MaskedReconModel(repr_asr.MaskedReconConfig(**TINY_MODEL))
+    dataset = RandomCropDataset(corpus, crop_samples=4000, speakers=["spk0", "spk1"])
+    config = TrainingConfig(max_steps=2, batch_size=2, group_by_length=True)
+    with pytest.raises(ValueError, match="group_by_length needs train_lengths"):
+        Trainer(model, dataset, collate_crops, config, tmp_path / "run", forward_fn=pretraining_forward)
+    with pytest.raises(ValueError, match="group_by_length needs train_lengths"):
+        Trainer(model, dataset, collate_crops, config, tmp_path / "run", forward_fn=pretraining_forward, train_lengths=[1, 2])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ process gets every transcript back (:func:`gather_lists`).
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -39,7 +40,7 @@ def gather_lists(state, objects: list) -> list:
 
 @torch.no_grad()
 def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_decoder=None, accelerator=None,
-               split: bool = True, desc: str = "decoding") -> dict:
+               split: bool = True, desc: str = "decoding", lengths: Optional[list] = None) -> dict:
     """Greedy (and beam-search) transcripts of the items of ``dataset``.
 
     Batches go to the model's device (``accelerator.device`` when given, under its autocast). With an
@@ -49,7 +50,9 @@ def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_deco
     skipped (undecodable audio) are left out. The main process shows a progress bar (``desc``) over the
     batches it decodes. Returns ``{"indices": [...], "greedy": [...], "beam": [...], "skipped":
     [{"index", "id", "error"}]}``, the first three aligned and in dataset order (``beam`` empty without a
-    decoder).
+    decoder). With ``lengths`` (one per item) the batches hold items of similar length: less padding to
+    compute (an eval-mode CTC model's output on an item does not depend on its batch-mates); the transcripts
+    still come back in dataset order.
     """
     if accelerator is not None and hasattr(accelerator, "unwrap_model"):
         # The bare model: a DDP wrapper's forward would sync with processes that have other batch counts.
@@ -62,9 +65,12 @@ def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_deco
     was_training = model.training
     model.eval()
     decoded, skipped = [], []
+    if lengths is not None and len(lengths) != len(dataset):
+        raise ValueError(f"transcribe: {len(lengths)} lengths for {len(dataset)} items")
+    order = sorted(range(len(dataset)), key=lambda i: lengths[i]) if lengths is not None else list(range(len(dataset)))
     starts = list(range(0, len(dataset), batch_size))[rank::world]
     for start in tqdm(starts, desc=desc, unit="batch", disable=not main, leave=False):
-        indices = list(range(start, min(start + batch_size, len(dataset))))
+        indices = order[start:start + batch_size]
         items = [dataset[i] for i in indices]
         skipped += [{"index": i, "id": item["id"], "error": item["error"]} for i, item in zip(indices, items) if is_skipped(item)]
         kept = [i for i, item in zip(indices, items) if not is_skipped(item)]
@@ -91,13 +97,13 @@ def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_deco
     }
 
 
-def validation_fn(dataset, collate_fn, tokenizer, references: list[str], batch_size: int):
+def validation_fn(dataset, collate_fn, tokenizer, references: list[str], batch_size: int, lengths: Optional[list] = None):
     """The Trainer's ``eval_fn``: greedy CER and WER (jiwer, whole-set) of ``dataset`` against ``references``
     (the Trainer names them ``eval_cer`` / ``eval_wer``)."""
     from .wer import cer, wer
 
     def eval_fn(model, accelerator) -> dict:
-        out = transcribe(model, tokenizer, dataset, collate_fn, batch_size, accelerator=accelerator, desc="validation")
+        out = transcribe(model, tokenizer, dataset, collate_fn, batch_size, accelerator=accelerator, desc="validation", lengths=lengths)
         kept = [references[i] for i in out["indices"]]
         return {"cer": cer(kept, out["greedy"]), "wer": wer(kept, out["greedy"])}
 

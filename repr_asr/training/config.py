@@ -115,6 +115,9 @@ class TrainingConfig:
         pin_memory (`bool`, defaults to `False`): pin host memory of batches (helps GPU transfers).
         drop_last (`bool`, defaults to `True`): drop the last incomplete batch of an epoch.
         shuffle (`bool`, defaults to `True`): shuffle the training set each epoch (seeded by `seed` and the epoch).
+        group_by_length (`bool`, defaults to `False`): batch examples of similar length together (transformers'
+            length-grouped order, seeded by `seed` and the epoch), so that little of a batch is padding; the
+            Trainer then needs the examples' lengths (`train_lengths`).
         max_nonfinite_steps (`int`, defaults to `10`): a step whose loss or gradients are not finite is skipped
             (no update, counted as `nonfinite_steps` in `metrics.jsonl`); after this many such steps in a row
             the run stops with an error, keeping its last good checkpoint. 0 stops at the first one.
@@ -150,6 +153,7 @@ class TrainingConfig:
     pin_memory: bool = False
     drop_last: bool = True
     shuffle: bool = True
+    group_by_length: bool = False
     max_nonfinite_steps: int = 10
     metric_for_best_model: str = ""
     greater_is_better: bool = False

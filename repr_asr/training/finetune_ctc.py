@@ -303,12 +303,14 @@ def run_finetune_ctc(
             continue
         split = limit(corpus[name], data.max_eval_utterances)
         dataset, rows, _ = dataset_for(split, None, name)  # no labels: decoding only
-        eval_sets[name] = (dataset, rows, [normalize_text(t) for t in rows["text"]])
+        # Decoded in batches of similar length (the order of the transcripts stays the dataset's).
+        lengths = [s.shape[1] for s in dataset.stacks] if cached else [float(d) for d in rows["duration"]]
+        eval_sets[name] = (dataset, rows, [normalize_text(t) for t in rows["text"]], lengths)
 
     eval_fn = None
     if data.validation_split:
-        dataset, _, references = eval_sets[data.validation_split]
-        eval_fn = validation_fn(dataset, collate, tokenizer, references, run.training.batch_size)
+        dataset, _, references, lengths = eval_sets[data.validation_split]
+        eval_fn = validation_fn(dataset, collate, tokenizer, references, run.training.batch_size, lengths)
 
     if run.training.drop_last and len(train_dataset) < run.training.batch_size:
         logger.warning("train-%s has %d utterances, fewer than batch_size %d: keeping the incomplete batch",
@@ -319,6 +321,7 @@ def run_finetune_ctc(
         param_groups=model.parameter_groups(), eval_fn=eval_fn, feature_extractor=feature_extractor,
         card_info={"upstream": upstream, "data": data.spec, "subset": data.subset, "tokenizer": data.tokenizer,
                    "config": config_path or ""},
+        train_lengths=output_lengths,
     )
     train_metrics = trainer.train(resume=resume)
     # With metric_for_best_model the Trainer has put the best evaluation's weights back (they are final/).
@@ -346,9 +349,9 @@ def run_finetune_ctc(
     for name in eval_names:
         if name not in eval_sets:
             continue  # missing or empty (warned above)
-        dataset, rows, references = eval_sets[name]
+        dataset, rows, references, lengths = eval_sets[name]
         out = transcribe(model, tokenizer, dataset, collate, run.training.batch_size, beam_decoder, accelerator=acc,
-                         split=split_decoding, desc=f"decoding {name}")
+                         split=split_decoding, desc=f"decoding {name}", lengths=lengths)
         if out["skipped"]:
             skipped[name] = [{"id": s["id"], "error": s["error"]} for s in out["skipped"]]
         kept_refs = [references[i] for i in out["indices"]]

@@ -56,6 +56,7 @@ from .checkpoint import (
 )
 from ..data.skipping import SKIPPED_KEY
 from .config import ConfigError, TrainingConfig
+from .length_grouping import EpochLengthGroupedSampler
 from .memory import keep_freed_memory
 from .model_card import training_card
 
@@ -186,6 +187,8 @@ class Trainer:
             ``eval_``) when no ``eval_fn`` is given.
         feature_extractor: saved into ``final/`` (default ``ReprFeatureExtractor()``).
         card_info: ``{name: value}`` lines for the model card (data spec, config file, ...).
+        train_lengths: the length of each example of ``train_dataset`` (frames or samples), needed by
+            ``config.group_by_length``.
 
     The unwrapped model's ``on_train_step(step)`` is called before each optimisation step when it exists.
     """
@@ -204,6 +207,7 @@ class Trainer:
         eval_dataset=None,
         feature_extractor=None,
         card_info: Optional[dict] = None,
+        train_lengths: Optional[list] = None,
     ):
         config.validate()
         if config.warmup_steps > config.max_steps:
@@ -240,10 +244,20 @@ class Trainer:
         if self.accelerator.device.type == "cpu":
             keep_freed_memory()  # activations reuse last step's pages instead of faulting in new ones
 
+        sampler = None
+        if config.group_by_length and self.streaming:
+            raise ValueError("training.group_by_length: a streamed dataset cannot be grouped by length (it is never measured up front)")
+        if config.group_by_length:
+            if train_lengths is None or len(train_lengths) != len(train_dataset):
+                raise ValueError(f"training.group_by_length needs train_lengths, one per example ({len(train_dataset)}), "
+                                 f"got {None if train_lengths is None else len(train_lengths)}")
+            sampler = EpochLengthGroupedSampler(config.batch_size, train_lengths, config.seed)
         loader = DataLoader(
             train_dataset,
             batch_size=config.batch_size,
-            shuffle=config.shuffle and not self.streaming,  # a stream shuffles itself (its shuffle buffer)
+            # A stream shuffles itself (its shuffle buffer); a length-grouped order is drawn by its sampler.
+            shuffle=config.shuffle and not self.streaming and sampler is None,
+            sampler=sampler,
             collate_fn=collate_fn,
             num_workers=config.num_workers,
             pin_memory=config.pin_memory,
