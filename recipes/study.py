@@ -19,7 +19,7 @@ Stages, in order (``make study`` runs them all; each skips what is done, so a ki
 6. ``report``: ``RESULTS_DIR/README.md`` (tables, and the talk's findings checked one by one) and
    ``RESULTS_DIR/report.html`` (everything, with figures and audio, in one file).
 
-``--jobs`` runs train at once, the cores shared out among them: on 2 cores, two one-thread runs finished
+``--jobs`` runs train (and analyses run, in worker processes) at once, the cores shared out among them: on 2 cores, two one-thread runs finished
 a pair of CTC runs 2.5× sooner than one two-thread run after the other, and two one-thread tiny
 WaveNet-AE pretrainings ran 1.42× the steps per second of one two-thread run (README, "The study").
 
@@ -34,6 +34,7 @@ import concurrent.futures
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -320,70 +321,57 @@ class Study:
         config = Path(upstream) / "config.json"
         return [json.loads(config.read_text())["default_probe_point"]] if config.exists() else ["features"]
 
-    def _analysis(self, stage: str, run) -> None:
+    def _analysis(self, stage: str) -> None:
+        """The ``stage`` analysis (repr_asr.evaluation.analysis) of every representation not yet done,
+        ``self.jobs`` at a time in worker processes with their share of the cores each; a failed one is
+        named and the others go on."""
+        from repr_asr.evaluation.analysis import applies, run_analysis, set_threads
+
         spec = self.spec.get(stage)
         if spec is None:
             return
+        pending = []
         for name, upstream in self.representations().items():
             key = self.key(settings=spec, upstream_key=self._upstream_key(upstream))
             result = self.results / stage / name / "results.json"
-            if self.done(result, key):
-                continue
-            results = run(upstream, spec, self.out / "features" / name, result.parent)
-            if results is not None:
-                self.save(result, results, key)
-                self.say(f"{stage} {name}: done")
+            if applies(stage, upstream, spec) and not self.done(result, key):
+                pending.append((name, upstream, key, result))
+        if not pending:
+            return
+        # spawn, not fork: a forked child of a process whose OpenMP threads have run can hang
+        context = multiprocessing.get_context("spawn")
+        failed = []
+        with concurrent.futures.ProcessPoolExecutor(min(self.jobs, len(pending)), mp_context=context, initializer=set_threads,
+                                                    initargs=(max(1, self.cores // self.jobs),)) as pool:
+            futures = {pool.submit(run_analysis, stage, upstream, self.data, spec, self.probe_points(upstream, spec),
+                                   str(self.out / "features" / name), str(result.parent)): (name, key, result)
+                       for name, upstream, key, result in pending}
+            for future in concurrent.futures.as_completed(futures):
+                name, key, result = futures[future]
+                try:
+                    results = future.result()
+                except Exception as error:  # noqa: BLE001  (reported below, after the others have finished)
+                    failed.append(f"{stage} {name}: {error}")
+                    self.say(f"FAILED: {stage} {name}: {error}")
+                    continue
+                if results is not None:
+                    self.save(result, results, key)
+                    self.say(f"{stage} {name}: done")
+        if failed:
+            raise RuntimeError(f"{len(failed)} analysis run(s) failed:\n" + "\n".join(failed))
 
     def probes(self) -> None:
-        from repr_asr.evaluation.probes import ProbeConfig, evaluate_probes
-
-        def run(upstream, spec, cache, _folder):
-            config = ProbeConfig(hidden_size=spec["hidden_size"], epochs=spec["epochs"], patience=spec["patience"])
-            return evaluate_probes(upstream, self.data, spec["split"], self.probe_points(upstream, spec), spec["tasks"], spec["max_utterances"], config,
-                                   cache_dir=str(cache), progress=False)
-
-        self._analysis("probes", run)
+        self._analysis("probes")
 
     def abx(self) -> None:
-        from repr_asr.evaluation.abx import evaluate_abx
-
-        def run(upstream, spec, cache, _folder):
-            return evaluate_abx(upstream, self.data, spec["split"], self.probe_points(upstream, spec), "within", spec["max_utterances"],
-                                cache_dir=str(cache), progress=False)
-
-        self._analysis("abx", run)
+        self._analysis("abx")
 
     def codes(self) -> None:
-        from repr_asr.evaluation.code_figures import draw_code_figures
-        from repr_asr.evaluation.codes import evaluate_codes
-        from repr_asr.models import load_feature_extractor
-
-        def run(upstream, spec, cache, folder):
-            if self._bottleneck(upstream) != "vq":
-                return None
-            results = evaluate_codes(upstream, self.data, spec["split"], cache_dir=str(cache), progress=False, examples=spec.get("examples", 0))
-            results["figures"] = draw_code_figures(results, self.data, folder, load_feature_extractor(upstream).sampling_rate)
-            return results
-
-        self._analysis("codes", run)
-
-    @staticmethod
-    def _bottleneck(upstream: str):
-        config = Path(upstream) / "config.json"
-        return json.loads(config.read_text()).get("bottleneck") if config.exists() else None
+        self._analysis("codes")
 
     def resynthesis(self) -> None:
         """WAVs of a few test utterances through each WaveNet-AE listed under ``resynthesis.upstreams``."""
-        from repr_asr.evaluation.resynthesis import resynthesize_utterances
-
-        def run(upstream, spec, _cache, folder):
-            if Path(upstream).name not in spec.get("upstreams", []) or self._bottleneck(upstream) is None:
-                return None
-            return resynthesize_utterances(upstream, self.data, str(folder), spec.get("split", "test"), spec.get("num_utterances", 2),
-                                           target_speakers=spec.get("target_speakers", 2), max_seconds=spec.get("max_seconds", 1.5),
-                                           temperature=spec.get("temperature", 1.0), progress=False)
-
-        self._analysis("resynthesis", run)
+        self._analysis("resynthesis")
 
     def report(self) -> None:
         from repr_asr.evaluation.html_report import write_html_report
@@ -409,7 +397,7 @@ def main(argv=None):
     parser.add_argument("--output_dir", default="runs/study")
     parser.add_argument("--results_dir", default="docs/study")
     parser.add_argument("--hub_dir", default="hub")
-    parser.add_argument("--jobs", type=int, default=2, help="pretraining and CTC runs trained at once, the cores shared among them (at most one per core)")
+    parser.add_argument("--jobs", type=int, default=2, help="pretraining, CTC and analysis runs at once, the cores shared among them (at most one per core)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     study = Study(args)
