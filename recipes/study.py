@@ -294,8 +294,11 @@ class Study:
                 self.say(f"finetune: best WaveNet-AE on dev (frozen, train-{subset}): {name}")
             names.append(name)
         tasks = []
-        for seed in self.spec["ctc"]["seeds"]:  # seed-major: runs side by side share no feature cache
-            for name in names:
+        # Upstream-major, in the order listed (fine-tuning caches no features, so runs side by side share
+        # nothing): with the slowest upstream listed first its runs start first and the short ones fill the
+        # other core, where seed-major order left CPC's last run alone on one core for seven minutes.
+        for name in names:
+            for seed in self.spec["ctc"]["seeds"]:
                 upstream = str(self.hub / name)
                 frozen_key = self._ctc_key(config, steps, upstream, training)
 
