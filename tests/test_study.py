@@ -161,3 +161,19 @@ def test_study_end_to_end_resumes_and_exports_loadable_upstreams(tmp_path, synth
     study.main(["--config", str(config), "--scale", "0.5", *dirs])  # everything done: nothing relaunched
     second = capsys.readouterr().out
     assert "pretrain wavenet_vq: done" in second and "train-10min seed 0" not in second and "probes fbank" not in second
+
+
+def test_analysis_applies_only_where_it_has_something_to_measure(tmp_path):
+    from repr_asr.evaluation.analysis import applies, run_analysis
+
+    for name, bottleneck in (("wavenet_vq", "vq"), ("wavenet_vae", "vae"), ("cpc", None)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"bottleneck": bottleneck} if bottleneck else {"model_type": "cpc"}))
+    vq, vae, cpc = (str(tmp_path / name) for name in ("wavenet_vq", "wavenet_vae", "cpc"))
+    assert applies("codes", vq, {}) and not applies("codes", vae, {}) and not applies("codes", "fbank", {})
+    listed = {"upstreams": ["wavenet_vq", "cpc"]}
+    assert applies("resynthesis", vq, listed) and not applies("resynthesis", vae, listed) and not applies("resynthesis", cpc, listed)
+    assert applies("probes", "fbank", {}) and applies("abx", cpc, {})
+    assert run_analysis("codes", vae, "builtin:nowhere", {}, None, str(tmp_path), str(tmp_path)) is None
+    with pytest.raises(ValueError, match="unknown analysis 'spectrum'"):
+        run_analysis("spectrum", cpc, "builtin:nowhere", {}, None, str(tmp_path), str(tmp_path))
