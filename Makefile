@@ -7,6 +7,8 @@ PIP := $(VENV)/bin/pip
 TORCH_PINS := torch==2.14.1 torchaudio==2.11.0
 DATA ?= data/builtin
 HOURS ?= 2.0
+# `make corpus` builds the demo's corpus (configs/study/demo.yaml: 2 h, seed 2)
+SEED ?= 2
 
 .PHONY: install system-deps demo study test bench corpus clean
 
@@ -25,7 +27,7 @@ system-deps:
 	@bash scripts/install_system_deps.sh
 
 corpus: install
-	$(PY) recipes/make_corpus.py --output_dir $(DATA) --hours $(HOURS)
+	$(PY) recipes/make_corpus.py --output_dir $(DATA) --hours $(HOURS) --seed $(SEED)
 
 # Knobs: DATA, RUNS, RESULTS, SCALE, CONFIG (see scripts/demo.sh).
 demo: install

@@ -177,3 +177,22 @@ def test_analysis_applies_only_where_it_has_something_to_measure(tmp_path):
     assert run_analysis("codes", vae, "builtin:nowhere", {}, None, str(tmp_path), str(tmp_path)) is None
     with pytest.raises(ValueError, match="unknown analysis 'spectrum'"):
         run_analysis("spectrum", cpc, "builtin:nowhere", {}, None, str(tmp_path), str(tmp_path))
+
+
+def test_demo_corpus_shares_no_held_out_sentence_or_speaker_with_the_study_corpus():
+    """The demo evaluates hub/ checkpoints pretrained on the study's corpus: its dev and test sentences and
+    speakers must be absent from that corpus's training part (both corpora share seed 0's sentence stream)."""
+    from repr_asr.data.builtin import plan_corpus
+
+    def corpus(name):
+        spec = yaml.safe_load((ROOT / "configs" / "study" / name).read_text())["corpus"]
+        return plan_corpus(spec["hours"], spec["seed"])
+
+    demo, study = corpus("demo.yaml"), corpus("default.yaml")
+    trained_texts = {u.text for u in study.utterances if u.split == "train"}
+    trained_speakers = {s.speaker_id for s in study.speakers if s.split == "train"}
+    for split in ("dev", "test"):
+        held_out = [u for u in demo.utterances if u.split == split]
+        assert held_out
+        assert not [u.text for u in held_out if u.text in trained_texts], split
+        assert not {u.speaker_id for u in held_out} & trained_speakers, split
