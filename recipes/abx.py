@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 from repr_asr.evaluation.report import write_results
 from repr_asr.evaluation.abx import DEFAULT_MAX_SIZE_GROUP, DEFAULT_MAX_X_ACROSS, DEFAULT_SEED, evaluate_abx
@@ -62,4 +63,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from repr_asr.models import UpstreamError
+
+    try:
+        main()
+    except UpstreamError as error:  # an --upstream that cannot be one: say why, without a traceback
+        sys.exit(f"abx.py: error: {error}")

@@ -11,6 +11,7 @@ exist is passed over without being decoded. Undecodable audio is skipped and lis
 
 import argparse
 import json
+import sys
 
 from repr_asr.evaluation.feature_export import export_features
 
@@ -34,4 +35,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from repr_asr.models import UpstreamError
+
+    try:
+        main()
+    except UpstreamError as error:  # an --upstream that cannot be one: say why, without a traceback
+        sys.exit(f"extract_features.py: error: {error}")

@@ -1,7 +1,7 @@
 """Train and evaluate a CTC recogniser over an upstream on a small labeled subset.
 
     accelerate launch recipes/finetune_ctc.py --config configs/ctc/NAME.yaml --upstream PATH|fbank|mfcc \
-        --subset {10h,1h,10min} --output_dir DIR [--data SPEC] [--max_steps N] [--tokenizer char|sentencepiece \
+        --subset {10h,1h,10min} --output_dir DIR [--data SPEC] [--max_steps N] [--tokenizer char|sentencepiece|phone \
         --vocab_size N] [--lm_text FILE | --lm_path ARPA_OR_KENLM_BINARY [--lexicon FILE]] [--push_to_hub REPO] \
         [--init_from CTC_MODEL_DIR] [--resume] [--section.key value ...]
 
@@ -26,13 +26,14 @@ import json
 import sys
 
 from repr_asr.training import parse_recipe_args
-from repr_asr.training.finetune_ctc import SUBSETS, CTCDataConfig, load_ctc_config, run_finetune_ctc
+from repr_asr.training.finetune_ctc import SUBSETS, UNITS, CTCDataConfig, load_ctc_config, run_finetune_ctc
 
 
 def extra_arguments(parser):
     parser.add_argument("--upstream", required=True, help="a pretrained upstream folder / hub name, or fbank / mfcc")
     parser.add_argument("--subset", choices=SUBSETS, help="labeled subset (shortcut for --data.subset)")
-    parser.add_argument("--tokenizer", choices=("char", "sentencepiece"), help="output units (--data.tokenizer)")
+    parser.add_argument("--tokenizer", choices=UNITS, help="output units (--data.tokenizer); phone: the corpus's phone "
+                        "alignments, scored by PER")
     parser.add_argument("--vocab_size", type=int, help="sentencepiece vocabulary size (--data.vocab_size)")
     parser.add_argument("--lm_text", help="text file for an n-gram LM used in beam search (--data.lm_text)")
     parser.add_argument("--lm_path", help="prebuilt n-gram LM for beam search: ARPA or KenLM binary (--data.lm_path)")
@@ -52,15 +53,17 @@ def main(argv=None):
     run = load_ctc_config(args.config, overrides)
     results = run_finetune_ctc(run, args.upstream, args.output_dir, resume=args.resume, config_path=args.config,
                                push_to_hub=args.push_to_hub, init_from=args.init_from)
-    summary = {k: results[k] for k in ("upstream", "subset", "best_step", "best_dev_cer", "stopped_early", "metrics")}
+    summary = {k: v for k, v in results.items() if k in ("upstream", "subset", "tokenizer", "best_step", "stopped_early", "metrics")
+               or k.startswith("best_dev_")}
     print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
+    from repr_asr.models import UpstreamError
     from repr_asr.training import CheckpointError, ConfigError
     from repr_asr.training.trainer import NonFiniteError
 
     try:
         main()
-    except (ConfigError, CheckpointError, NonFiniteError) as error:  # say what is wrong, without a traceback
+    except (ConfigError, CheckpointError, NonFiniteError, UpstreamError) as error:  # say what is wrong, without a traceback
         sys.exit(f"finetune_ctc.py: error: {error}")

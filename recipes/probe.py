@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from dataclasses import fields
 
 from repr_asr.evaluation.report import write_results
@@ -47,4 +48,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from repr_asr.models import UpstreamError
+
+    try:
+        main()
+    except UpstreamError as error:  # an --upstream that cannot be one: say why, without a traceback
+        sys.exit(f"probe.py: error: {error}")

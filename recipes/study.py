@@ -10,7 +10,10 @@ Stages, in order (``make study`` runs them all; each skips what is done, so a ki
    counted on a real batch, written into each result); ``final/`` is exported to ``HUB_DIR/NAME``.
 3. ``probes``, ``abx``, ``codes``: phone / speaker / gender / log-mel probes at every probe point,
    within- and across-speaker ABX, and VQ code statistics with their pictures, on the test speakers;
-   ``resynthesis``: a few test utterances resynthesised and converted to training speakers (WAVs).
+   ``speaker_id`` (and any other downstream task of ``repr_asr.downstream.REGISTRY`` the study runs as an
+   analysis, with its config section of the same name): speaker identification on mean-pooled features
+   at every probe point, over the pool's speakers; ``resynthesis``: a few test utterances resynthesised
+   and converted to training speakers (WAVs).
 4. ``ctc``: frozen CTC heads for every upstream and baseline on every subset the corpus has, seed by
    seed; the step budget follows the subset and dev CER picks the step kept (early stopping).
 5. ``finetune``: fine-tuned CTC on ``ctc.finetune.subset`` for the best WaveNet-AE (lowest mean dev
@@ -44,10 +47,13 @@ from pathlib import Path
 
 import yaml
 
+from repr_asr.evaluation.analysis import DOWNSTREAM_ANALYSES
+
 ROOT = Path(__file__).resolve().parent.parent
-# Probes, ABX and codes (minutes) come before the CTC runs (most of the time), and the CTC runs go seed by
-# seed, so that a study stopped early already has every representation's analysis and a first seed.
-STAGES = ("corpus", "pretrain", "probes", "abx", "codes", "resynthesis", "ctc", "finetune", "report")
+# Probes, ABX, the downstream analyses and codes (minutes) come before the CTC runs (most of the time), and
+# the CTC runs go seed by seed, so that a study stopped early already has every representation's analysis
+# and a first seed.
+STAGES = ("corpus", "pretrain", "probes", "abx", *DOWNSTREAM_ANALYSES, "codes", "resynthesis", "ctc", "finetune", "report")
 EXPORTED = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
 
 
@@ -376,6 +382,14 @@ class Study:
         """WAVs of a few test utterances through each WaveNet-AE listed under ``resynthesis.upstreams``."""
         self._analysis("resynthesis")
 
+    def run_stage(self, stage: str) -> None:
+        """The stage's method, or, for a downstream task run as an analysis (``DOWNSTREAM_ANALYSES``), the
+        analysis of that name (skipped when the config has no section for it)."""
+        if stage in DOWNSTREAM_ANALYSES:
+            self._analysis(stage)
+        else:
+            getattr(self, stage)()
+
     def report(self) -> None:
         from repr_asr.evaluation.html_report import write_html_report
         from repr_asr.evaluation.study_report import scores_section, write_report
@@ -407,7 +421,7 @@ def main(argv=None):
     for stage in STAGES:
         if stage in args.stages:
             try:
-                getattr(study, stage)()
+                study.run_stage(stage)
             except RuntimeError as error:
                 sys.exit(f"study.py: {stage}: {error}")
     study.say("finished")

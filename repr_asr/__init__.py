@@ -22,6 +22,7 @@ from .models.cpc import CPCConfig, CPCModel
 from .models.masked_recon import MaskedReconConfig, MaskedReconModel
 from .models.spectral.configuration_spectral import SpectralConfig
 from .models.spectral.modeling_spectral import SpectralModel
+from .models.topline import ToplineConfig, ToplineModel
 from .models.upstream_ctc import UpstreamForCTC, UpstreamForCTCConfig
 from .models.wavenet_ae import WaveNetAEConfig, WaveNetAEModel
 from .tokenization import SentencePieceCTCTokenizer
@@ -45,6 +46,7 @@ _register(SpectralConfig, SpectralModel)
 _register(CPCConfig, CPCModel)
 _register(MaskedReconConfig, MaskedReconModel)
 _register(WaveNetAEConfig, WaveNetAEModel)
+_register(ToplineConfig, ToplineModel)
 _register(UpstreamForCTCConfig, UpstreamForCTC, auto_model=AutoModelForCTC)
 # Character models use transformers' own Wav2Vec2CTCTokenizer; AutoTokenizer finds ours by class name.
 AutoTokenizer.register(UpstreamForCTCConfig, tokenizer_class=SentencePieceCTCTokenizer, exist_ok=True)
@@ -64,6 +66,8 @@ __all__ = [
     "SentencePieceCTCTokenizer",
     "SpectralConfig",
     "SpectralModel",
+    "ToplineConfig",
+    "ToplineModel",
     "UpstreamForCTC",
     "UpstreamForCTCConfig",
     "WaveNetAEConfig",

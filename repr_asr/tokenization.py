@@ -1,4 +1,5 @@
-"""CTC output units: characters (``Wav2Vec2CTCTokenizer``) or sentencepiece pieces.
+"""CTC output units: characters (``Wav2Vec2CTCTokenizer``), sentencepiece pieces, or phones
+(``Wav2Vec2PhonemeCTCTokenizer`` over space-separated phone transcripts, without phonemisation).
 
 Both kinds share the CTC conventions the model and decoders rely on:
 
@@ -24,7 +25,7 @@ import shutil
 from itertools import groupby
 from typing import Iterable, Optional, Sequence
 
-from transformers import Wav2Vec2CTCTokenizer
+from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2PhonemeCTCTokenizer
 
 from .data.text import normalize_text
 from transformers.tokenization_python import PreTrainedTokenizer
@@ -84,6 +85,32 @@ def build_char_tokenizer(
     return Wav2Vec2CTCTokenizer(
         vocab_file, unk_token=UNK_TOKEN, pad_token=PAD_TOKEN, word_delimiter_token=WORD_DELIMITER,
         bos_token=None, eos_token=None, do_lower_case=False,
+    )
+
+
+# ----------------------------------------------------------------------------------------- phones
+
+
+def build_phone_tokenizer(
+    transcripts: Sequence[str], output_dir: str, ids: Optional[Sequence[str]] = None
+) -> Wav2Vec2PhonemeCTCTokenizer:
+    """A phone CTC tokenizer over the phones of ``transcripts`` (space-separated phone strings, e.g. from
+    :func:`repr_asr.data.phones.phone_transcripts`): ``<pad>``=0 (blank), ``<unk>``=1, then the phones seen,
+    sorted. transformers' ``Wav2Vec2PhonemeCTCTokenizer`` with ``do_phonemize=False`` splits on spaces and
+    decodes CTC ids to space-separated phones, so PER is jiwer's WER over its output."""
+    phones = set()
+    for text, utt in zip(transcripts, _ids_for(transcripts, ids)):
+        phones.update(_check_text(text, utt).split())
+    vocab = {PAD_TOKEN: 0, UNK_TOKEN: 1}
+    for phone in sorted(phones):
+        vocab[phone] = len(vocab)
+    os.makedirs(output_dir, exist_ok=True)
+    vocab_file = os.path.join(output_dir, "vocab.json")
+    with open(vocab_file, "w", encoding="utf-8") as f:
+        json.dump(vocab, f, ensure_ascii=False, indent=1)
+    return Wav2Vec2PhonemeCTCTokenizer(
+        vocab_file, unk_token=UNK_TOKEN, pad_token=PAD_TOKEN, bos_token=None, eos_token=None,
+        word_delimiter_token=None, do_phonemize=False,
     )
 
 
@@ -210,14 +237,17 @@ def build_tokenizer(
     texts: Sequence[str], output_dir: str, unit: str = "char", vocab_size: int = 0,
     ids: Optional[Sequence[str]] = None, sentencepiece_model_type: str = "unigram",
 ):
-    """A CTC tokenizer learned from the labeled subset's ``texts``: ``unit="char"`` or ``"sentencepiece"``."""
+    """A CTC tokenizer learned from the labeled subset's ``texts``: ``unit="char"``, ``"sentencepiece"``, or
+    ``"phone"`` (``texts`` are then phone transcripts)."""
     if unit == "char":
         return build_char_tokenizer(texts, output_dir, ids)
+    if unit == "phone":
+        return build_phone_tokenizer(texts, output_dir, ids)
     if unit == "sentencepiece":
         if vocab_size <= 0:
             raise ValueError("unit='sentencepiece' needs vocab_size > 0")
         return train_sentencepiece(texts, output_dir, vocab_size, sentencepiece_model_type, ids)
-    raise ValueError(f"unit must be 'char' or 'sentencepiece', got {unit!r}")
+    raise ValueError(f"unit must be 'char', 'sentencepiece' or 'phone', got {unit!r}")
 
 
 def token_strings(tokenizer) -> list[str]:
@@ -244,6 +274,8 @@ def encode_transcripts(tokenizer, texts: Iterable[str], ids: Optional[Sequence[s
             if isinstance(tokenizer, SentencePieceCTCTokenizer):
                 pieces = tokenizer.sp_model.encode(normalized, out_type=str)
                 bad = sorted({p for p, i in zip(pieces, label) if i == unk})
+            elif isinstance(tokenizer, Wav2Vec2PhonemeCTCTokenizer):
+                bad = sorted({p for p in normalized.split() if p not in tokenizer.get_vocab()})
             else:
                 vocab = tokenizer.get_vocab()
                 bad = sorted({c for c in normalized.replace(" ", "") if c not in vocab})

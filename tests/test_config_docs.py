@@ -18,6 +18,7 @@ import pytest
 from transformers import PreTrainedConfig
 
 import repr_asr  # noqa: F401  (registers everything)
+from repr_asr.downstream.speaker_id import SpeakerIDConfig
 from repr_asr.evaluation.probes import ProbeConfig
 from repr_asr.training.config import (
     ConfigError,
@@ -31,7 +32,7 @@ from repr_asr.training.config import (
 from repr_asr.training.finetune_ctc import CTCDataConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-DATACLASS_CONFIGS = [TrainingConfig, PretrainDataConfig, CTCDataConfig, ProbeConfig]
+DATACLASS_CONFIGS = [TrainingConfig, PretrainDataConfig, CTCDataConfig, ProbeConfig, SpeakerIDConfig]
 
 
 def _config_classes():
@@ -214,6 +215,6 @@ def test_help_names_an_unknown_model_type_instead_of_failing(capsys, tmp_path):
 def test_unknown_model_type_lists_ours():
     with pytest.raises(ConfigError) as error:
         config_class_for("no_such_model")
-    for ours in ("spectral", "cpc", "masked_recon", "wavenet_ae", "upstream_ctc"):
+    for ours in ("spectral", "cpc", "masked_recon", "wavenet_ae", "phone_topline", "upstream_ctc"):
         assert ours in str(error.value)
-    assert sorted(repr_asr.MODEL_TYPES) == ["cpc", "masked_recon", "spectral", "upstream_ctc", "wavenet_ae"]
+    assert sorted(repr_asr.MODEL_TYPES) == ["cpc", "masked_recon", "phone_topline", "spectral", "upstream_ctc", "wavenet_ae"]

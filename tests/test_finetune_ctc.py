@@ -555,3 +555,44 @@ def test_push_to_hub_uploads_final_with_its_results(lm_run):
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "processor_config.json", "vocab.json",
             "tokenizer_config.json", "README.md"} <= set(upload["files"])
     assert "model-index" in upload["card"] and upload["card"] == (out / "final" / "README.md").read_text()
+
+
+@pytest.mark.needs_synthesiser
+def test_phone_units_learn_the_alignments_and_report_per(corpus_dir, tmp_path):
+    """--tokenizer phone: labels are the corpus's phones without silences, the kept step is the best dev PER,
+    results.json, the card and the pipeline speak phones, and training lowers PER on the labeled subset."""
+    from transformers import Wav2Vec2PhonemeCTCTokenizer
+
+    from repr_asr.data.phones import phone_transcript
+
+    untrained = run(corpus_dir, tmp_path / "untrained", 1, "--data.tokenizer", "phone")
+    out = tmp_path / "phones"
+    results = run(corpus_dir, out, 400, "--data.tokenizer", "phone", "--training.learning_rate", "0.01",
+                  "--training.eval_steps", "100")
+    assert results["tokenizer"] == "phone" and results["metric_for_best_model"] == "eval_per"
+    for split in ("train-10min", "dev", "test"):
+        assert set(results["metrics"][split]) == {"per", "utterances", "skipped"}
+    before, after = untrained["metrics"]["train-10min"]["per"], results["metrics"]["train-10min"]["per"]
+    assert after < 0.8 * before, f"PER on the labeled subset: {before:.3f} untrained, {after:.3f} after training"
+    records = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "eval_per" in r]
+    best = min(records, key=lambda r: r["eval_per"])
+    assert results["best_step"] == best["step"] and results["best_dev_per"] == pytest.approx(best["eval_per"])
+    assert results["metrics"]["dev"]["per"] == pytest.approx(best["eval_per"])
+
+    corpus = load_corpus(f"builtin:{corpus_dir}")
+    row = corpus["test"][0]
+    hypothesis = next(h for h in json.loads((out / "hypotheses.json").read_text())["test"] if h["id"] == row["id"])
+    assert hypothesis["reference"] == phone_transcript(row["phones"], row["id"]) and "SIL" not in hypothesis["reference"]
+    processor = AutoProcessor.from_pretrained(out / "final")
+    assert isinstance(processor.tokenizer, Wav2Vec2PhonemeCTCTokenizer)
+    asr = pipeline("automatic-speech-recognition", model=str(out / "final"), device="cpu")
+    assert asr(load_audio(row["audio"]))["text"] == hypothesis["greedy"]
+    card = ModelCard.load(out / "final" / "README.md")
+    assert {r.metric_type for r in card.data.eval_results} == {"per"} and "PER (%)" in card.text
+
+
+def test_phone_units_refuse_a_word_lm():
+    with pytest.raises(ConfigError, match="phone units"):
+        load_ctc_config(CONFIG, ["--data.tokenizer", "phone", "--data.lm_text", "lm.txt"])
+    with pytest.raises(ConfigError, match="eval_per"):
+        load_ctc_config(CONFIG, ["--data.tokenizer", "char", "--training.metric_for_best_model", "eval_per"])

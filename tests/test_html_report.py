@@ -26,8 +26,8 @@ def _write(folder: Path, results: dict) -> None:
 
 
 def build_runs(root: Path) -> None:
-    """CTC (fbank: two seeds on 10min and one on 1h; cpc: 10min only), probes, ABX, pretraining, codes
-    with a picture, and a resynthesis run with three WAVs."""
+    """CTC (fbank: two seeds on 10min and one on 1h; cpc: 10min only), probes, ABX, speaker identification,
+    pretraining, codes with a picture, and a resynthesis run with three WAVs."""
     for name, subset, seed, cer in (("fbank", "10min", 0, 70.0), ("fbank", "10min", 1, 74.0), ("fbank", "1h", 0, 55.0), ("cpc", "10min", 0, 66.0)):
         _write(root / "ctc" / f"{name}-{subset}-{seed}", {
             "task": "ctc", "upstream": name, "upstream_name": name, "frozen": True, "subset": subset, "seed": seed,
@@ -39,6 +39,9 @@ def build_runs(root: Path) -> None:
                                                          "speaker": {"accuracy": 60.0 - 30 * k, "majority_baseline": 5.0},
                                                          "fbank": {"r2": 0.7}} for k, p in enumerate(points)}})
         _write(root / "abx" / name, {"task": "abx", "upstream_name": name, "metrics": {p: {"within": 20.0, "across": 30.0} for p in points}})
+    _write(root / "speaker_id" / "wavenet_vq", {"task": "speaker_id", "kind": "speaker_id", "upstream_name": "wavenet_vq", "split": "pretrain",
+                                                 "num_speakers": 20, "utterances": {"test": 100},
+                                                 "metrics": {"enc": {"accuracy": 91.0, "majority_rate": 5.0}, "bn": {"accuracy": 42.0, "majority_rate": 5.0}}})
     _write(root / "hub" / "wavenet_vq", {"task": "pretraining", "model_type": "wavenet_ae", "steps": 400, "flops_per_step": 7.2e10, "total_flops": 3e13})
     codes = {"task": "codes", "upstream": str(root / "hub" / "wavenet_vq"), "phones": ["SIL", "AA"],
              "code_phone": [[5, 0], [1, 4], [0, 0]], "metrics": {"codes_used": 2, "codebook_size": 3, "perplexity": 1.9, "phone_purity": 90.0},
@@ -80,17 +83,20 @@ class _Collect(HTMLParser):
 def test_report_shows_every_kind_and_leaves_missing_cells_blank(tmp_path):
     build_runs(tmp_path / "runs")
     found = find_results([tmp_path / "runs"])
-    assert {k: len(v) for k, v in found.items()} == {"ctc": 4, "probe": 2, "abx": 2, "pretraining": 1, "codes": 1, "resynthesis": 1}
+    assert {k: len(v) for k, v in found.items()} == {"ctc": 4, "probe": 2, "abx": 2, "pretraining": 1, "codes": 1, "resynthesis": 1,
+                                                     "speaker_id": 1}
     page = Path(write_html_report([tmp_path / "runs"], tmp_path / "report.html")).read_text()
     parsed = _Collect()
     parsed.feed(page)
-    assert parsed.tags["table"] == 7  # CER, WER, probes, ABX, compute, codes, audio
+    assert parsed.tags["table"] == 8  # CER, WER, probes, ABX, speaker identification, compute, codes, audio
     assert parsed.tags["img"] == 2 and parsed.tags["audio"] == 3  # the probe figure and the code picture; three clips
     assert all(a["src"].startswith("data:") for a in parsed.attrs["img"] + parsed.attrs["audio"])  # self-contained
     assert "72.0 ± 2.8 (n=2)" in parsed.cells and "66.0" in parsed.cells and "55.0" in parsed.cells
     row = parsed.cells[parsed.cells.index("cpc (frozen)"):][:3]
     assert row == ["cpc (frozen)", "66.0", ""]  # cpc has no train-1h run: a blank cell, not a number
     assert "SIL 100%" in page and "as speaker 9" in page
+    rows = [parsed.cells[k:k + 3] for k, cell in enumerate(parsed.cells) if cell == "wavenet_vq / bn"]  # probes, ABX, speaker id
+    assert ["wavenet_vq / bn", "42.0", "5.0"] in rows  # speaker identification: accuracy and majority rate
     with pytest.raises(FileNotFoundError, match="no results.json"):
         write_html_report([tmp_path / "nothing"], tmp_path / "none.html")
 
@@ -119,7 +125,7 @@ def test_report_renders_in_headless_chromium_with_all_media_loaded(tmp_path):
     command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
                "--virtual-time-budget=15000", "--dump-dom", Path(path).resolve().as_uri()]
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
-    assert "<title>Test report</title>" in dom and dom.count("<table") == 7
+    assert "<title>Test report</title>" in dom and dom.count("<table") == 8
     status = re.search(r'<p [^>]*id="media-status"[^>]*>', dom)
     images, audio = (re.search(f'data-{kind}="(\\d+)/(\\d+)"', status.group(0)) if status else None for kind in ("images", "audio"))
     assert images and audio, f"the page's media check did not run: {dom[-500:]}"

@@ -14,12 +14,13 @@ SR = 16000
 TONES = {"AA": 500.0, "IY": 1500.0, "M": 250.0}
 
 
-def build_tone_corpus(root: Path) -> None:
-    """dev-clean: 4 speakers × 2 utterances of tones, phones SIL M x M y M ... SIL with x in {AA, IY}."""
+def build_tone_corpus(root: Path, subset: str = "dev-clean", utterances: int = 2) -> None:
+    """``subset`` (a LibriSpeech folder name): 4 speakers × ``utterances`` utterances of tones, phones
+    SIL M x M y M ... SIL with x in {AA, IY}."""
     rng = np.random.default_rng(0)
     alignments = {}
     for spk, shift in (("101", 1.0), ("102", 1.1), ("201", 0.9), ("202", 1.2)):
-        for u in range(2):
+        for u in range(utterances):
             utt = f"{spk}-1-{u:04d}"
             phones = ["SIL"] + [p for x in rng.choice(["AA", "IY"], size=6) for p in ("M", str(x))] + ["M", "SIL"]
             t, segments, pieces = 0.0, [], []
@@ -31,11 +32,11 @@ def build_tone_corpus(root: Path) -> None:
                 pieces.append(wave + 0.003 * rng.standard_normal(n))
                 segments.append((p, round(t, 2), round(t + duration, 2)))
                 t += duration
-            folder = root / "dev-clean" / spk / "1"
+            folder = root / subset / spk / "1"
             folder.mkdir(parents=True, exist_ok=True)
             soundfile.write(str(folder / f"{utt}.flac"), np.concatenate(pieces).astype(np.float32), SR, subtype="PCM_16")
             with open(folder / f"{spk}-1.trans.txt", "a") as handle:
                 handle.write(f"{utt} HELLO\n")
             alignments[utt] = segments
-    (root / "SPEAKERS.TXT").write_text("".join(f"{s} | {g} | dev-clean | 1.0 | N\n" for s, g in (("101", "F"), ("102", "F"), ("201", "M"), ("202", "M"))))
-    write_alignments(root / "librispeech_finetuning" / "phones", alignments, subset="dev-clean")
+    (root / "SPEAKERS.TXT").write_text("".join(f"{s} | {g} | {subset} | 1.0 | N\n" for s, g in (("101", "F"), ("102", "F"), ("201", "M"), ("202", "M"))))
+    write_alignments(root / "librispeech_finetuning" / "phones", alignments, subset=subset)

@@ -38,11 +38,9 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -323,13 +321,9 @@ def _speakers_table(speakers: Sequence[Speaker], minutes: Dict[str, float]) -> s
 
 
 def _package_versions() -> Dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("repr-asr", "numpy", "torch", "torchaudio", "soundfile"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    from ..downstream import package_versions
+
+    return package_versions(("repr-asr", "numpy", "torch", "torchaudio", "soundfile"))
 
 
 def _request(hours: float, seed: int) -> dict:

@@ -35,6 +35,12 @@ class RandomCropDataset(torch.utils.data.Dataset):
         normalize: zero-mean unit-variance normalisation of each crop over its real samples
             (as ``ReprFeatureExtractor(do_normalize=True)`` does).
         sampling_rate: the rate audio is decoded at.
+        phone_hop: with a hop in samples (a model that learns from phone labels, e.g. the supervised
+            topline), each item also carries ``phone_labels``: the phone id
+            (:data:`repr_asr.data.phones.PHONE_TO_ID`) of every ``phone_hop``-sample frame of the crop, read
+            from the split's ``phones`` column (frame ``t`` is the phone at sample ``offset + t * phone_hop``,
+            the centre of a centred analysis window; gaps between segments are silence; ``-100`` past the
+            audio). A split without phone alignments raises an error naming it.
         strict: raise on an utterance whose audio cannot be decoded (the :class:`~repr_asr.audio.AudioError`
             names the utterance and its file). By default (``False``) the item is
             ``skipped_item(utterance_id, error)`` instead and ``collate_crops`` lists it under ``"skipped"``
@@ -55,6 +61,7 @@ class RandomCropDataset(torch.utils.data.Dataset):
         normalize: bool = False,
         sampling_rate: int = DEFAULT_SAMPLING_RATE,
         strict: bool = False,
+        phone_hop: Optional[int] = None,
     ):
         if crop_samples < 1:
             raise ValueError(f"crop_samples must be >= 1, got {crop_samples}")
@@ -77,6 +84,10 @@ class RandomCropDataset(torch.utils.data.Dataset):
             self.speaker_index = {str(s): i for i, s in enumerate(speakers)}
             self._speaker_ids = [str(s) for s in split["speaker_id"]]
         self._ids = split["id"] if "id" in split.column_names else [str(i) for i in range(len(split))]
+        self.phone_hop = phone_hop
+        self._phones = None
+        if phone_hop is not None:
+            self._phones = split_phones(split)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -103,8 +114,20 @@ class RandomCropDataset(torch.utils.data.Dataset):
                 raise
             return skipped_item(self._ids[index], error)
         speaker = self._speaker_ids[index] if self.speaker_index is not None else None
-        return crop_item(waveform, self.crop_samples, self.normalize, self.seed, self.epoch, index, self._ids[index],
+        item = crop_item(waveform, self.crop_samples, self.normalize, self.seed, self.epoch, index, self._ids[index],
                          speaker, self.speaker_index)
+        if self.phone_hop is not None:
+            offset = crop_offset(len(waveform), self.crop_samples, self.seed, self.epoch, index)
+            item["phone_labels"] = crop_phone_labels(self._phones[index], offset, int(item["attention_mask"].sum()),
+                                                     self.crop_samples, self.phone_hop, self.sampling_rate, self._ids[index])
+        return item
+
+
+def crop_offset(length: int, crop_samples: int, seed: int, epoch: int, number: int) -> int:
+    """The first sample of example ``number``'s crop in ``epoch``: a function of ``(seed, epoch, number)`` only."""
+    if length <= crop_samples:
+        return 0
+    return int(np.random.default_rng([seed, epoch, number]).integers(0, length - crop_samples + 1))
 
 
 def crop_item(
@@ -117,9 +140,7 @@ def crop_item(
     0 there) and, with ``normalize``, zero-mean unit-variance over its real samples. With
     ``speaker_index`` (``{speaker id: row}``) the item carries ``speaker_ids``, the row of ``speaker``
     (an unknown one raises an error naming ``utterance``)."""
-    offset = 0
-    if len(waveform) > crop_samples:
-        offset = int(np.random.default_rng([seed, epoch, number]).integers(0, len(waveform) - crop_samples + 1))
+    offset = crop_offset(len(waveform), crop_samples, seed, epoch, number)
     state = np.random.SeedSequence([seed, epoch, number, 1]).generate_state(2, dtype=np.uint32)
     example_seed = (int(state[0]) << 31) ^ int(state[1])  # 63 bits
     piece = waveform[offset : offset + crop_samples]
@@ -139,6 +160,43 @@ def crop_item(
     return item
 
 
+def split_phones(split) -> list:
+    """The ``phones`` column of ``split`` (``{"phone", "start", "end"}`` per utterance), refusing a split
+    without phone alignments, and naming the first utterance that has none."""
+    if "phones" not in split.column_names:
+        raise ValueError(f"the split has no phone alignments (no `phones` column; columns: {split.column_names}): "
+                         "a model trained with phone labels needs a corpus with them (built-in, or Libri-light's phones/)")
+    phones = split["phones"]
+    ids = split["id"] if "id" in split.column_names else [str(i) for i in range(len(split))]
+    missing = [utt for utt, p in zip(ids, phones) if not p or not p["phone"]]
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(ids)} utterances have no phone alignment (first: {missing[0]}); "
+                         "a model trained with phone labels needs every utterance aligned")
+    return phones
+
+
+def crop_phone_labels(phones: dict, offset: int, real: int, crop_samples: int, hop: int, sampling_rate: int,
+                      utterance: str) -> np.ndarray:
+    """The phone id of each ``hop``-sample frame of a crop starting at sample ``offset`` with ``real`` real
+    samples: frame ``t`` takes the segment holding time ``(offset + t * hop) / sampling_rate``; silence in
+    gaps and past the last segment; ``-100`` for frames centred past the real audio."""
+    from .phones import PHONE_TO_ID, SILENCE, normalize_phone
+
+    frames = 1 + crop_samples // hop
+    times = (offset + np.arange(frames) * hop) / sampling_rate
+    labels = np.full(frames, PHONE_TO_ID[SILENCE], dtype=np.int64)
+    starts, ends = np.asarray(phones["start"], dtype=np.float64), np.asarray(phones["end"], dtype=np.float64)
+    try:
+        ids = np.array([PHONE_TO_ID[normalize_phone(p)] for p in phones["phone"]], dtype=np.int64)
+    except KeyError as error:
+        raise ValueError(f"utterance {utterance}: phone {error.args[0]!r} is not in the phone inventory") from None
+    segment = np.searchsorted(starts, times, side="right") - 1  # the last segment starting at or before t
+    inside = (segment >= 0) & (times < ends[segment.clip(min=0)])
+    labels[inside] = ids[segment[inside]]
+    labels[np.arange(frames) * hop >= real] = -100
+    return labels
+
+
 def collate_crops(items: list[dict]) -> dict:
     """Stack equal-length crops: ``input_values`` ``(batch, samples)`` float32, ``attention_mask``
     ``(batch, samples)`` long, ``example_seeds`` ``(batch,)`` long, and ``speaker_ids`` ``(batch,)``
@@ -155,6 +213,8 @@ def collate_crops(items: list[dict]) -> dict:
         "attention_mask": torch.from_numpy(np.stack([item["attention_mask"] for item in items]).astype(np.int64)),
         "example_seeds": torch.tensor([item["example_seed"] for item in items], dtype=torch.long),
     }
+    if "phone_labels" in items[0]:
+        batch["phone_labels"] = torch.from_numpy(np.stack([item["phone_labels"] for item in items]).astype(np.int64))
     if "speaker_ids" in items[0]:
         batch["speaker_ids"] = torch.tensor([item["speaker_ids"] for item in items], dtype=torch.long)
     if skipped:

@@ -203,3 +203,27 @@ def read_alignments(phones_dir: Union[str, os.PathLike], files: Optional[Iterabl
                 )
             raw[utt_id] = (frames, path)
     return {utt_id: frames_to_segments(frames) for utt_id, (frames, _) in raw.items()}
+
+
+def phone_transcript(phones: Optional[Mapping], utterance: str = "?") -> str:
+    """The phone sequence of an utterance's alignment as a transcript: its phones (:data:`PHONES`, stress
+    dropped) separated by spaces, silences left out, as SUPERB's phone recognition and Libri-light's PER
+    compare them. Raises :class:`AlignmentError` naming the utterance when it has no alignment."""
+    labels = list((phones or {}).get("phone") or [])
+    if not labels:
+        raise AlignmentError(f"utterance {utterance!r} has no phone alignment: phone units need a corpus with phones "
+                             "(the built-in corpus, or LibriSpeech with Libri-light's librispeech_finetuning/phones/)")
+    try:
+        names = [normalize_phone(p) for p in labels]
+    except KeyError as error:
+        raise AlignmentError(f"utterance {utterance!r}: phone {error.args[0]!r} is outside the inventory {list(PHONES)}") from None
+    return " ".join(p for p in names if p != SILENCE)
+
+
+def phone_transcripts(split) -> list[str]:
+    """:func:`phone_transcript` of every utterance of a corpus split (a ``datasets.Dataset`` with ``phones``)."""
+    if "phones" not in split.column_names:
+        raise AlignmentError(f"the corpus has no phone alignments (columns: {split.column_names}): phone units need "
+                             "the built-in corpus, or LibriSpeech with Libri-light's librispeech_finetuning/phones/")
+    ids = split["id"] if "id" in split.column_names else [str(i) for i in range(len(split))]
+    return [phone_transcript(p, str(u)) for p, u in zip(split["phones"], ids)]

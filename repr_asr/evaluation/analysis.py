@@ -1,14 +1,19 @@
 """One analysis of one representation, as a plain function of picklable arguments, so that a study can
 run several at once in worker processes (each on its share of the cores): probes, ABX, VQ code
-statistics and resynthesis. On 2 cores one one-thread process per representation keeps both cores
-busy where a single two-thread process spent most of its time in small, poorly threaded operations
-(a probe's MLP, ABX's DTW anti-diagonals).
+statistics, resynthesis, and the downstream tasks of ``repr_asr.downstream.REGISTRY`` that the study
+runs this way (speaker identification), found through the registry. On 2 cores one one-thread process
+per representation keeps both cores busy where a single two-thread process spent most of its time in
+small, poorly threaded operations (a probe's MLP, ABX's DTW anti-diagonals).
 """
 
 from pathlib import Path
 from typing import Optional
 
-ANALYSES = ("probes", "abx", "codes", "resynthesis")
+from repr_asr.downstream import get_task, tasks_with
+
+# Downstream tasks the study runs as analyses, each under its registry name (its config section and results folder).
+DOWNSTREAM_ANALYSES = tuple(task.name for task in tasks_with("study_analysis"))
+ANALYSES = ("probes", "abx", "codes", "resynthesis") + DOWNSTREAM_ANALYSES
 
 
 def set_threads(threads: int) -> None:
@@ -50,6 +55,8 @@ def run_analysis(stage: str, upstream: str, data: str, spec: dict, probe_points,
         from repr_asr.evaluation.abx import evaluate_abx
 
         return evaluate_abx(upstream, data, spec["split"], probe_points, "within", spec["max_utterances"], cache_dir=cache_dir, progress=False)
+    if stage in DOWNSTREAM_ANALYSES:
+        return get_task(stage).function("study_analysis")(upstream, data, spec, probe_points, cache_dir, folder)
     if not applies(stage, upstream, spec):
         return None
     if stage == "codes":

@@ -244,7 +244,10 @@ def reassemble(gathered: Sequence[tuple[int, np.ndarray]], count: int) -> list[n
 
 @torch.no_grad()
 def _run(model, waveforms: list[np.ndarray], probe_points: list[str], feature_extractor, device) -> dict[str, list[np.ndarray]]:
-    batch = feature_extractor(waveforms, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt")
+    # Padded with the real lengths whatever the extractor's defaults (a transformers Wav2Vec2FeatureExtractor
+    # pads only when asked, and then normalises each utterance over its real samples only).
+    batch = feature_extractor(waveforms, sampling_rate=feature_extractor.sampling_rate, padding="longest",
+                              return_attention_mask=True, return_tensors="pt")
     input_values = batch["input_values"].to(device)
     attention_mask = batch["attention_mask"].to(device)
     output = model(input_values, attention_mask=attention_mask, output_hidden_states=True)

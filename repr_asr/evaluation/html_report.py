@@ -8,6 +8,8 @@ finds, by its ``task``:
 * ``probe``: accuracy per probe point for each probe task as a figure (one line per representation;
   a representation with one probe point, such as filterbanks, is a dashed level), and as a table;
 * ``abx``: within- and across-speaker ABX error per representation and probe point;
+* the downstream tasks of ``repr_asr.downstream.REGISTRY`` with an ``html_section`` (speaker
+  identification: accuracy and majority rate per representation and probe point);
 * ``pretraining``: steps and FLOPs of each pretrained upstream;
 * ``codes``: code statistics and the code pictures (``recipes/codes.py``);
 * ``resynthesis``: audio players with the original, resynthesised and converted utterances
@@ -30,11 +32,14 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
+from ..downstream import tasks_with
 from .report import SUBSET_ORDER, comparison_table, load_runs
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("ctc", "probe", "abx", "pretraining", "codes", "resynthesis")
+# Downstream tasks with a section of their own (repr_asr.downstream.REGISTRY), shown after ABX.
+DOWNSTREAM = tuple(task for task in tasks_with("html_section") if task.kind != "ctc")
+TASKS = ("ctc", "probe", "abx", "pretraining", "codes", "resynthesis") + tuple(task.kind for task in DOWNSTREAM)
 PROBE_TASKS = ("phone", "speaker", "gender", "fbank")
 SKIP_DIRS = {"checkpoints", "features", "cache", "best", "final", "logs", "tokenizer"}  # a run's insides hold no results
 
@@ -128,6 +133,9 @@ def _table(caption: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><caption>{_e(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+table = _table  # public: the downstream tasks' sections (repr_asr.downstream) build their tables with it
 
 
 def _data_uri(path: Path, mime: str) -> Optional[str]:
@@ -314,6 +322,7 @@ def write_html_report(folders: Sequence[Union[str, os.PathLike]], output: Union[
     found = find_results(folders)
     ctc_folders = sorted({folder for folder, _ in found["ctc"]})
     sections = [ctc_section(ctc_folders, split) if ctc_folders else "", probe_section(found["probe"]), abx_section(found["abx"]),
+                *(task.function("html_section")(found[task.kind]) for task in DOWNSTREAM),
                 pretraining_section(found["pretraining"]), codes_section(found["codes"]), resynthesis_section(found["resynthesis"])]
     counts = ", ".join(f"{len(v)} {k}" for k, v in found.items() if v)
     page = f"""<!DOCTYPE html>

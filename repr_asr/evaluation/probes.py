@@ -215,15 +215,17 @@ def train_probe(
     config: ProbeConfig,
     progress: Optional[bool] = None,
     desc: str = "probe",
+    probe_class: type = Probe,
 ) -> tuple[Probe, dict]:
     """Fit a probe on ``(frames, dim)`` inputs; ``y`` is ``(frames,)`` long class ids or ``(frames, k)``
     float targets. Returns the probe with the lowest validation loss (which keeps improving with the
     margins after accuracy saturates) and a small training record. ``progress``: a tqdm bar over the
-    epochs named ``desc`` (None: on a terminal only; see ``features.progress_bar``)."""
+    epochs named ``desc`` (None: on a terminal only; see ``features.progress_bar``). ``probe_class``: a
+    :class:`Probe` subclass built the same way (e.g. one that reads ``(frames, points, dim)`` inputs)."""
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     mean, std = x_train.mean(0), x_train.std(0).clamp(min=1e-5)
-    probe = Probe(mean, std, num_outputs, config.hidden_size)
+    probe = probe_class(mean, std, num_outputs, config.hidden_size)
     optimizer = torch.optim.Adam(probe.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss() if task_kind == "classification" else nn.MSELoss()
     batch_size = max(1, min(config.batch_size, len(x_train) // max(1, config.min_steps_per_epoch)))

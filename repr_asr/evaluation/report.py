@@ -28,14 +28,16 @@ from typing import Iterable, Optional
 logger = logging.getLogger(__name__)
 
 SUBSET_ORDER = ["10min", "1h", "10h"]
-METRICS = ("wer", "cer", "wer_lm", "cer_lm")
+# Table order: character and phone error rates lead (with minutes of labels they move where WER cannot).
+METRICS = ("cer", "per", "wer", "cer_lm", "wer_lm")
 
 # Top-level results.json fields that are not part of the setting: the seed, the subset (the table's
 # column; train_utterances / train_hours and a character vocabulary follow from it), and what the run
 # measured or how it went.
 RUN_FIELDS = frozenset({
     "task", "seed", "subset", "train_utterances", "train_hours", "vocab_size", "too_long", "metrics",
-    "train_metrics", "steps_run", "best_step", "best_dev_cer", "best_metric", "stopped_early", "skipped",
+    "train_metrics", "steps_run", "best_step", "best_dev_cer", "best_dev_wer", "best_dev_per", "best_metric",
+    "stopped_early", "skipped",
 })
 # Config keys that cannot change a run's numbers: where files go, how often they are written, which
 # splits are decoded, how features are batched (padding never leaks into features).
@@ -61,7 +63,7 @@ class RunResult:
     path: str
     representation: str  # upstream / probe point (frozen or fine-tuned): the first part of the row label
     subset: str
-    metrics: dict  # split -> {"wer": float, "cer": float, "wer_lm": ..., "cer_lm": ...}
+    metrics: dict  # split -> {"wer": float, "cer": float, "wer_lm": ..., "cer_lm": ...} or {"per": float}
     info: dict  # the whole results.json
     settings: dict = field(default_factory=dict)  # flattened setting (see the module docstring)
 
@@ -279,8 +281,10 @@ def _plot(runs: list[RunResult], split: str, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for axis, metric in zip(axes, ("wer", "cer")):
+    shown = [m for m in ("cer", "per", "wer") if comparison_table(runs, split, m)[2]] or ["cer"]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4), squeeze=False)
+    axes = axes[0]
+    for axis, metric in zip(axes, shown):
         rows, subsets, cells = comparison_table(runs, split, metric)
         width = 0.8 / max(len(rows), 1)
         for i, row in enumerate(rows):

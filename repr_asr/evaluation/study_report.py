@@ -2,7 +2,8 @@
 
 Layout of ``RESULTS_DIR``: ``pretrain`` results live with the exported upstreams (``hub/NAME/results.json``);
 ``ctc/NAME/SUBSET/seedS/results.json`` (frozen) and ``finetune/...`` (fine-tuned);
-``probes/NAME``, ``abx/NAME``, ``codes/NAME`` (one ``results.json`` each). :func:`write_report` writes
+``probes/NAME``, ``abx/NAME``, ``codes/NAME`` and ``TASK/NAME`` for each downstream task the study runs
+as an analysis (``speaker_id``; ``repr_asr.downstream.REGISTRY``, one ``results.json`` each). :func:`write_report` writes
 ``RESULTS_DIR/README.md``: the tables, then the talk's findings and the study's goals checked one by one
 against the numbers, each saying whether it holds and by how much.
 """
@@ -14,6 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Optional
 
+from ..downstream import tasks_with
 from .report import SUBSET_ORDER
 
 BASELINES = ("fbank", "mfcc")
@@ -191,6 +193,8 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
         for name, r in abx.items():
             for point, m in (r or {}).get("metrics", {}).items():
                 out.append(f"| {name} | {point} | {_pct(m.get('within'))} | {_pct(m.get('across'))} |")
+    for task in tasks_with("study_table"):  # downstream tasks the study runs as analyses (speaker identification)
+        out += task.function("study_table")({n: _load(results_dir / task.name / n / "results.json") for n in names})
     if any(codes.values()):
         out += ["", "## VQ codes (test)", "", "| upstream | used / K | perplexity | bitrate (bit/s) | phone purity (majority) | phone NMI | speaker NMI | mean run (frames) |",
                 "|---|---|---|---|---|---|---|---|"]
@@ -209,7 +213,8 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
 
 def scores_section(name: str, results_dir, subsets: Optional[list] = None) -> str:
     """Markdown of what the study measured for the upstream ``name`` (for its model card): frozen CTC
-    CER / WER per subset, probe accuracies per probe point, ABX, code statistics, on the test speakers."""
+    CER / WER per subset, probe accuracies per probe point, ABX, the downstream analyses (speaker
+    identification), code statistics, on the test speakers."""
     results_dir = Path(results_dir)
     frozen = load_ctc(results_dir / "ctc")
     subsets = subsets or [s for s in SUBSET_ORDER if (name, s) in frozen]
@@ -226,6 +231,9 @@ def scores_section(name: str, results_dir, subsets: Optional[list] = None) -> st
     abx = _load(results_dir / "abx" / name / "results.json")
     for point, m in (abx or {}).get("metrics", {}).items():
         lines.append(f"- ABX at `{point}`: within {_pct(m.get('within'))} %, across {_pct(m.get('across'))} %")
+    for task in tasks_with("card_lines"):
+        downstream = _load(results_dir / task.name / name / "results.json")
+        lines += task.function("card_lines")(downstream) if downstream else []
     codes = _load(results_dir / "codes" / name / "results.json")
     if codes:
         m = codes["metrics"]

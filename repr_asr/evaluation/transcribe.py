@@ -97,14 +97,15 @@ def transcribe(model, tokenizer, dataset, collate_fn, batch_size: int, beam_deco
     }
 
 
-def validation_fn(dataset, collate_fn, tokenizer, references: list[str], batch_size: int, lengths: Optional[list] = None):
+def validation_fn(dataset, collate_fn, tokenizer, references: list[str], batch_size: int, lengths: Optional[list] = None,
+                  unit: str = "char"):
     """The Trainer's ``eval_fn``: greedy CER and WER (jiwer, whole-set) of ``dataset`` against ``references``
-    (the Trainer names them ``eval_cer`` / ``eval_wer``)."""
-    from .wer import cer, wer
+    (the Trainer names them ``eval_cer`` / ``eval_wer``), or PER (``eval_per``) for ``unit="phone"``."""
+    from .wer import error_rates
 
     def eval_fn(model, accelerator) -> dict:
         out = transcribe(model, tokenizer, dataset, collate_fn, batch_size, accelerator=accelerator, desc="validation", lengths=lengths)
         kept = [references[i] for i in out["indices"]]
-        return {"cer": cer(kept, out["greedy"]), "wer": wer(kept, out["greedy"])}
+        return error_rates(kept, out["greedy"], unit)
 
     return eval_fn

@@ -30,3 +30,16 @@ def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     references, hypotheses = _check(references, hypotheses)
     return float(jiwer.cer(references, hypotheses))
 
+
+
+def per(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus phone error rate: edit distance over space-separated phones / reference phones (jiwer's WER
+    over phone strings, as Libri-light's PER and SUPERB's phone recognition count it)."""
+    return wer(references, hypotheses)
+
+
+def error_rates(references: Sequence[str], hypotheses: Sequence[str], unit: str = "char") -> dict:
+    """The error rates a unit is scored with: ``{"per"}`` for phones, ``{"wer", "cer"}`` for characters and pieces."""
+    if unit == "phone":
+        return {"per": per(references, hypotheses)}
+    return {"wer": wer(references, hypotheses), "cer": cer(references, hypotheses)}

@@ -1,4 +1,5 @@
-"""Upstream models (WaveNet autoencoder, CPC, masked reconstruction, spectral baseline) and the CTC head."""
+"""Upstream models (WaveNet autoencoder, CPC, masked reconstruction, spectral baseline), transformers
+speech encoders and other modules wrapped as upstreams (:mod:`.foreign`), and the CTC head."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ import os
 import re
 from pathlib import Path
 
+from .foreign import (
+    ENCODER_MODEL_TYPES,
+    HFEncoderUpstream,
+    UpstreamError,
+    UpstreamFolderError,
+    WrappedUpstream,
+    default_feature_extractor_for,
+    supported_upstreams_text,
+)
 from .spectral.configuration_spectral import SpectralConfig
 from .spectral.modeling_spectral import SpectralModel
 
@@ -31,15 +41,15 @@ def _local_folder(name_or_path: str, needs: str = "config.json"):
     if not path.exists():
         if _HUB_ID.match(text) and not text.startswith("."):
             return None
-        raise FileNotFoundError(
+        raise UpstreamFolderError(
             f"upstream {text!r}: no such folder (expected a save_pretrained folder with {needs}, "
             f"'fbank' / 'mfcc', or a hub name 'org/name')"
         )
     if not path.is_dir():
-        raise ValueError(f"upstream {text!r} is a file: pass the save_pretrained folder that holds it")
+        raise UpstreamError(f"upstream {text!r} is a file: pass the save_pretrained folder that holds it")
     if needs and not (path / needs).is_file():
         hint = f"; did you mean {path / 'final'} (a training run's export)?" if (path / "final" / needs).is_file() else ""
-        raise FileNotFoundError(f"upstream folder {text!r} has no {needs}, so it is not a save_pretrained folder{hint}")
+        raise UpstreamFolderError(f"upstream folder {text!r} has no {needs}, so it is not a save_pretrained folder{hint}")
     return path
 
 
@@ -56,12 +66,40 @@ def _first_unreadable_safetensors(folder: Path):
     return None
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def _model_type(folder: Path, name_or_path: str, **kwargs):
+    """``(model_type, architectures)`` of a local folder's ``config.json`` or a hub name's config (``None``
+    when a local ``config.json`` is not JSON: ``from_pretrained`` then says what is wrong with it)."""
+    if folder is not None:
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (ValueError, OSError):
+            return None, []
+        return config.get("model_type"), config.get("architectures") or []
+    from transformers import AutoConfig
+
+    hub_kwargs = {k: v for k, v in kwargs.items() if k in ("local_files_only", "revision", "token", "cache_dir")}
+    config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
+    return config.model_type, list(getattr(config, "architectures", None) or [])
+
+
 def load_upstream(name_or_path: str, **kwargs):
     """The upstream behind a recipe's ``--upstream``: ``"fbank"`` / ``"mfcc"`` (no pretraining) or a
-    folder / hub name in ``save_pretrained`` format loaded with ``AutoModel``.
+    folder / hub name in ``save_pretrained`` format: one of repr_asr's own models (``AutoModel``), or a
+    transformers speech encoder (:data:`~repr_asr.models.foreign.ENCODER_MODEL_TYPES`: Wav2Vec2, HuBERT,
+    WavLM, data2vec-audio; a ``*Model``, ``*ForCTC`` or ``*ForPreTraining`` checkpoint, whose base model is
+    loaded) wrapped as an :class:`~repr_asr.models.foreign.HFEncoderUpstream`.
+
+    The config is read first: a model of any other type (a text model, a seq2seq model...) or a folder
+    without weights is refused before anything is loaded.
 
     Raises:
-        FileNotFoundError: a local-looking path that does not exist, or a folder without ``config.json``.
+        UpstreamFolderError (a FileNotFoundError and an UpstreamError): a local-looking path that does not
+            exist, or a folder without ``config.json``.
+        UpstreamError (a ValueError): a model that is not a supported upstream, or a speech encoder's folder
+            without weights; the message lists what is supported.
         ValueError: a weights file safetensors cannot read (truncated copy...), naming the file.
         OSError: a hub name that cannot be loaded (offline, no such repository), naming it.
     """
@@ -73,7 +111,18 @@ def load_upstream(name_or_path: str, **kwargs):
 
     folder = _local_folder(name_or_path)
     try:
-        return AutoModel.from_pretrained(str(folder or name_or_path), **kwargs)
+        model_type, architectures = _model_type(folder, name_or_path, **kwargs)
+        ours = model_type in repr_asr.MODEL_TYPES and model_type != "upstream_ctc"
+        if model_type is not None and not ours and model_type not in ENCODER_MODEL_TYPES:
+            kind = f"a {model_type!r} model" + (f" ({', '.join(architectures)})" if architectures else "")
+            if model_type == "upstream_ctc":
+                kind += ", a CTC recogniser: pass the upstream it was trained on"
+            raise UpstreamError(f"upstream {name_or_path!r} is {kind}, not a speech upstream repr_asr can run; "
+                                f"{supported_upstreams_text()}")
+        if model_type in ENCODER_MODEL_TYPES and folder is not None and not any((folder / f).is_file() for f in WEIGHT_FILES):
+            raise UpstreamError(f"upstream folder {str(folder)!r} holds a {model_type!r} config.json but no weights "
+                                f"(none of {', '.join(WEIGHT_FILES)}); copy the model's weights beside it")
+        model = AutoModel.from_pretrained(str(folder or name_or_path), **kwargs)
     except SafetensorError as error:
         # safetensors' message ("incomplete metadata, file not fully covered") names no file.
         bad = _first_unreadable_safetensors(folder) if folder is not None else None
@@ -84,6 +133,9 @@ def load_upstream(name_or_path: str, **kwargs):
             raise
         raise OSError(f"upstream {name_or_path!r}: no local folder of that name, and loading it from the "
                       f"Hugging Face hub failed: {error}") from error
+    if model_type in ENCODER_MODEL_TYPES:
+        return HFEncoderUpstream(model)
+    return model
 
 
 def load_feature_extractor(name_or_path: str):
@@ -95,7 +147,9 @@ def load_feature_extractor(name_or_path: str):
       extractor, via ``AutoFeatureExtractor.from_pretrained``, so e.g. ``do_normalize`` set at pretraining
       (``--data.normalize true``) is applied to evaluation audio too.
     * a folder without one: ``ReprFeatureExtractor(sampling_rate=<config.json's>)`` with a warning
-      (what the model was trained with is unknown; this is the pretraining default).
+      (what the model was trained with is unknown; this is the pretraining default); for a transformers
+      speech encoder (``ENCODER_MODEL_TYPES``) a ``Wav2Vec2FeatureExtractor`` with its released
+      checkpoints' settings (:func:`~repr_asr.models.foreign.default_feature_extractor_for`), with a warning.
     * a hub name: ``AutoFeatureExtractor.from_pretrained`` (needs the hub or its local cache).
     """
     from ..feature_extraction import ReprFeatureExtractor
@@ -112,7 +166,14 @@ def load_feature_extractor(name_or_path: str):
         return AutoFeatureExtractor.from_pretrained(str(folder))
     sampling_rate = 16000
     if (folder / "config.json").is_file():
-        sampling_rate = int(json.loads((folder / "config.json").read_text()).get("sampling_rate", sampling_rate))
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("model_type") in ENCODER_MODEL_TYPES:
+            extractor = default_feature_extractor_for(config)
+            logger.warning("%s: no preprocessor_config.json; using Wav2Vec2FeatureExtractor(do_normalize=%s, "
+                           "return_attention_mask=%s), as the released %s checkpoints are set", folder,
+                           extractor.do_normalize, extractor.return_attention_mask, config["model_type"])
+            return extractor
+        sampling_rate = int(config.get("sampling_rate", sampling_rate))
     logger.warning("%s: no preprocessor_config.json; using ReprFeatureExtractor(sampling_rate=%d) defaults "
                    "(no normalisation)", folder, sampling_rate)
     return ReprFeatureExtractor(sampling_rate=sampling_rate)

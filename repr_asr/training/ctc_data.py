@@ -119,8 +119,9 @@ class AudioLabelCollator:
         out: dict = {SKIPPED_KEY: skipped} if skipped else {}
         if not items:
             return out
-        batch = self.feature_extractor(
-            [item["audio"] for item in items], sampling_rate=self.feature_extractor.sampling_rate, return_tensors="pt"
+        batch = self.feature_extractor(  # padded with the mask whatever the extractor's defaults (as in features.py)
+            [item["audio"] for item in items], sampling_rate=self.feature_extractor.sampling_rate, padding="longest",
+            return_attention_mask=True, return_tensors="pt"
         )
         out.update(input_values=batch["input_values"], attention_mask=batch["attention_mask"])
         if "labels" in items[0]:

@@ -9,17 +9,17 @@ from pathlib import Path
 from typing import Optional
 
 from ..evaluation.report import write_results
-from ..evaluation.wer import cer, wer
+from ..evaluation.wer import cer, error_rates, wer
 from .model_card import add_ctc_results
 
 
-def split_scores(ids: list[str], references: list[str], decoded: dict, skipped: int) -> tuple[dict, list[dict]]:
+def split_scores(ids: list[str], references: list[str], decoded: dict, skipped: int, unit: str = "char") -> tuple[dict, list[dict]]:
     """``(metrics, hypotheses)`` of one decoded split: whole-set WER / CER (greedy, and ``wer_lm`` / ``cer_lm``
-    with beam search), utterance and skipped counts; one ``{"id", "reference", "greedy"[, "lm"]}`` per
-    utterance. ``decoded`` is ``transcribe``'s output; ``ids`` / ``references`` align with its ``indices``."""
+    with beam search; PER for phone units), utterance and skipped counts; one ``{"id", "reference",
+    "greedy"[, "lm"]}`` per utterance. ``decoded`` is ``transcribe``'s output; ``ids`` / ``references`` align
+    with its ``indices``."""
     beam = bool(decoded["beam"])
-    metrics = {"wer": wer(references, decoded["greedy"]), "cer": cer(references, decoded["greedy"]),
-               "utterances": len(references), "skipped": skipped}
+    metrics = {**error_rates(references, decoded["greedy"], unit), "utterances": len(references), "skipped": skipped}
     if beam:
         metrics.update(wer_lm=wer(references, decoded["beam"]), cer_lm=cer(references, decoded["beam"]))
     hypotheses = [

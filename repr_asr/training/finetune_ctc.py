@@ -65,7 +65,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SUBSETS = ("10h", "1h", "10min")
-VALIDATION_METRICS = ("eval_cer", "eval_wer")  # what the CTC eval_fn returns, as the Trainer names them
+# What the CTC eval_fn returns, as the Trainer names them: CER / WER for characters and pieces, PER for phones.
+VALIDATION_METRICS = {"char": ("eval_cer", "eval_wer"), "sentencepiece": ("eval_cer", "eval_wer"), "phone": ("eval_per",)}
+UNITS = tuple(VALIDATION_METRICS)
 
 
 @dataclass
@@ -85,8 +87,9 @@ class CTCDataConfig:
         validation_split (`str`, defaults to `"dev"`): split decoded greedily every `training.eval_steps`
             (CER / WER), which picks the best checkpoint with `training.metric_for_best_model`; empty: no
             validation (then `final/` is the last step).
-        tokenizer (`str`, defaults to `"char"`): output units, `"char"` or `"sentencepiece"` (trained on the
-            labeled subset's text only).
+        tokenizer (`str`, defaults to `"char"`): output units, `"char"`, `"sentencepiece"` (trained on the
+            labeled subset's text only) or `"phone"` (the corpus's phone alignments without silences, as
+            SUPERB's phone recognition; scored by PER; a corpus without phones is refused).
         vocab_size (`int`, defaults to `0`): sentencepiece vocabulary size (blank and `<unk>` included);
             required for `sentencepiece`, ignored for characters.
         cache_features (`bool`, defaults to `True`): with a frozen upstream, extract features once and train
@@ -132,8 +135,11 @@ class CTCDataConfig:
     def __post_init__(self):
         if self.subset not in SUBSETS:
             raise ConfigError(f"data.subset must be one of {list(SUBSETS)}, got {self.subset!r}")
-        if self.tokenizer not in ("char", "sentencepiece"):
-            raise ConfigError(f"data.tokenizer must be 'char' or 'sentencepiece', got {self.tokenizer!r}")
+        if self.tokenizer not in UNITS:
+            raise ConfigError(f"data.tokenizer must be one of {list(UNITS)}, got {self.tokenizer!r}")
+        if self.tokenizer == "phone" and (self.lm_text or self.lm_path):
+            raise ConfigError("data.tokenizer 'phone' is decoded greedily: data.lm_text / data.lm_path (word LMs) "
+                              "do not apply to phone units")
         if self.tokenizer == "sentencepiece" and self.vocab_size <= 0:
             raise ConfigError("data.tokenizer 'sentencepiece' needs data.vocab_size > 0 (e.g. --vocab_size 64)")
         if self.lm_path and self.lm_text:
@@ -154,9 +160,14 @@ def load_ctc_config(path, overrides) -> RunConfig:
         raise ConfigError(f"{path}: a CTC config has model_type upstream_ctc (or none), got {run.model_type!r}")
     run.model_type = "upstream_ctc"
     metric = run.training.metric_for_best_model
-    if metric and metric not in VALIDATION_METRICS:
-        raise ConfigError(f"{path}: training.metric_for_best_model must be one of {list(VALIDATION_METRICS)} "
-                          f"for CTC, got {metric!r}")
+    unit = run.data.tokenizer
+    if unit == "phone" and metric in VALIDATION_METRICS["char"]:
+        # A config written for characters (eval_cer) keeps the best dev PER with phone units.
+        logger.info("data.tokenizer phone: training.metric_for_best_model %s -> eval_per", metric)
+        metric = run.training.metric_for_best_model = "eval_per"
+    if metric and metric not in VALIDATION_METRICS[unit]:
+        raise ConfigError(f"{path}: training.metric_for_best_model must be one of {list(VALIDATION_METRICS[unit])} "
+                          f"for CTC with {unit} units, got {metric!r}")
     if metric and not run.data.validation_split:
         raise ConfigError(f"{path}: training.metric_for_best_model {metric!r} needs data.validation_split (e.g. dev)")
     return run
@@ -208,6 +219,7 @@ def run_finetune_ctc(
     from transformers import Wav2Vec2Processor
 
     from ..data import load_corpus
+    from ..data.phones import phone_transcripts
     from ..data.text import normalize_text
     from ..evaluation.decoding import prepare_lm_decoding
     from ..evaluation.features import extractor_settings
@@ -231,7 +243,13 @@ def run_finetune_ctc(
 
     corpus = load_corpus(data.spec)
     train_split = subset_split(corpus, data.subset)
-    texts, ids = list(train_split["text"]), [str(i) for i in train_split["id"]]
+    phones = data.tokenizer == "phone"
+
+    def transcripts(split) -> list[str]:
+        """What the model learns to output: the text, or for phone units the phone sequence of the alignment."""
+        return phone_transcripts(split) if phones else list(split["text"])
+
+    texts, ids = transcripts(train_split), [str(i) for i in train_split["id"]]
 
     tokenizer_dir = output_dir / "tokenizer"
     tokenizer = build_tokenizer(texts, str(tokenizer_dir), unit=data.tokenizer, vocab_size=data.vocab_size, ids=ids)
@@ -305,12 +323,12 @@ def run_finetune_ctc(
         dataset, rows, _ = dataset_for(split, None, name)  # no labels: decoding only
         # Decoded in batches of similar length (the order of the transcripts stays the dataset's).
         lengths = [s.shape[1] for s in dataset.stacks] if cached else [float(d) for d in rows["duration"]]
-        eval_sets[name] = (dataset, rows, [normalize_text(t) for t in rows["text"]], lengths)
+        eval_sets[name] = (dataset, rows, [normalize_text(t) for t in transcripts(rows)], lengths)
 
     eval_fn = None
     if data.validation_split:
         dataset, _, references, lengths = eval_sets[data.validation_split]
-        eval_fn = validation_fn(dataset, collate, tokenizer, references, run.training.batch_size, lengths)
+        eval_fn = validation_fn(dataset, collate, tokenizer, references, run.training.batch_size, lengths, unit=data.tokenizer)
 
     if run.training.drop_last and len(train_dataset) < run.training.batch_size:
         logger.warning("train-%s has %d utterances, fewer than batch_size %d: keeping the incomplete batch",
@@ -356,7 +374,7 @@ def run_finetune_ctc(
             skipped[name] = [{"id": s["id"], "error": s["error"]} for s in out["skipped"]]
         kept_refs = [references[i] for i in out["indices"]]
         kept_ids = [str(rows["id"][i]) for i in out["indices"]]
-        metrics[name], hypotheses[name] = split_scores(kept_ids, kept_refs, out, len(skipped.get(name, [])))
+        metrics[name], hypotheses[name] = split_scores(kept_ids, kept_refs, out, len(skipped.get(name, [])), unit=data.tokenizer)
 
     upstream_config = model.upstream.config
     best_step = train_metrics.get("best_step")
@@ -381,7 +399,8 @@ def run_finetune_ctc(
         "metric_for_best_model": run.training.metric_for_best_model,
         # The step whose weights are final/ (None without metric_for_best_model: the last step) and its dev CER.
         "best_step": best_step,
-        "best_dev_cer": eval_at(output_dir / "metrics.jsonl", best_step, "eval_cer") if best_step is not None else None,
+        **{f"best_dev_{m[len('eval_'):]}": eval_at(output_dir / "metrics.jsonl", best_step, m) if best_step is not None else None
+           for m in VALIDATION_METRICS[data.tokenizer]},
         "stopped_early": bool(train_metrics.get("stopped_early", False)),
         "skipped": skipped,
         "seed": run.training.seed,

@@ -119,7 +119,7 @@ def dataset_identity(spec: str, split: str) -> dict:
             "split": split}
 
 
-METRIC_NAMES = {"wer": ("wer", "WER"), "cer": ("cer", "CER"),
+METRIC_NAMES = {"wer": ("wer", "WER"), "cer": ("cer", "CER"), "per": ("per", "PER"),
                 "wer_lm": ("wer", "WER with n-gram LM"), "cer_lm": ("cer", "CER with n-gram LM")}
 
 
@@ -148,14 +148,17 @@ def ctc_eval_results(results: dict) -> list[EvalResult]:
 
 def _evaluation_section(results: dict) -> str:
     lm = any("wer_lm" in m for m in results["metrics"].values())
-    head = "| split | utterances | WER (%) | CER (%) |" + (" WER, LM (%) | CER, LM (%) |" if lm else "")
+    phones = results.get("tokenizer") == "phone"
+    head = "| split | utterances | PER (%) |" if phones else "| split | utterances | WER (%) | CER (%) |"
+    head += " WER, LM (%) | CER, LM (%) |" if lm else ""
     lines = [EVALUATION_HEADING, "",
              f"Upstream `{results['upstream']}` ({results['upstream_type']}, probe point `{results['probe_point']}`, "
              f"{'frozen' if results['frozen'] else 'fine-tuned'}), trained on `train-{results['subset']}` of "
              f"`{results['data']}`; the weights of step {results.get('best_step') or results.get('steps_run')}.",
-             "", head, "| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if lm else "")]
+             "", head, ("| --- | ---: | ---: |" if phones else "| --- | ---: | ---: | ---: |") + (" ---: | ---: |" if lm else "")]
     for split, m in results["metrics"].items():
-        row = f"| {split} | {m.get('utterances', '')} | {100 * m['wer']:.2f} | {100 * m['cer']:.2f} |"
+        scores = f"{100 * m['per']:.2f}" if phones else f"{100 * m['wer']:.2f} | {100 * m['cer']:.2f}"
+        row = f"| {split} | {m.get('utterances', '')} | {scores} |"
         if lm:
             row += f" {100 * m['wer_lm']:.2f} | {100 * m['cer_lm']:.2f} |" if "wer_lm" in m else " | |"
         lines.append(row)
@@ -183,7 +186,7 @@ def add_ctc_results(card_path: str | os.PathLike, results: dict, upstream_hub_id
     card.data.eval_results = ctc_eval_results(results)
     hub_datasets = sorted({r.dataset_type for r in card.data.eval_results if "/" in r.dataset_type})
     card.data.datasets = hub_datasets or None
-    card.data.metrics = ["wer", "cer"]
+    card.data.metrics = ["per"] if results.get("tokenizer") == "phone" else ["wer", "cer"]
     if upstream_hub_id:
         card.data.base_model = upstream_hub_id
     text = _without_section(card.text, EVALUATION_HEADING)

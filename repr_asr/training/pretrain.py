@@ -129,6 +129,11 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     sampling_rate = getattr(model_config, "sampling_rate", 16000)
 
     crops = dict(crop_samples=run.data.crop_samples, cache_audio=run.data.cache_audio, normalize=run.data.normalize, sampling_rate=sampling_rate)
+    # A model trained with labels (the supervised topline) gets each crop's frame phone ids.
+    phone_hop = model.hop_length if getattr(model, "needs_phone_labels", False) else None
+    if phone_hop is not None and run.data.streaming:
+        raise ConfigError(f"model_type {run.model_type} learns from phone alignments, which streamed data "
+                          "(data.streaming) does not carry: use a corpus on disk")
     if run.data.streaming:
         from ..data.streaming import StreamingCropDataset
 
@@ -136,7 +141,8 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
         train_set = StreamingCropDataset(split, seed=run.training.seed, speakers=speakers or None, strict=run.training.strict,
                                          shuffle_buffer=run.data.shuffle_buffer, **streamed)
     else:
-        train_set = RandomCropDataset(split, seed=run.training.seed, speakers=speakers or None, strict=run.training.strict, **crops)
+        train_set = RandomCropDataset(split, seed=run.training.seed, speakers=speakers or None, strict=run.training.strict,
+                                      phone_hop=phone_hop, **crops)
 
     # One step's FLOPs, measured on the first batch that decodes (every step has the same crop shapes).
     processes = int(os.environ.get("WORLD_SIZE", "1"))
@@ -170,7 +176,8 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
         if len(held_out) == 0:
             logger.warning("eval split %r has no usable utterance (unknown speakers?): no evaluation", run.data.eval_split)
         else:
-            eval_set = RandomCropDataset(held_out, seed=run.training.seed, speakers=eval_speakers or None, **crops)
+            eval_set = RandomCropDataset(held_out, seed=run.training.seed, speakers=eval_speakers or None,
+                                         phone_hop=phone_hop, **crops)
 
     trainer = Trainer(
         model,

@@ -31,6 +31,12 @@ class UpstreamForCTCConfig(PreTrainedConfig):
             randomly initialised head settles before gradients reach the upstream.
         upstream_lr_scale (`float`, defaults to `1.0`): learning-rate multiplier for the upstream's parameter
             group in ``parameter_groups()`` (fine-tuning usually wants < 1).
+        upstream_mask_time_prob (`float`, defaults to `0.0`): a transformers speech encoder upstream
+            (``HFEncoderUpstream``: Wav2Vec2, HuBERT, WavLM, data2vec-audio) fine-tuned: its own SpecAugment
+            time masking (``mask_time_prob``), which its checkpoint holds at the pretraining value; 0 turns it
+            off. Its conv feature encoder always stays frozen. Ignored for repr_asr's own upstreams.
+        upstream_mask_feature_prob (`float`, defaults to `0.0`): likewise its ``mask_feature_prob``.
+        upstream_layerdrop (`float`, defaults to `0.0`): likewise its ``layerdrop``.
         head_type (`str`, defaults to `"linear"`): `"linear"` (one projection per frame) or `"bilstm"`.
         head_hidden_size (`int`, defaults to `256`): BiLSTM units per direction.
         head_num_layers (`int`, defaults to `1`): BiLSTM layers (1 or 2).
@@ -62,6 +68,9 @@ class UpstreamForCTCConfig(PreTrainedConfig):
         freeze_upstream: bool = True,
         freeze_upstream_steps: int = 0,
         upstream_lr_scale: float = 1.0,
+        upstream_mask_time_prob: float = 0.0,
+        upstream_mask_feature_prob: float = 0.0,
+        upstream_layerdrop: float = 0.0,
         head_type: str = "linear",
         head_hidden_size: int = 256,
         head_num_layers: int = 1,
@@ -87,6 +96,9 @@ class UpstreamForCTCConfig(PreTrainedConfig):
         self.freeze_upstream = freeze_upstream
         self.freeze_upstream_steps = freeze_upstream_steps
         self.upstream_lr_scale = upstream_lr_scale
+        self.upstream_mask_time_prob = upstream_mask_time_prob
+        self.upstream_mask_feature_prob = upstream_mask_feature_prob
+        self.upstream_layerdrop = upstream_layerdrop
         self.head_type = head_type
         self.head_hidden_size = head_hidden_size
         self.head_num_layers = head_num_layers
@@ -130,6 +142,9 @@ class UpstreamForCTCConfig(PreTrainedConfig):
             problems.append("mask widths and counts must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("upstream_mask_time_prob", "upstream_mask_feature_prob", "upstream_layerdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if problems:
             raise ValueError("UpstreamForCTCConfig: " + "; ".join(problems))
 

@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput
 
 from ...modules.bilstm import PaddedBiLSTM
 from ...modules.masking import lengths_from_mask, mask_from_lengths
+from ..foreign import WrappedUpstream, upstream_from_config, wrap_transformers_model
 from .configuration_upstream_ctc import UpstreamForCTCConfig
 
 
@@ -96,9 +97,13 @@ class UpstreamForCTC(PreTrainedModel):
     main_input_name = "input_values"
     supports_gradient_checkpointing = False
 
-    def __init__(self, config: UpstreamForCTCConfig):
+    def __init__(self, config: UpstreamForCTCConfig, upstream: Optional[nn.Module] = None):
         super().__init__(config)
-        self.upstream = AutoModel.from_config(config.build_upstream_config())
+        # ``upstream``: an upstream to use as it is (from_upstream with a WrappedUpstream no config rebuilds).
+        self.upstream = upstream if upstream is not None else upstream_from_config(config)
+        configure = getattr(self.upstream, "configure_fine_tuning", None)
+        if configure is not None:  # a transformers speech encoder: frozen conv stack, its own masking and LayerDrop
+            configure(config.upstream_mask_time_prob, config.upstream_mask_feature_prob, config.upstream_layerdrop)
         self.probe_point = config.probe_point or self.upstream.default_probe_point
         dims = self.upstream.probe_dims()
         rates = self.upstream.probe_samples_per_frame()
@@ -134,11 +139,16 @@ class UpstreamForCTC(PreTrainedModel):
 
     @classmethod
     def from_upstream(cls, upstream: PreTrainedModel, vocab_size: int, pad_token_id: int = 0, **head_options):
-        """A CTC model around ``upstream`` (a loaded upstream model, e.g. ``load_upstream(path)``), keeping its weights."""
+        """A CTC model around ``upstream`` (a loaded upstream model, e.g. ``load_upstream(path)``, or a
+        transformers speech encoder, which is wrapped), keeping its weights. A ``WrappedUpstream`` around an
+        arbitrary module is used as it is: such a model trains and decodes but cannot be reloaded from a folder."""
+        upstream = wrap_transformers_model(upstream)
         config = UpstreamForCTCConfig(
             upstream_config=upstream.config.to_dict(), vocab_size=vocab_size, pad_token_id=pad_token_id,
             **head_options,
         )
+        if isinstance(upstream, WrappedUpstream) and upstream.config.base is None:
+            return cls(config, upstream=upstream)
         model = cls(config)
         model.upstream.load_state_dict(upstream.state_dict())
         return model
