@@ -15,7 +15,8 @@ Stages, in order (``make study`` runs them all; each skips what is done, so a ki
    at every probe point, over the pool's speakers; ``resynthesis``: a few test utterances resynthesised
    and converted to training speakers (WAVs).
 4. ``ctc``: frozen CTC heads for every upstream and baseline on every subset the corpus has, seed by
-   seed; the step budget follows the subset and dev CER picks the step kept (early stopping).
+   seed, for each unit of ``ctc.units`` (characters: ``RESULTS_DIR/ctc``; phones: ``RESULTS_DIR/ctc_phone``);
+   the step budget follows the subset and dev CER (PER for phones) picks the step kept (early stopping).
 5. ``finetune``: fine-tuned CTC on ``ctc.finetune.subset`` for the best WaveNet-AE (lowest mean dev
    CER, frozen, on that subset) and the others listed, each run starting from the frozen run of the
    same upstream, subset and seed (its ``final/``; retrained first when ``--output_dir`` lost it).
@@ -210,23 +211,27 @@ class Study:
         self.say(f"pretrain {name}: {results['steps']} steps, {results['total_flops']:.3g} FLOPs -> {exported}")
 
     def _ctc(self, name: str, upstream: str, subset: str, seed: int, config: str, max_steps: int, kind: str, training: dict = None,
-             init_from: "callable" = None, init_key: dict = None):
+             init_from: "callable" = None, init_key: dict = None, unit: str = "char"):
         """The CTC run as a callable, or None when its result is already there. ``training``: overrides of
         the config's ``training`` section (e.g. ``eval_steps``), part of the result's key. ``init_from``: a
         callable run first that returns the trained CTC model folder this run starts from; ``init_key`` the key
         of that run, part of this one's."""
-        key = self._ctc_key(config, max_steps, upstream, training, init_key)
+        key = self._ctc_key(config, max_steps, upstream, training, init_key, unit)
         result = self.results / kind / name / subset / f"seed{seed}" / "results.json"
         if self.done(result, key):
             return None
         return lambda: self._train_ctc(name, upstream, subset, seed, config, max_steps, kind, training, key, result,
-                                       init_from() if init_from else None)
+                                       init_from() if init_from else None, unit)
 
-    def _ctc_key(self, config: str, max_steps: int, upstream: str, training: dict = None, init_key: dict = None) -> dict:
+    def _ctc_key(self, config: str, max_steps: int, upstream: str, training: dict = None, init_key: dict = None,
+                 unit: str = "char") -> dict:
+        # Character runs' keys name no unit: their results predate the other units and stay valid.
         return self.key(config=config, config_sha256=file_sha256(config), max_steps=max_steps, upstream_key=self._upstream_key(upstream),
-                        **({"training": training} if training else {}), **({"init": init_key} if init_key else {}))
+                        **({"training": training} if training else {}), **({"init": init_key} if init_key else {}),
+                        **({"unit": unit} if unit != "char" else {}))
 
-    def _train_ctc(self, name, upstream, subset, seed, config, max_steps, kind, training, key, result, init_from=None) -> Path:
+    def _train_ctc(self, name, upstream, subset, seed, config, max_steps, kind, training, key, result, init_from=None,
+                   unit="char") -> Path:
         """Train one CTC run (resuming it when it can), save its result to ``result``, return its final/."""
         run = self.out / kind / name / subset / f"seed{seed}"
         label = f"{kind} {name} train-{subset} seed {seed}"
@@ -236,14 +241,15 @@ class Study:
         self.say(f"{label}: at most {max_steps} steps" + (f", from {init_from}" if init_from else ""))
         self.launch("finetune_ctc.py", ["--config", config, "--upstream", upstream, "--subset", subset, "--seed", seed,
                                         "--data", self.data, "--output_dir", run, "--max_steps", max_steps,
-                                        "--data.cache_dir", self.out / "cache" / name, *start,
+                                        "--data.cache_dir", self.out / "cache" / name, "--tokenizer", unit, *start,
                                         *[f"--training.{k}={v}" for k, v in (training or {}).items()], *resume],
                     self.out / "logs" / f"{kind}-{name}-{subset}-seed{seed}.log", threads=max(1, self.cores // self.jobs))
         results = json.loads((run / "results.json").read_text())
         if result is not None:
             self.save(result, results, key)
         test = results["metrics"].get("test", {})
-        self.say(f"{label}: test CER {100 * test.get('cer', float('nan')):.1f} % WER {100 * test.get('wer', float('nan')):.1f} % "
+        scores = " ".join(f"{m.upper()} {100 * test[m]:.1f} %" for m in ("cer", "per", "wer") if m in test)
+        self.say(f"{label}: test {scores} "
                  f"(step {results.get('best_step')} of {results.get('steps_run')})")
         return run / "final"
 
@@ -267,8 +273,10 @@ class Study:
         for seed in spec["seeds"]:
             for subset in self.subsets():
                 training, steps = self._frozen_ctc(subset)
-                tasks += [self._ctc(name, upstream, subset, seed, spec["config"], steps, "ctc", training)
-                          for name, upstream in self.representations().items()]
+                for unit in spec.get("units", ["char"]):
+                    kind = "ctc" if unit == "char" else f"ctc_{unit}"
+                    tasks += [self._ctc(name, upstream, subset, seed, spec["config"], steps, kind, training, unit=unit)
+                              for name, upstream in self.representations().items()]
         self.run_parallel([task for task in tasks if task is not None])
 
     def best_wavenet(self, subset: str) -> str:

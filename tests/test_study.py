@@ -11,7 +11,7 @@ import yaml
 
 from repr_asr.evaluation.codes import code_statistics
 from repr_asr.evaluation.probes import IGNORE
-from repr_asr.evaluation.study_report import findings, load_ctc, write_report
+from repr_asr.evaluation.study_report import findings, load_ctc, topline_findings, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,6 +99,34 @@ def test_report_tables_and_findings_from_results(tmp_path):
     assert "wavenet_vq 60.0 < cpc 65.0 < wavenet_vq_nojitter 70.0 < mfcc 78.0 < fbank 80.0" in next(l for l in lines if "Ranking" in l)
 
 
+def test_topline_check_and_phone_table(tmp_path):
+    """The harness check: the supervised topline must beat filterbanks by 30 % relative in CER and in PER;
+    the report labels it and gives phones their own table, and it is never ranked with unsupervised rows."""
+    results, hub = tmp_path / "results", tmp_path / "hub"
+    spec = {"corpus": {"hours": 4.0, "seed": 0}, "baselines": ["fbank"],
+            "pretrain": {"upstreams": {"topline": {}, "cpc": {}}}}
+    for name, model_type in (("topline", "phone_topline"), ("cpc", "cpc")):
+        (hub / name).mkdir(parents=True)
+        (hub / name / "results.json").write_text(json.dumps({"model_type": model_type, "steps": 10, "total_flops": 3e13}))
+    for seed in (0, 1):
+        _ctc_result(results, "fbank", "10min", seed, 80.0, 80.0)
+        _ctc_result(results, "topline", "10min", seed, 50.0, 50.0)  # 37.5 % better in CER
+        _ctc_result(results, "cpc", "10min", seed, 70.0, 70.0)
+        for name, per in (("fbank", 60.0), ("topline", 45.0), ("cpc", 55.0)):  # 25 % better in PER: not enough
+            path = results / "ctc_phone" / name / "10min" / f"seed{seed}" / "results.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"metrics": {"test": {"per": per / 100}}, "seed": seed}))
+    pretrained = {"topline": {"model_type": "phone_topline"}, "cpc": {"model_type": "cpc"}}
+    lines = topline_findings(pretrained, load_ctc(results / "ctc"), load_ctc(results / "ctc_phone"), ["10min"])
+    cer, per = (next(l for l in lines if f"relative {m} on" in l) for m in ("CER", "PER"))
+    assert "**holds**" in cer and "+37.5 % relative (n=2 seeds)" in cer
+    assert "**does not hold**" in per and "45.0 vs fbank 60.0" in per
+    text = Path(write_report(results, spec, 1.0, hub)).read_text()
+    assert "## Frozen CTC, test PER (%; phones)" in text and "| topline (supervised topline) | 45.0 ± 0.0 (n=2) |" in text
+    ranking = next(l for l in text.splitlines() if "Ranking" in l)
+    assert "cpc 70.0 < fbank 80.0" in ranking and "topline" not in ranking
+
+
 def _recipe(name):
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -149,7 +177,7 @@ def test_study_end_to_end_resumes_and_exports_loadable_upstreams(tmp_path, synth
         assert (results / "probes" / name / "results.json").exists() and (results / "abx" / name / "results.json").exists()
     assert (results / "codes" / "wavenet_vq" / "results.json").exists() and not (results / "codes" / "fbank").exists()
     report = (results / "README.md").read_text()
-    assert "## Frozen CTC, test CER (%)" in report and "| wavenet_vq |" in report and "## VQ codes (test)" in report
+    assert "## Frozen CTC, test CER (%; characters)" in report and "| wavenet_vq |" in report and "## VQ codes (test)" in report
     codes = json.loads((results / "codes" / "wavenet_vq" / "results.json").read_text())
     assert (results / "codes" / "wavenet_vq" / codes["figures"]["code_phone"]).exists() and len(codes["figures"]) == 2
     audio = json.loads((results / "resynthesis" / "wavenet_vq" / "results.json").read_text())

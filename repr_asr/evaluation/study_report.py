@@ -1,7 +1,8 @@
 """The study's tables and findings, from the ``results.json`` files ``recipes/study.py`` collects.
 
 Layout of ``RESULTS_DIR``: ``pretrain`` results live with the exported upstreams (``hub/NAME/results.json``);
-``ctc/NAME/SUBSET/seedS/results.json`` (frozen) and ``finetune/...`` (fine-tuned);
+``ctc/NAME/SUBSET/seedS/results.json`` (frozen, characters), ``ctc_phone/...`` (frozen, phones) and
+``finetune/...`` (fine-tuned);
 ``probes/NAME``, ``abx/NAME``, ``codes/NAME`` and ``TASK/NAME`` for each downstream task the study runs
 as an analysis (``speaker_id``; ``repr_asr.downstream.REGISTRY``, one ``results.json`` each). :func:`write_report` writes
 ``RESULTS_DIR/README.md``: the tables, then the talk's findings and the study's goals checked one by one
@@ -19,6 +20,17 @@ from ..downstream import tasks_with
 from .report import SUBSET_ORDER
 
 BASELINES = ("fbank", "mfcc")
+TOPLINE_TYPE = "phone_topline"  # trained with labels: shown as the topline, never ranked with the unsupervised rows
+TOPLINE_GAIN = 30.0  # % relative over filterbanks that the topline must reach (else the harness cannot see it)
+
+
+def is_topline(pretrained: dict, name: str) -> bool:
+    return (pretrained.get(name) or {}).get("model_type") == TOPLINE_TYPE
+
+
+def row_name(pretrained: dict, name: str) -> str:
+    """The representation's name in a table: the topline says what it is."""
+    return f"{name} (supervised topline)" if is_topline(pretrained, name) else name
 
 
 def _load(path: Path) -> Optional[dict]:
@@ -57,12 +69,12 @@ def _pct(value) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
-def ctc_table(runs: dict, metric: str, names: list, subsets: list) -> list:
+def ctc_table(runs: dict, metric: str, names: list, subsets: list, labels: Optional[dict] = None) -> list:
     lines = ["| representation | " + " | ".join(f"train-{s}" for s in subsets) + " |", "|---" * (len(subsets) + 1) + "|"]
     for name in names:
         cells = [_cell([_percent(r["metrics"].get("test", {}).get(metric)) for r in runs.get((name, s), [])]) for s in subsets]
         if any(c != "–" for c in cells):
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {(labels or {}).get(name, name)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -74,9 +86,28 @@ def _probe(probes: dict, name: str, point: str, task: str, field: str = "accurac
     return ((probes.get(name) or {}).get("metrics", {}).get(point, {}).get(task) or {}).get(field)
 
 
-def findings(pretrained: dict, frozen: dict, probes: dict, abx: dict, subsets: list) -> list:
-    """The talk's claims and the study's goals, each with the measured numbers and whether it holds."""
+def topline_findings(pretrained: dict, frozen: dict, phones: dict, subsets: list) -> list:
+    """Whether the supervised topline beats filterbanks by ``TOPLINE_GAIN`` % relative in CER and PER: if it
+    does not, the harness (not the representations) is what cannot see a good representation."""
     lines = []
+    for name in (n for n in pretrained if is_topline(pretrained, n)):
+        for subset in subsets:
+            for metric, runs in (("cer", frozen), ("per", phones)):
+                fb, top = ctc_mean(runs, "fbank", subset, metric), ctc_mean(runs, name, subset, metric)
+                if fb is None or top is None:
+                    continue
+                gain = 100.0 * (fb - top) / fb
+                n = min(len(runs.get(("fbank", subset), [])), len(runs.get((name, subset), [])))
+                verdict = "**holds**" if gain >= TOPLINE_GAIN else "**does not hold**"
+                lines.append(f"- Harness check: the supervised topline ({name}) beats filterbanks by ≥ {TOPLINE_GAIN:.0f} % "
+                             f"relative {metric.upper()} on train-{subset}: {verdict} — {top:.1f} vs fbank {fb:.1f} on test, "
+                             f"{gain:+.1f} % relative (n={n} seed{'s' if n != 1 else ''}).")
+    return lines
+
+
+def findings(pretrained: dict, frozen: dict, probes: dict, abx: dict, subsets: list, phones: Optional[dict] = None) -> list:
+    """The talk's claims and the study's goals, each with the measured numbers and whether it holds."""
+    lines = topline_findings(pretrained, frozen, phones or {}, subsets)
     wavenets = [n for n in pretrained if n.startswith(("wavenet", "hub-wavenet"))]
 
     def verdict(ok):
@@ -133,7 +164,8 @@ def findings(pretrained: dict, frozen: dict, probes: dict, abx: dict, subsets: l
                      f"{verdict(ok)} — VQ {spk['wavenet_vq']:.1f}, VAE {spk['wavenet_vae']:.1f}, none {spk['wavenet_ae']:.1f}.")
     # 5. ranking against the other families at equal compute.
     for subset in subsets:
-        same_budget = [n for n in pretrained if not n.startswith("hub-")]  # published checkpoints had another budget
+        # Published checkpoints had another budget; the topline had labels.
+        same_budget = [n for n in pretrained if not n.startswith("hub-") and not is_topline(pretrained, n)]
         ranked = sorted(((ctc_mean(frozen, n, subset), n) for n in same_budget + list(BASELINES)), key=lambda t: (t[0] is None, t[0]))
         ranked = [f"{n} {v:.1f}" for v, n in ranked if v is not None]
         if ranked:
@@ -153,7 +185,8 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
         r = _load(folder / "results.json")
         if r:
             pretrained[name] = {**r, "bottleneck": (r.get("run", {}).get("model") or {}).get("bottleneck")}
-    frozen, tuned = load_ctc(results_dir / "ctc"), load_ctc(results_dir / "finetune")
+    frozen, tuned, phones = load_ctc(results_dir / "ctc"), load_ctc(results_dir / "finetune"), load_ctc(results_dir / "ctc_phone")
+    labels = {n: row_name(pretrained, n) for n in names}
     subsets = [s for s in SUBSET_ORDER if any(k[1] == s for k in frozen)]
     probes = {n: _load(results_dir / "probes" / n / "results.json") for n in names}
     abx = {n: _load(results_dir / "abx" / n / "results.json") for n in names}
@@ -170,8 +203,9 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
         study = r.get("study") or {}
         out.append(f"| {name} | {study.get('config')} {json.dumps(study.get('overrides')) if study.get('overrides') else ''} "
                    f"| {r['steps']} | {r['total_flops']:.3g} | {'–' if seconds is None else f'{seconds / 60:.1f} min'} |")
-    for metric in ("cer", "wer"):
-        out += ["", f"## Frozen CTC, test {metric.upper()} (%)", ""] + ctc_table(frozen, metric, names, subsets)
+    for metric, runs, unit in (("cer", frozen, "characters"), ("per", phones, "phones"), ("wer", frozen, "characters")):
+        if any(k[0] in names for k in runs):
+            out += ["", f"## Frozen CTC, test {metric.upper()} (%; {unit})", ""] + ctc_table(runs, metric, names, subsets, labels)
     if tuned:
         tuned_subsets = [s for s in SUBSET_ORDER if any(k[1] == s for k in tuned)]
         out += ["", "## Fine-tuned CTC, test CER (%)", ""] + ctc_table(tuned, "cer", sorted({k[0] for k in tuned}), tuned_subsets)
@@ -204,7 +238,7 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
                 out.append(f"| {name} | {m['codes_used']} / {m['codebook_size']} | {m['perplexity']:.1f} | {m['bitrate']:.0f} "
                            f"| {_pct(m.get('phone_purity'))} ({_pct(m.get('phone_majority'))}) | {m.get('phone_nmi', 0):.3f} "
                            f"| {m.get('speaker_nmi', 0):.3f} | {m['mean_run_frames']:.2f} |")
-    out += ["", "## Findings", ""] + (findings(pretrained, frozen, probes, abx, subsets) or ["(no results yet)"])
+    out += ["", "## Findings", ""] + (findings(pretrained, frozen, probes, abx, subsets, phones) or ["(no results yet)"])
     path = results_dir / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n")
@@ -216,14 +250,17 @@ def scores_section(name: str, results_dir, subsets: Optional[list] = None) -> st
     CER / WER per subset, probe accuracies per probe point, ABX, the downstream analyses (speaker
     identification), code statistics, on the test speakers."""
     results_dir = Path(results_dir)
-    frozen = load_ctc(results_dir / "ctc")
-    subsets = subsets or [s for s in SUBSET_ORDER if (name, s) in frozen]
+    frozen, phones = load_ctc(results_dir / "ctc"), load_ctc(results_dir / "ctc_phone")
+    subsets = subsets or [s for s in SUBSET_ORDER if (name, s) in frozen or (name, s) in phones]
     lines = ["On the study's test speakers (never seen in training); `make study`, tables in `docs/study/README.md`.", ""]
     for subset in subsets:
         runs = frozen.get((name, subset), [])
         if runs:
             lines.append(f"- frozen CTC on train-{subset}: CER {_cell([_percent(r['metrics'].get('test', {}).get('cer')) for r in runs])}, "
                          f"WER {_cell([_percent(r['metrics'].get('test', {}).get('wer')) for r in runs])} %")
+        if phones.get((name, subset)):
+            lines.append(f"- frozen CTC on phones, train-{subset}: PER "
+                         f"{_cell([_percent(r['metrics'].get('test', {}).get('per')) for r in phones[(name, subset)]])} %")
     probes = _load(results_dir / "probes" / name / "results.json")
     for point, tasks in (probes or {}).get("metrics", {}).items():
         accs = ", ".join(f"{t} {tasks[t]['accuracy']:.1f} %" for t in ("phone", "speaker", "gender") if "accuracy" in (tasks.get(t) or {}))
