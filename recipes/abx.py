@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 
 from repr_asr.evaluation.report import write_results
 from repr_asr.evaluation.abx import DEFAULT_MAX_SIZE_GROUP, DEFAULT_MAX_X_ACROSS, DEFAULT_SEED, evaluate_abx
@@ -63,9 +62,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from repr_asr.models import UpstreamError
+    from repr_asr.errors import run_recipe
 
-    try:
-        main()
-    except UpstreamError as error:  # an --upstream that cannot be one: say why, without a traceback
-        sys.exit(f"abx.py: error: {error}")
+    run_recipe(main)  # a user-input error (repr_asr.errors.USER_ERRORS): one line and exit status 1, no traceback

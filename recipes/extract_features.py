@@ -5,13 +5,14 @@
 
 --streaming reads an hf:NAME_OR_PATH corpus as a stream (repr_asr.data.streaming); processes split the
 utterances and each writes its own files. Rerunning into the same DIR resumes: an utterance whose files all
-exist is passed over without being decoded. Undecodable audio is skipped and listed in DIR/skipped-RANK.tsv
-(--strict stops instead). DIR/export.json records the upstream, data, probe points and their frame steps.
+exist is passed over without being decoded; a DIR written by another export (other upstream weights, data,
+split or probe points) is refused, and so is a DIR another process is exporting into. Undecodable audio is
+skipped and listed in DIR/skipped-RANK.tsv (--strict stops instead). DIR/export.json records the upstream (and
+its weights' hash), data, probe points and their frame steps.
 """
 
 import argparse
 import json
-import sys
 
 from repr_asr.evaluation.feature_export import export_features
 
@@ -35,9 +36,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from repr_asr.models import UpstreamError
+    from repr_asr.errors import run_recipe
 
-    try:
-        main()
-    except UpstreamError as error:  # an --upstream that cannot be one: say why, without a traceback
-        sys.exit(f"extract_features.py: error: {error}")
+    run_recipe(main)  # a user-input error (repr_asr.errors.USER_ERRORS): one line and exit status 1, no traceback

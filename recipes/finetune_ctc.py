@@ -23,7 +23,6 @@ written.
 """
 
 import json
-import sys
 
 from repr_asr.training import parse_recipe_args
 from repr_asr.training.finetune_ctc import SUBSETS, UNITS, CTCDataConfig, load_ctc_config, run_finetune_ctc
@@ -59,11 +58,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from repr_asr.models import UpstreamError
-    from repr_asr.training import CheckpointError, ConfigError
-    from repr_asr.training.trainer import NonFiniteError
+    from repr_asr.errors import run_recipe
 
-    try:
-        main()
-    except (ConfigError, CheckpointError, NonFiniteError, UpstreamError) as error:  # say what is wrong, without a traceback
-        sys.exit(f"finetune_ctc.py: error: {error}")
+    run_recipe(main)  # a user-input error (repr_asr.errors.USER_ERRORS): one line and exit status 1, no traceback

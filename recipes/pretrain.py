@@ -11,10 +11,8 @@ as a stream (repr_asr.data.streaming: each process and worker reads its own shar
 """
 
 import json
-import sys
 
-from repr_asr.training import CheckpointError, ConfigError, load_config, parse_recipe_args, run_pretraining
-from repr_asr.training.trainer import NonFiniteError
+from repr_asr.training import load_config, parse_recipe_args, run_pretraining
 
 
 def extra_arguments(parser):
@@ -36,7 +34,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, CheckpointError, NonFiniteError) as error:  # say what is wrong, without a traceback
-        sys.exit(f"pretrain.py: error: {error}")
+    from repr_asr.errors import run_recipe
+
+    run_recipe(main)  # a user-input error (repr_asr.errors.USER_ERRORS): one line and exit status 1, no traceback

@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 from dataclasses import fields
 
 from repr_asr.evaluation.report import write_results
@@ -48,9 +47,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from repr_asr.models import UpstreamError
+    from repr_asr.errors import run_recipe
 
-    try:
-        main()
-    except UpstreamError as error:  # an --upstream that cannot be one: say why, without a traceback
-        sys.exit(f"probe.py: error: {error}")
+    run_recipe(main)  # a user-input error (repr_asr.errors.USER_ERRORS): one line and exit status 1, no traceback

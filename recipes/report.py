@@ -29,4 +29,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from repr_asr.errors import run_recipe
+
+    run_recipe(main)

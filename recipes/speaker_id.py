@@ -57,4 +57,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from repr_asr.errors import run_recipe
+
+    run_recipe(main)  # a user-input error (repr_asr.errors.USER_ERRORS): one line and exit status 1, no traceback

@@ -17,6 +17,8 @@ Stages, in order (``make study`` runs them all; each skips what is done, so a ki
 4. ``ctc``: frozen CTC heads for every upstream and baseline on every subset the corpus has, seed by
    seed, for each unit of ``ctc.units`` (characters: ``RESULTS_DIR/ctc``; phones: ``RESULTS_DIR/ctc_phone``);
    the step budget follows the subset and dev CER (PER for phones) picks the step kept (early stopping).
+   With ``ctc.mixed`` (``subsets``, ``seeds``), also the learned mix of every probe point
+   (``--model.weighted_sum true``) for each upstream with two probe points or more (``RESULTS_DIR/ctc_mix``).
 5. ``finetune``: fine-tuned CTC on ``ctc.finetune.subset`` for the best WaveNet-AE (lowest mean dev
    CER, frozen, on that subset) and the others listed, each run starting from the frozen run of the
    same upstream, subset and seed (its ``final/``; retrained first when ``--output_dir`` lost it).
@@ -154,8 +156,9 @@ class Study:
 
     def representations(self) -> dict:
         """name -> upstream argument of the downstream recipes: the baselines, the upstreams pretrained
-        here (exported to HUB_DIR/NAME) and the committed checkpoints listed under ``published``
-        (ROOT/hub/NAME, evaluated as they are; named ``hub-NAME``)."""
+        here (exported to HUB_DIR/NAME), the committed checkpoints listed under ``published``
+        (ROOT/hub/NAME, evaluated as they are; named ``hub-NAME``) and the upstreams of ``evaluate``
+        (``name: folder or hub name``, e.g. a local ``hubert-base-ls960``, evaluated as they are)."""
         reps = {name: name for name in self.spec.get("baselines", [])}
         reps.update({name: str(self.hub / name) for name in self.upstreams()})
         for name in self.spec.get("published", []):
@@ -164,6 +167,9 @@ class Study:
                 reps[f"hub-{name}"] = str(folder)
             else:
                 self.say(f"published checkpoint hub/{name} is missing: not evaluated")
+        # Any other upstream, evaluated as it is (no pretraining here): a folder or hub name of ours, or of a
+        # transformers audio encoder (wav2vec2, HuBERT, WavLM, data2vec-audio).
+        reps.update({name: str(path) for name, path in (self.spec.get("evaluate") or {}).items()})
         return reps
 
     def subsets(self) -> list:
@@ -211,27 +217,27 @@ class Study:
         self.say(f"pretrain {name}: {results['steps']} steps, {results['total_flops']:.3g} FLOPs -> {exported}")
 
     def _ctc(self, name: str, upstream: str, subset: str, seed: int, config: str, max_steps: int, kind: str, training: dict = None,
-             init_from: "callable" = None, init_key: dict = None, unit: str = "char"):
-        """The CTC run as a callable, or None when its result is already there. ``training``: overrides of
-        the config's ``training`` section (e.g. ``eval_steps``), part of the result's key. ``init_from``: a
-        callable run first that returns the trained CTC model folder this run starts from; ``init_key`` the key
-        of that run, part of this one's."""
-        key = self._ctc_key(config, max_steps, upstream, training, init_key, unit)
+             init_from: "callable" = None, init_key: dict = None, unit: str = "char", model: dict = None):
+        """The CTC run as a callable, or None when its result is already there. ``training`` / ``model``:
+        overrides of the config's ``training`` (e.g. ``eval_steps``) / ``model`` (e.g. ``weighted_sum``) section,
+        part of the result's key. ``init_from``: a callable run first that returns the trained CTC model folder
+        this run starts from; ``init_key`` the key of that run, part of this one's."""
+        key = self._ctc_key(config, max_steps, upstream, training, init_key, unit, model)
         result = self.results / kind / name / subset / f"seed{seed}" / "results.json"
         if self.done(result, key):
             return None
         return lambda: self._train_ctc(name, upstream, subset, seed, config, max_steps, kind, training, key, result,
-                                       init_from() if init_from else None, unit)
+                                       init_from() if init_from else None, unit, model)
 
     def _ctc_key(self, config: str, max_steps: int, upstream: str, training: dict = None, init_key: dict = None,
-                 unit: str = "char") -> dict:
+                 unit: str = "char", model: dict = None) -> dict:
         # Character runs' keys name no unit: their results predate the other units and stay valid.
         return self.key(config=config, config_sha256=file_sha256(config), max_steps=max_steps, upstream_key=self._upstream_key(upstream),
                         **({"training": training} if training else {}), **({"init": init_key} if init_key else {}),
-                        **({"unit": unit} if unit != "char" else {}))
+                        **({"unit": unit} if unit != "char" else {}), **({"model": model} if model else {}))
 
     def _train_ctc(self, name, upstream, subset, seed, config, max_steps, kind, training, key, result, init_from=None,
-                   unit="char") -> Path:
+                   unit="char", model=None) -> Path:
         """Train one CTC run (resuming it when it can), save its result to ``result``, return its final/."""
         run = self.out / kind / name / subset / f"seed{seed}"
         label = f"{kind} {name} train-{subset} seed {seed}"
@@ -242,7 +248,8 @@ class Study:
         self.launch("finetune_ctc.py", ["--config", config, "--upstream", upstream, "--subset", subset, "--seed", seed,
                                         "--data", self.data, "--output_dir", run, "--max_steps", max_steps,
                                         "--data.cache_dir", self.out / "cache" / name, "--tokenizer", unit, *start,
-                                        *[f"--training.{k}={v}" for k, v in (training or {}).items()], *resume],
+                                        *[f"--training.{k}={v}" for k, v in (training or {}).items()],
+                                        *[f"--model.{k}={json.dumps(v)}" for k, v in (model or {}).items()], *resume],
                     self.out / "logs" / f"{kind}-{name}-{subset}-seed{seed}.log", threads=max(1, self.cores // self.jobs))
         results = json.loads((run / "results.json").read_text())
         if result is not None:
@@ -277,7 +284,25 @@ class Study:
                     kind = "ctc" if unit == "char" else f"ctc_{unit}"
                     tasks += [self._ctc(name, upstream, subset, seed, spec["config"], steps, kind, training, unit=unit)
                               for name, upstream in self.representations().items()]
+        mixed = spec.get("mixed") or {}
+        for seed in mixed.get("seeds", []):  # the learned mix of every probe point, where there are two or more
+            for subset in [s for s in mixed.get("subsets", []) if s in self.subsets()]:
+                training, steps = self._frozen_ctc(subset)
+                tasks += [self._ctc(name, upstream, subset, seed, spec["config"], steps, "ctc_mix", training, model={"weighted_sum": True})
+                          for name, upstream in self.representations().items()
+                          if name not in self.spec.get("baselines", []) and len(self.probe_point_names(upstream)) >= 2]
         self.run_parallel([task for task in tasks if task is not None])
+
+    @staticmethod
+    def probe_point_names(upstream: str) -> list:
+        """Every probe point of ``upstream`` (its config.json's, else the loaded upstream's)."""
+        config = Path(upstream) / "config.json"
+        points = json.loads(config.read_text()).get("probe_points") if config.exists() else None
+        if points is None:
+            from repr_asr.models import load_upstream
+
+            points = load_upstream(upstream).probe_points
+        return list(points)
 
     def best_wavenet(self, subset: str) -> str:
         from repr_asr.evaluation.study_report import load_ctc
@@ -336,7 +361,12 @@ class Study:
         if points != "default":
             return points
         config = Path(upstream) / "config.json"
-        return [json.loads(config.read_text())["default_probe_point"]] if config.exists() else ["features"]
+        point = json.loads(config.read_text()).get("default_probe_point") if config.exists() else None
+        if point is None:  # a spectral baseline or a transformers encoder: the loaded upstream knows its own
+            from repr_asr.models import load_upstream
+
+            point = load_upstream(upstream).default_probe_point
+        return [point]
 
     def _analysis(self, stage: str) -> None:
         """The ``stage`` analysis (repr_asr.evaluation.analysis) of every representation not yet done,
@@ -436,4 +466,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from repr_asr.errors import run_recipe
+
+    run_recipe(main)

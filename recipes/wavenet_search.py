@@ -152,5 +152,7 @@ def markdown(rows: list) -> str:
 
 
 if __name__ == "__main__":
+    from repr_asr.errors import run_recipe
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    run_recipe(main)  # a user-input error: one line and exit status 1, no traceback

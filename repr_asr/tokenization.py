@@ -261,6 +261,29 @@ def token_strings(tokenizer) -> list[str]:
     return [by_id[i] for i in range(size)]
 
 
+def vocabulary_difference(theirs: dict, ours: dict, show: int = 8) -> str:
+    """What differs between two ``{token: id}`` vocabularies, in words: the tokens only in ``theirs``, only
+    in ``ours``, and those at another id (at most ``show`` of each), e.g. ``tokens only there: 'Q'; only
+    here: 'Z'``; empty when they are the same."""
+
+    def listed(tokens: list) -> str:
+        more = f" and {len(tokens) - show} more" if len(tokens) > show else ""
+        return ", ".join(repr(t) for t in tokens[:show]) + more
+
+    only_theirs = sorted(set(theirs) - set(ours), key=lambda t: theirs[t])
+    only_ours = sorted(set(ours) - set(theirs), key=lambda t: ours[t])
+    moved = sorted((t for t in set(theirs) & set(ours) if theirs[t] != ours[t]), key=lambda t: ours[t])
+    parts = []
+    if only_theirs:
+        parts.append(f"tokens only there: {listed(only_theirs)}")
+    if only_ours:
+        parts.append(f"tokens only here: {listed(only_ours)}")
+    if moved:
+        shown = [f"{t!r} (id {theirs[t]} there, {ours[t]} here)" for t in moved[:show]]
+        parts.append("tokens at other ids: " + ", ".join(shown) + (f" and {len(moved) - show} more" if len(moved) > show else ""))
+    return "; ".join(parts)
+
+
 def encode_transcripts(tokenizer, texts: Iterable[str], ids: Optional[Sequence[str]] = None) -> list[list[int]]:
     """Label ids of each transcript; an empty transcript, or one with a unit outside the vocabulary
     (it would become ``<unk>``), raises :class:`TranscriptError` naming the utterance."""

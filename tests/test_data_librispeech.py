@@ -313,3 +313,24 @@ def test_verify_command_line(tmp_path, capsys):
     assert len(lines) == 2 and lines[0].startswith(f"{bad['nan']}: ") and lines[1].startswith(f"{bad['truncated']}: ")
     assert main([f"librispeech:{tmp_path / 'nowhere'}"]) == 2
     assert "not a LibriSpeech root" in capsys.readouterr().err
+
+
+def test_verify_lists_zero_length_files_and_transcripts_that_normalise_to_nothing(tmp_path, capsys):
+    """A zero-length file stops a plain load at its header; verify lists it with every other bad file, and the
+    utterances of labeled splits whose transcript holds no letter or digit (no error rate exists for them)."""
+    from repr_asr.data.verify import main
+
+    root = tmp_path / "LibriSpeech"
+    build_tree(root)
+    bad = _break_files(root)
+    empty = root / "test-clean" / "31" / "500" / "31-500-0000.flac"
+    empty.write_bytes(b"")
+    with pytest.raises(CorpusError, match="31-500-0000.flac"):
+        load_corpus(f"librispeech:{root}")
+    trans = root / "dev-clean" / "21" / "300" / "21-300.trans.txt"
+    trans.write_text(trans.read_text().replace("21-300-0000 HELLO, WORLD'S END 0", "21-300-0000 -- !"))
+    capsys.readouterr()
+    assert main([f"librispeech:{root}", "--num_workers", "1"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(bad["nan"]), str(empty), str(bad["truncated"]), "utterance 21-300-0000"]
+    assert "normalises to nothing" in lines[-1] and "dev-clean" in lines[-1]

@@ -3,7 +3,8 @@ data2vec-audio; *Model, *ForCTC and *ForPreTraining folders) and any torch modul
 Loading, probe points / dims / frame lengths against the actual outputs, padding never changing a feature,
 one clear error for what cannot be an upstream, CTC over one (frozen end to end to results.json, final/
 reloaded offline and in the ASR pipeline on a wav file; fine-tuned with --init_from: frozen conv stack, the
-model's own masking and LayerDrop off), probes and ABX. Tiny random configs, built here."""
+model's own masking and LayerDrop off), the learned layer mix over every layer (and, through the recipe, over
+points of two widths; points at another frame rate left out), probes and ABX. Tiny random configs, built here."""
 
 import json
 import os
@@ -11,7 +12,6 @@ import shutil
 import subprocess
 import sys
 
-import datasets
 import numpy as np
 import pytest
 import soundfile
@@ -36,7 +36,7 @@ from transformers import (
 )
 
 import repr_asr  # noqa: F401  (Auto classes)
-from tone_corpus import SR, build_tone_corpus
+from tone_corpus import SR, build_tone_corpus, save_labeled_tone_corpus
 from repr_asr.evaluation.feature_export import export_features
 from repr_asr.evaluation.features import extract_features, load_split
 from repr_asr.models import UpstreamError, UpstreamFolderError, load_feature_extractor, load_upstream
@@ -232,15 +232,62 @@ def test_wrapped_module_is_an_upstream_for_probes_and_an_in_memory_ctc(tmp_path)
         assert alone.last_hidden_state.shape[1] == frames
         for batched, single in zip(out.hidden_states, alone.hidden_states):
             torch.testing.assert_close(batched[b, :frames], single[0], atol=1e-5, rtol=1e-5)
-    # CTC over it in memory (weighted_sum keeps only points of the default point's width).
-    model = UpstreamForCTC.from_upstream(upstream, vocab_size=5, weighted_sum=True, probe_point="conv1")
-    assert model.upstream is upstream and model.weighted_probe_points == ["conv1"]
+    # CTC over it in memory: the learned mix reads both points, conv2 mapped to conv1's width (probe_point's).
+    model = UpstreamForCTC.from_upstream(upstream, vocab_size=5, weighted_sum=True, probe_point="conv1").eval()
+    assert model.upstream is upstream and model.weighted_probe_points == ["conv1", "conv2"]
+    assert model.mix_dim == 6 and list(model.mix_projections) == ["conv2"]
     logits = model(x, attention_mask=mask).logits
     assert logits.shape == (3, int(out.frame_lengths[0]), 5)
+    for b, n in enumerate(lengths):  # a module run without padding, mixed: still what each utterance gets alone
+        frames = int(out.frame_lengths[b])
+        torch.testing.assert_close(model(x[b : b + 1, :n]).logits[0], logits[b, :frames], atol=1e-5, rtol=1e-5)
     # ... which no folder can rebuild: one clear error at reload.
     model.save_pretrained(tmp_path / "ctc")
     with pytest.raises(UpstreamError, match="cannot be reloaded"):
         UpstreamForCTC.from_pretrained(tmp_path / "ctc")
+
+
+class TwoRates(WrappedUpstream):
+    """Points ``fine`` (320 samples per frame, 3-d) and ``coarse`` (640, 5-d): a mix cannot sum them frame by frame."""
+
+    class Frames(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fine = torch.nn.Linear(320, 3)
+            self.coarse = torch.nn.Linear(640, 5)
+
+        def forward(self, wave):
+            fine = wave[:, : wave.shape[1] // 320 * 320].unflatten(1, (-1, 320))
+            coarse = wave[:, : wave.shape[1] // 640 * 640].unflatten(1, (-1, 640))
+            return [self.fine(fine), self.coarse(coarse)]
+
+    def __init__(self):
+        super().__init__(self.Frames(), samples_per_frame=320, probe_points=["fine", "coarse"], dims=[3, 5])
+
+    def probe_samples_per_frame(self) -> dict:
+        return {"fine": 320, "coarse": 640}
+
+    def frame_lengths_at(self, sample_lengths, probe_point):
+        return torch.div(torch.as_tensor(sample_lengths).long(), self.probe_samples_per_frame()[self.check_probe_point(probe_point)],
+                         rounding_mode="floor")
+
+
+def test_layer_mix_leaves_out_points_at_another_frame_rate_and_says_so(caplog):
+    torch.manual_seed(0)
+    upstream = TwoRates()
+    with caplog.at_level("WARNING"):
+        model = UpstreamForCTC.from_upstream(upstream, vocab_size=5, weighted_sum=True, probe_point="fine")
+    assert model.weighted_probe_points == ["fine"] and model.mix_left_out == ["coarse"]
+    assert "left out" in caplog.text and "coarse (640 samples per frame)" in caplog.text
+    record = model.layer_mix_record()
+    assert record["layer_weights"] == {"fine": 1.0} and record["layer_mix"]["left_out"] == ["coarse"]
+    assert record["layer_mix"]["frame_rate"] == 50.0
+    x, mask = padded_batch([16000, 9000])
+    assert model(x, attention_mask=mask).output_lengths.tolist() == [50, 28]
+    # The chosen rate follows probe_point (the default point's unless configured).
+    coarse = UpstreamForCTC.from_upstream(upstream, vocab_size=5, weighted_sum=True)
+    assert coarse.probe_point == "coarse" and coarse.weighted_probe_points == ["coarse"] and coarse.mix_left_out == ["fine"]
+    assert coarse(x, attention_mask=mask).output_lengths.tolist() == [25, 14]
 
 
 # --- fine-tuning settings --------------------------------------------------------------------------
@@ -297,20 +344,7 @@ def tones(tmp_path_factory):
 def labeled(tones, tmp_path_factory):
     """An hf: corpus of the tone utterances (text HELLO): train = each speaker's first utterance,
     validation = speakers 10x's second, test = speakers 20x's second."""
-    files = sorted((tones / "dev-clean").rglob("*.flac"))
-
-    def split(keep):
-        chosen = [f for f in files if keep(f.stem)]
-        return datasets.Dataset.from_dict({"id": [f.stem for f in chosen], "audio": [str(f) for f in chosen],
-                                           "text": ["HELLO"] * len(chosen), "speaker_id": [f.stem[:3] for f in chosen]})
-
-    folder = tmp_path_factory.mktemp("hf") / "tones"
-    datasets.DatasetDict({
-        "train": split(lambda u: u.endswith("0000")),
-        "validation": split(lambda u: u.startswith("10") and u.endswith("0001")),
-        "test": split(lambda u: u.startswith("20") and u.endswith("0001")),
-    }).save_to_disk(str(folder))
-    return f"hf:{folder}"
+    return save_labeled_tone_corpus(tones, tmp_path_factory.mktemp("hf") / "tones")
 
 
 def run_ctc(data, upstream, output_dir, steps, *extra, init_from=None):
@@ -350,6 +384,11 @@ def test_frozen_ctc_over_an_encoder_reloads_offline_and_runs_in_the_asr_pipeline
     model = AutoModelForCTC.from_pretrained(out / "final", local_files_only=True)
     assert isinstance(model, UpstreamForCTC) and isinstance(model.upstream, HFEncoderUpstream)
     assert model.weighted_probe_points == ["layer_0", "layer_1", "layer_2"]
+    # The learned mix over every layer (one width, nothing mapped or left out); results.json has final/'s weights.
+    assert on_disk["layer_mix"] == {"points": ["layer_0", "layer_1", "layer_2"], "left_out": [], "dim": 16, "projected": [],
+                                    "frame_rate": 50.0}
+    assert on_disk["layer_weights"] == pytest.approx(model.layer_mix_weights(), abs=1e-7)
+    assert list(on_disk["layer_weights"]) == model.weighted_probe_points and sum(on_disk["layer_weights"].values()) == pytest.approx(1.0)
     processor = AutoProcessor.from_pretrained(out / "final", local_files_only=True)
     assert isinstance(processor.feature_extractor, Wav2Vec2FeatureExtractor)
     assert processor.feature_extractor.return_attention_mask is False  # the encoder's own extractor
@@ -382,6 +421,38 @@ def test_fine_tuned_ctc_over_an_encoder_starts_from_the_frozen_run(frozen, label
     layers = [k for k in start if k.startswith("upstream.module.encoder.layers.")]
     assert conv and all(torch.equal(start[k], end[k]) for k in conv)  # the conv feature encoder stays frozen
     assert any(not torch.equal(start[k], end[k]) for k in layers)  # the Transformer trained
+
+
+def test_learned_mix_of_two_widths_through_the_recipe(labeled, tmp_path):
+    """CPC's enc (8-d) and ctx (12-d) mixed in a frozen run on cached features: the weights learnt are in
+    results.json, and final/ reloaded reads the audio as the run decoded it from the cache."""
+    import datasets
+
+    from repr_asr import CPCConfig, CPCModel, ReprFeatureExtractor
+
+    torch.manual_seed(0)
+    folder = tmp_path / "cpc"
+    CPCModel(CPCConfig(conv_dim=8, context_hidden_size=12, prediction_steps=2, num_negatives=4)).save_pretrained(folder)
+    ReprFeatureExtractor(do_normalize=True).save_pretrained(folder)
+    out = tmp_path / "mix"
+    results = run_ctc(labeled, str(folder), out, 10, "--model.weighted_sum", "true", "--model.head_type", "linear")
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["probe_point"] == "weighted_sum" and on_disk["layer_weights"] == results["layer_weights"]
+    assert on_disk["layer_mix"]["points"] == ["enc", "ctx"] and on_disk["layer_mix"]["projected"] == ["enc"]
+    weights = on_disk["layer_weights"]
+    assert list(weights) == ["enc", "ctx"] and sum(weights.values()) == pytest.approx(1.0) and weights["enc"] != pytest.approx(0.5)
+    assert len(list((out / "feature_cache" / "train-10min").glob("features-enc-*.safetensors"))) == 1  # every mixed point cached
+    assert len(list((out / "feature_cache" / "train-10min").glob("features-ctx-*.safetensors"))) == 1
+    model = AutoModelForCTC.from_pretrained(out / "final", local_files_only=True).eval()
+    assert model.layer_mix_weights() == pytest.approx(weights, abs=1e-7)
+    processor = AutoProcessor.from_pretrained(out / "final", local_files_only=True)
+    rows = datasets.load_from_disk(labeled.removeprefix("hf:"))["test"]
+    hypotheses = {h["id"]: h["greedy"] for h in json.loads((out / "hypotheses.json").read_text())["test"]}
+    for row in rows:
+        wave, _ = soundfile.read(row["audio"], dtype="float32")
+        with torch.no_grad():
+            ids = model(processor(wave, sampling_rate=SR, return_tensors="pt")["input_values"]).logits.argmax(-1)[0]
+        assert processor.decode(ids) == hypotheses[row["id"]]
 
 
 def test_probes_and_abx_over_an_encoder(tones, tmp_path):

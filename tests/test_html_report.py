@@ -26,12 +26,17 @@ def _write(folder: Path, results: dict) -> None:
 
 
 def build_runs(root: Path) -> None:
-    """CTC (fbank: two seeds on 10min and one on 1h; cpc: 10min only), probes, ABX, speaker identification,
-    pretraining, codes with a picture, and a resynthesis run with three WAVs."""
+    """CTC (fbank: two seeds on 10min and one on 1h; cpc: 10min only, and its learned layer mix), probes, ABX,
+    speaker identification, pretraining, codes with a picture, and a resynthesis run with three WAVs."""
     for name, subset, seed, cer in (("fbank", "10min", 0, 70.0), ("fbank", "10min", 1, 74.0), ("fbank", "1h", 0, 55.0), ("cpc", "10min", 0, 66.0)):
         _write(root / "ctc" / f"{name}-{subset}-{seed}", {
             "task": "ctc", "upstream": name, "upstream_name": name, "frozen": True, "subset": subset, "seed": seed,
             "metrics": {"test": {"cer": cer / 100, "wer": 0.99}, "dev": {"cer": cer / 100, "wer": 0.99}}})
+    _write(root / "ctc_mix" / "cpc-10min-0", {
+        "task": "ctc", "upstream": "cpc", "upstream_name": "cpc", "frozen": True, "subset": "10min", "seed": 0,
+        "probe_point": "weighted_sum", "layer_weights": {"enc": 0.3, "ctx": 0.7},
+        "layer_mix": {"points": ["enc", "ctx"], "left_out": [], "dim": 256, "projected": [], "frame_rate": 100.0},
+        "metrics": {"test": {"cer": 0.64, "wer": 0.98}, "dev": {"cer": 0.64, "wer": 0.98}}})
     for name, points in (("fbank", ["features"]), ("wavenet_vq", ["enc", "bn"])):
         _write(root / "probes" / name, {"task": "probe", "upstream": name, "upstream_name": name, "split": "test",
                                          "model_type": "wavenet_ae" if name != "fbank" else "spectral",
@@ -83,13 +88,15 @@ class _Collect(HTMLParser):
 def test_report_shows_every_kind_and_leaves_missing_cells_blank(tmp_path):
     build_runs(tmp_path / "runs")
     found = find_results([tmp_path / "runs"])
-    assert {k: len(v) for k, v in found.items()} == {"ctc": 4, "probe": 2, "abx": 2, "pretraining": 1, "codes": 1, "resynthesis": 1,
+    assert {k: len(v) for k, v in found.items()} == {"ctc": 5, "probe": 2, "abx": 2, "pretraining": 1, "codes": 1, "resynthesis": 1,
                                                      "speaker_id": 1}
     page = Path(write_html_report([tmp_path / "runs"], tmp_path / "report.html")).read_text()
     parsed = _Collect()
     parsed.feed(page)
     assert parsed.tags["table"] == 8  # CER, WER, probes, ABX, speaker identification, compute, codes, audio
-    assert parsed.tags["img"] == 2 and parsed.tags["audio"] == 3  # the probe figure and the code picture; three clips
+    assert parsed.tags["img"] == 3 and parsed.tags["audio"] == 3  # the layer weights, probe figure, code picture; three clips
+    assert [a["alt"] for a in parsed.attrs["img"]][0] == "learned layer weights per probe point"  # the mixed CTC run's
+    assert "cpc/weighted_sum (frozen)" in parsed.cells and "64.0" in parsed.cells
     assert all(a["src"].startswith("data:") for a in parsed.attrs["img"] + parsed.attrs["audio"])  # self-contained
     assert "72.0 ± 2.8 (n=2)" in parsed.cells and "66.0" in parsed.cells and "55.0" in parsed.cells
     row = parsed.cells[parsed.cells.index("cpc (frozen)"):][:3]
@@ -129,4 +136,5 @@ def test_report_renders_in_headless_chromium_with_all_media_loaded(tmp_path):
     status = re.search(r'<p [^>]*id="media-status"[^>]*>', dom)
     images, audio = (re.search(f'data-{kind}="(\\d+)/(\\d+)"', status.group(0)) if status else None for kind in ("images", "audio"))
     assert images and audio, f"the page's media check did not run: {dom[-500:]}"
-    assert images.groups() == ("2", "2") and audio.groups() == ("3", "3")
+    assert images.groups() == ("3", "3") and audio.groups() == ("3", "3")
+    assert 'alt="learned layer weights per probe point"' in dom  # the layer mix's figure, drawn and loaded

@@ -134,6 +134,10 @@ def test_recipe_resume_continues_and_eval_split(corpus, tmp_path):
     evals = [line for line in lines if "eval_loss" in line]
     assert evals and evals[-1]["step"] == 4 and np.isfinite(evals[-1]["eval_loss"])
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["max_steps"] == 4
+    # More steps is no change of the run's settings; another seed is, named in results.json.
+    assert json.loads((out / "results.json").read_text())["resumed_with_changes"] == []
+    recipe.main(_args(config, corpus, out, "--max_steps", "5", "--data.eval_split", "dev", "--seed", "7", "--resume"))
+    assert json.loads((out / "results.json").read_text())["resumed_with_changes"] == ["training.seed: 0 -> 7"]
 
 
 def test_recipe_rejects_unknown_keys(corpus, tmp_path):

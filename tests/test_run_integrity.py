@@ -293,3 +293,116 @@ def test_flops_per_step_are_measured_and_set_the_budget(corpus, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     results = json.loads((tmp_path / "b" / "results.json").read_text())
     assert results["steps"] == 3 and results["flops_per_step"] == per_step
+
+
+# ------------------------------------------------------------------------------------------------
+# One writer per run folder (repr_asr.run_lock)
+
+
+HOLDER = """
+import sys
+from repr_asr.run_lock import claim_run_folder, release_run_folder
+
+claim_run_folder(sys.argv[1])
+print("held", flush=True)
+sys.stdin.read()  # until the test closes this process's stdin
+release_run_folder(sys.argv[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def held(tmp_path_factory):
+    """A run folder that another live process holds: (folder, that process)."""
+    tmp = tmp_path_factory.mktemp("held")
+    folder = tmp / "run"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], cwd=ROOT, env=_env(tmp), text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == "held"
+    yield folder, proc
+    proc.stdin.close()
+    proc.wait(timeout=60)
+    assert not (folder / ".run.lock").exists()  # its holder released it
+
+
+def _holder(proc) -> str:
+    import socket
+
+    return f"pid {proc.pid} on {socket.gethostname()}, started "
+
+
+def test_a_run_folder_in_use_stops_every_writer_at_once(held, corpus, tmp_path, monkeypatch):
+    from repr_asr.evaluation.feature_export import export_features
+    from repr_asr.run_lock import RunFolderInUseError, claim_run_folder
+    from repr_asr.training import load_config, run_pretraining
+    from repr_asr.training.finetune_ctc import load_ctc_config, run_finetune_ctc
+    from test_trainer import make_trainer, write_corpus
+
+    folder, proc = held
+    spec = f"librispeech:{corpus}"
+    writers = {
+        "pretraining": lambda: run_pretraining(load_config(ROOT / "configs" / "pretrain" / "masked_recon_tiny.yaml",
+                                                           ["--data", spec]), folder),
+        "CTC": lambda: run_finetune_ctc(load_ctc_config(str(ROOT / "configs" / "ctc" / "frozen_tiny.yaml"), {}), "fbank",
+                                        str(folder)),
+        "feature export": lambda: export_features("fbank", spec, folder, split="test", progress=False),
+        "Trainer": lambda: make_trainer(write_corpus(tmp_path / "utterances", n=2), folder, max_steps=1).train(),
+    }
+    for name, write in writers.items():
+        with pytest.raises(RunFolderInUseError) as error:
+            write()
+        assert f"run folder {folder} is in use" in str(error.value) and _holder(proc) in str(error.value), name
+    assert [p.name for p in folder.iterdir()] == [".run.lock"]  # none of them wrote anything
+    # The other processes of a launched run never look at the lock: rank 0 holds it for all.
+    monkeypatch.setenv("RANK", "1")
+    assert claim_run_folder(folder) is False
+
+
+def test_a_recipe_refused_a_folder_in_use_says_so_in_one_line(held, corpus, tmp_path):
+    folder, proc = held
+    refused = _run([sys.executable, "recipes/extract_features.py", "--upstream", "fbank", "--data", f"librispeech:{corpus}",
+                    "--split", "test", "--output_dir", str(folder)], tmp_path)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"extract_features.py: error: run folder {folder} is in use") and _holder(proc) in last
+
+
+def test_a_stale_lock_does_not_block(corpus, tmp_path, caplog):
+    import logging
+    import socket
+
+    from repr_asr.evaluation.feature_export import export_features
+    from repr_asr.run_lock import LOCK_FILE, RunFolderInUseError, claim_run_folder, release_run_folder
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lock = folder / LOCK_FILE
+    record = {"host": socket.gethostname(), "started": "2024-01-01 00:00:00", "command": "recipes/pretrain.py ..."}
+    lock.write_text(json.dumps({**record, "pid": dead}))  # left by a process killed with SIGKILL
+    with caplog.at_level(logging.WARNING, logger="repr_asr.run_lock"):
+        counts = export_features("fbank", f"librispeech:{corpus}", folder, split="test", max_utterances=1, progress=False)
+    assert counts["written"] == 1 and not lock.exists()
+    assert f"stale lock of a process that no longer runs (pid {dead} on" in caplog.text
+    # A live process id that another process now has (it started at another time) holds nothing either.
+    lock.write_text(json.dumps({**record, "pid": os.getppid(), "start_ticks": 1}))
+    assert claim_run_folder(folder) is True
+    release_run_folder(folder)
+    assert not lock.exists()
+    # A holder on another host cannot be checked from here: refused, naming the file to delete if it is gone.
+    lock.write_text(json.dumps({**record, "pid": 1, "host": "elsewhere"}))
+    with pytest.raises(RunFolderInUseError, match=rf"pid 1 on elsewhere.*delete {lock}"):
+        claim_run_folder(folder)
+
+
+def test_user_input_errors_end_every_recipe_in_one_line(tmp_path):
+    """A corpus that is not there: one line naming it and exit status 1, no traceback (pretrain.py caught only
+    config, checkpoint and non-finite errors); every recipe's main guard goes through repr_asr.errors.run_recipe."""
+    nowhere = tmp_path / "nowhere"
+    proc = _run(_recipe("--config", str(ROOT / "configs" / "pretrain" / "masked_recon_tiny.yaml"), "--data",
+                        f"librispeech:{nowhere}", "--output_dir", str(tmp_path / "run")), tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("pretrain.py: error: ") and str(nowhere) in last
+    for recipe in sorted((ROOT / "recipes").glob("*.py")):
+        guard = recipe.read_text().split('if __name__ == "__main__":', 1)[1]
+        assert "run_recipe(main" in guard, recipe.name

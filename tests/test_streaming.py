@@ -192,17 +192,21 @@ def test_streaming_needs_an_hf_corpus(tmp_path):
         PretrainDataConfig(spec="builtin:data/builtin", streaming=True)
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
+def save_tiny_upstream(folder: Path, seed: int = 0) -> Path:
+    """A random tiny masked-reconstruction upstream (weights drawn with ``seed``) and its feature extractor."""
     from repr_asr import MaskedReconConfig, MaskedReconModel
     from repr_asr.feature_extraction import ReprFeatureExtractor
 
-    folder = tmp_path_factory.mktemp("upstream")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     MaskedReconModel(MaskedReconConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                        intermediate_size=32, n_mels=20)).save_pretrained(folder)
     ReprFeatureExtractor().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    return save_tiny_upstream(tmp_path_factory.mktemp("upstream"))
 
 
 def test_streamed_feature_export_matches_extraction_resumes_and_shards(corpus, upstream, tmp_path, monkeypatch):
@@ -236,6 +240,23 @@ def test_streamed_feature_export_matches_extraction_resumes_and_shards(corpus, u
                                        probe_points=[model.probe_points[0]], progress=False))
     assert [w["already_there"] for w in written] == [0, 0] and sum(w["written"] for w in written) == UTTERANCES
     assert len(list((shared / model.probe_points[0]).glob("*.npy"))) == UTTERANCES
+
+
+def test_feature_export_refuses_a_folder_another_export_wrote(corpus, upstream, tmp_path):
+    from repr_asr.evaluation.feature_export import ExportFolderError, export_features
+
+    out = tmp_path / "features"
+    first = dict(split="train", streaming=True, max_utterances=2, progress=False)
+    export_features(str(upstream), f"hf:{corpus}", out, **first)
+    record = (out / "export.json").read_text()
+    other = save_tiny_upstream(tmp_path / "other", seed=1)  # the same probe points, other weights
+    with pytest.raises(ExportFolderError, match=rf"upstream '{upstream}' there .*, '{other}' here"):
+        export_features(str(other), f"hf:{corpus}", out, **first)
+    point = json.loads(record)["probe_points"][0]
+    with pytest.raises(ExportFolderError, match=rf"probe_points \[.*\] there, \['{point}'\] here"):
+        export_features(str(upstream), f"hf:{corpus}", out, **{**first, "probe_points": [point]})
+    assert (out / "export.json").read_text() == record  # nothing relabelled
+    assert export_features(str(upstream), f"hf:{corpus}", out, **first)["already_there"] == 2  # the same export resumes
 
 
 def test_feature_export_skips_and_names_undecodable_audio(upstream, tmp_path):

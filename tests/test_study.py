@@ -127,11 +127,61 @@ def test_topline_check_and_phone_table(tmp_path):
     assert "cpc 70.0 < fbank 80.0" in ranking and "topline" not in ranking
 
 
+def test_layer_mix_table_says_whether_the_mix_beats_the_default_point(tmp_path):
+    results, hub = tmp_path / "results", tmp_path / "hub"
+    spec = {"corpus": {"hours": 4.0, "seed": 0}, "baselines": ["fbank"], "pretrain": {"upstreams": {"wavenet_vq": {}, "cpc": {}}}}
+    for seed in (0, 1):
+        _ctc_result(results, "fbank", "10min", seed, 80.0, 80.0)
+        _ctc_result(results, "wavenet_vq", "10min", seed, 60.0 + 2 * seed, 61.0)  # seed 0: 60.0, seed 1: 62.0
+        _ctc_result(results, "cpc", "10min", seed, 65.0, 65.0)
+    for name, cer, weights in (("wavenet_vq", 58.5, {"enc": 0.6, "proj": 0.2, "bn": 0.1, "cond": 0.1}),
+                               ("cpc", 66.0, {"enc": 0.3, "ctx": 0.7})):
+        path = results / "ctc_mix" / name / "10min" / "seed0" / "results.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"metrics": {"test": {"cer": cer / 100}}, "seed": 0, "probe_point": "weighted_sum",
+                                    "layer_weights": weights}))
+    text = Path(write_report(results, spec, 1.0, hub)).read_text()
+    assert "## Learned layer mix vs default probe point (test CER)" in text
+    # Against the default point's run of the same seed (60.0 at seed 0, not the two seeds' 61.0).
+    assert "| wavenet_vq | train-10min | default | 60.0 | 58.5 | -1.5 | enc (0.60) |" in text
+    assert "| cpc | train-10min | default | 65.0 | 66.0 | +1.0 | ctx (0.70) |" in text
+    assert ("The learned mix beats the best single point (the default probe point, same seeds) in test CER for 1 of 2: "
+            "wavenet_vq on train-10min (58.5 vs 60.0, n=1); not for cpc on train-10min (66.0 vs 65.0, n=1).") in text
+    assert "fbank | train-10min" not in text
+
+
 def _recipe(name):
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_ctc_stage_adds_the_learned_mix_for_upstreams_with_several_probe_points(tmp_path):
+    import argparse
+
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({
+        "corpus": {"hours": 1.0, "seed": 0}, "baselines": ["fbank"],
+        "pretrain": {"upstreams": {"cpc": {"config": "x.yaml"}, "one_point": {"config": "x.yaml"}}},
+        "ctc": {"config": "configs/ctc/frozen_tiny.yaml", "seeds": [0, 1], "subsets": {"10min": {"max_steps": 100}},
+                "mixed": {"subsets": ["10min"], "seeds": [0]}}}))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text("{}")
+    for name, points in (("cpc", ["enc", "ctx"]), ("one_point", ["features"])):
+        (tmp_path / "hub" / name).mkdir(parents=True)
+        (tmp_path / "hub" / name / "config.json").write_text(json.dumps({"probe_points": points}))
+    args = argparse.Namespace(config=str(config), scale=1.0, data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "runs"),
+                              results_dir=str(tmp_path / "results"), hub_dir=str(tmp_path / "hub"), jobs=1)
+    study = _recipe("study").Study(args)
+    calls = []
+    study._ctc = lambda name, upstream, subset, seed, config, steps, kind, training=None, unit="char", model=None: calls.append(
+        (kind, name, seed, model))
+    study.run_parallel = lambda tasks: None
+    study.ctc()
+    mixed = [c for c in calls if c[0] == "ctc_mix"]
+    assert mixed == [("ctc_mix", "cpc", 0, {"weighted_sum": True})]  # not fbank, nor an upstream with one point
+    assert len([c for c in calls if c[0] == "ctc"]) == 6 and all(c[3] is None for c in calls if c[0] == "ctc")
 
 
 @pytest.mark.needs_synthesiser

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+import yaml
 from datasets import Dataset
 
 import repr_asr  # noqa: F401
@@ -105,6 +106,31 @@ def test_override_errors_name_the_key(tmp_path, args, words):
         load_config(cfg, args)
     for word in words:
         assert word in str(error.value), (word, str(error.value))
+
+
+def test_a_bad_override_of_a_key_the_file_sets_is_blamed_on_the_command_line(tmp_path):
+    cfg = _write_yaml(tmp_path / "c.yaml", "model_type: masked_recon\ntraining:\n  max_steps: 5\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(cfg, ["--training.max_steps", "ten"])
+    assert "training.max_steps in the command line must be an integer, got 'ten'" in str(error.value)
+    _write_yaml(cfg, "model_type: masked_recon\ntraining:\n  max_steps: ten\n")
+    with pytest.raises(ConfigError, match=r"training\.max_steps in .*c\.yaml must be an integer"):
+        load_config(cfg, ["--training.batch_size", "3"])
+
+
+def test_config_changes_name_each_changed_key(tmp_path):
+    from repr_asr.training.config import config_changes
+
+    cfg = _write_yaml(tmp_path / "c.yaml", "model_type: masked_recon\ntraining:\n  seed: 0\n")
+    load_config(cfg).save(tmp_path / "saved.yaml")
+    run = load_config(cfg, ["--training.seed", "3", "--training.learning_rate", "1e-3", "--max_steps", "50"])
+    assert config_changes(tmp_path / "saved.yaml", run) == ["training.learning_rate: 0.0002 -> 0.001", "training.seed: 0 -> 3"]
+    # A key the saved file predates, at its default, is no change (a field added to the code since).
+    saved = yaml.safe_load((tmp_path / "saved.yaml").read_text())
+    del saved["training"]["max_loss_ratio"]
+    (tmp_path / "saved.yaml").write_text(yaml.safe_dump(saved))
+    assert config_changes(tmp_path / "saved.yaml", load_config(cfg)) == []
+    assert config_changes(tmp_path / "missing.yaml", run) == []
 
 
 def test_yaml_errors_name_the_file(tmp_path):
@@ -455,6 +481,49 @@ def test_a_nonfinite_step_is_skipped_counted_and_training_goes_on(corpus, tmp_pa
     assert any(not torch.equal(snapshots[3][n], snapshots[2][n]) for n in snapshots[2])
     assert any(not torch.equal(snapshots[0][n], before[n]) for n in before)
     assert metrics["nonfinite_steps"] == 1 and (tmp_path / "run" / "final" / "model.safetensors").exists()
+
+
+def test_an_exploding_loss_is_skipped_counted_and_stops_the_run(corpus, tmp_path):
+    """Finite but 1e6 times the early loss from the 13th forward pass on: skipped like a non-finite step; the
+    third in a row (max_nonfinite_steps 2) stops the run, and no checkpoint holds a step after the explosion."""
+    from repr_asr.training.trainer import EARLY_LOSS_STEPS, NonFiniteError
+
+    calls = []
+
+    def forward(model, batch):
+        out = pretraining_forward(model, batch)
+        calls.append(1)
+        if len(calls) == EARLY_LOSS_STEPS + 3:  # one step alone explodes: skipped, and training goes on
+            out.loss = out.loss * 1e6
+        if len(calls) >= EARLY_LOSS_STEPS + 6:
+            out.loss = out.loss * 1e6
+        return out
+
+    trainer = make_trainer(corpus, tmp_path / "run", max_steps=40, log_steps=1, save_steps=1, save_total_limit=0,
+                           warmup_steps=0, max_nonfinite_steps=2)
+    trainer.forward_fn = forward
+    with pytest.raises(NonFiniteError, match=r"max_loss_ratio \(1000\) times the early loss"):
+        trainer.train()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["nonfinite_steps"] for line in lines][EARLY_LOSS_STEPS:] == [0, 0, 1, 1, 1, 2, 3, 4]
+    assert "above training.max_loss_ratio" in lines[-1]["stopped"]
+    assert all(line["loss"] < 1e3 for line in lines if "loss" in line)
+    # A skipped step changed no weight: the checkpoints written at them hold the last good step's weights.
+    from safetensors.torch import load_file
+
+    def weights(step):
+        return load_file(str(tmp_path / "run" / "checkpoints" / f"checkpoint-{step}" / "model.safetensors"))
+
+    for skipped, good in ((EARLY_LOSS_STEPS + 3, EARLY_LOSS_STEPS + 2), (EARLY_LOSS_STEPS + 7, EARLY_LOSS_STEPS + 5)):
+        assert all(torch.equal(weights(skipped)[k], v) for k, v in weights(good).items())
+    assert not (tmp_path / "run" / "checkpoints" / f"checkpoint-{EARLY_LOSS_STEPS + 8}").exists()
+    assert not (tmp_path / "run" / "final").exists()
+    # 0 turns the check off.
+    quiet = make_trainer(corpus, tmp_path / "off", max_steps=EARLY_LOSS_STEPS + 4, log_steps=1, save_steps=0,
+                         warmup_steps=0, max_loss_ratio=0.0)
+    calls.clear()
+    quiet.forward_fn = forward
+    assert quiet.train()["nonfinite_steps"] == 0
 
 
 def test_final_is_the_best_evaluation_and_training_stops_early(corpus, tmp_path):

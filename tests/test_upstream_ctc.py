@@ -1,5 +1,6 @@
 """UpstreamForCTC: shapes and lengths, padding independence, CTC loss parity with torch, too-long labels
-counted, frozen vs fine-tuned upstream, weighted sum, SpecAugment, save/load, the processor
+counted, frozen vs fine-tuned upstream, the learned layer mix (weighted sum: points of other widths mapped,
+padding-free, from audio or cached features alike, saved and reloaded), SpecAugment, save/load, the processor
 (AutoProcessor) and the HF ASR pipeline on arrays and on audio files."""
 
 import shutil
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCTC, AutoProcessor, Wav2Vec2Processor, pipeline
 
 import repr_asr
-from repr_asr import MaskedReconConfig, MaskedReconModel
+from repr_asr import CPCConfig, CPCModel, MaskedReconConfig, MaskedReconModel
 from repr_asr.evaluation.decoding import greedy_decode
 from repr_asr.models import load_upstream
 from repr_asr.models.upstream_ctc import UpstreamForCTC, UpstreamForCTCConfig, ctc_min_frames
@@ -25,6 +26,12 @@ def tiny_learnable_upstream() -> MaskedReconModel:
     torch.manual_seed(0)
     return MaskedReconModel(MaskedReconConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                               intermediate_size=32, n_mels=20))
+
+
+def tiny_cpc(conv_dim=8, context_hidden_size=12) -> CPCModel:
+    """Probe points of two widths at one rate: ``enc`` (conv_dim) and ``ctx`` (context_hidden_size, the default)."""
+    torch.manual_seed(0)
+    return CPCModel(CPCConfig(conv_dim=conv_dim, context_hidden_size=context_hidden_size, prediction_steps=2, num_negatives=4))
 
 
 def batch(lengths, seed=0):
@@ -150,6 +157,9 @@ def test_weighted_sum_combines_same_rate_points_and_learns_weights():
     upstream = tiny_learnable_upstream()
     model = UpstreamForCTC.from_upstream(upstream, vocab_size=V, pad_token_id=0, weighted_sum=True)
     assert model.weighted_probe_points == upstream.probe_points  # all 16-d at 100 Hz
+    assert torch.equal(model.layer_weights, torch.zeros(len(upstream.probe_points)))  # a uniform mix to start
+    assert len(model.mix_projections) == 0 and model.mix_dim == 16
+    assert model.layer_mix_weights() == {p: pytest.approx(1 / len(upstream.probe_points)) for p in upstream.probe_points}
     values, mask = batch([8000])
     model(values, attention_mask=mask, labels=labels_batch([[3, 4]])).loss.backward()
     assert model.layer_weights.grad is not None and model.layer_weights.grad.abs().sum() > 0
@@ -157,6 +167,71 @@ def test_weighted_sum_combines_same_rate_points_and_learns_weights():
     assert single.weighted_probe_points == ["layer_1"] and single.layer_weights is None
     with pytest.raises(ValueError, match="probe_point 'nope'"):
         UpstreamForCTC.from_upstream(upstream, vocab_size=V, pad_token_id=0, probe_point="nope")
+
+
+def test_layer_mix_maps_points_of_other_widths_and_padding_never_leaks():
+    upstream = tiny_cpc()
+    assert upstream.probe_dims() == {"enc": 8, "ctx": 12}
+    model = UpstreamForCTC.from_upstream(upstream, vocab_size=V, pad_token_id=0, weighted_sum=True,
+                                         head_type="bilstm", head_hidden_size=8, dropout=0.0)
+    # Every point at the default point's rate, enc mapped to ctx's width by a learned map (no bias).
+    assert model.weighted_probe_points == ["enc", "ctx"] and model.mix_left_out == [] and model.mix_dim == 12
+    assert list(model.mix_projections) == ["enc"] and model.mix_projections["enc"].weight.shape == (12, 8)
+    assert model.mix_projections["enc"].bias is None and model.head.lstm is not None
+    record = model.layer_mix_record()
+    assert record["layer_weights"] == {"enc": 0.5, "ctx": 0.5}
+    assert record["layer_mix"] == {"points": ["enc", "ctx"], "left_out": [], "dim": 12, "projected": ["enc"],
+                                   "frame_rate": 100.0}
+    model.eval()
+    with torch.no_grad():
+        model.layer_weights.copy_(torch.tensor([0.3, -0.2]))
+    lengths = [16000, 7000, 3333]
+    values, mask = batch(lengths)
+    with torch.no_grad():
+        out = model(values, attention_mask=mask)
+        for i, n in enumerate(lengths):
+            alone = model(values[i : i + 1, :n])
+            k = int(out.output_lengths[i])
+            assert alone.logits.shape[1] == k
+            torch.testing.assert_close(alone.logits[0], out.logits[i, :k], atol=1e-5, rtol=1e-4)
+        # The same from cached features, the points concatenated along the features (the recipe's cache) ...
+        states = upstream(values, attention_mask=mask, output_hidden_states=True)
+        enc, ctx = states.hidden_states
+        lengths_at = upstream.frame_lengths(torch.tensor(lengths))
+        cached = model(upstream_features=torch.cat([enc, ctx], -1), feature_lengths=lengths_at)
+        torch.testing.assert_close(cached.logits, out.logits)
+        # ... and the mix is the layer-normed points, enc mapped, softmax-weighted.
+        w = torch.softmax(torch.tensor([0.3, -0.2]), 0)
+        expected = w[0] * model.mix_projections["enc"](F.layer_norm(enc, (8,))) + w[1] * F.layer_norm(ctx, (12,))
+        features, _ = model._combine([enc, ctx], lengths_at)
+        torch.testing.assert_close(features, expected)
+    with pytest.raises(ValueError, match="concatenated"):
+        model(upstream_features=enc, feature_lengths=lengths_at)
+    # Training reaches the weights and the map; a configured common width maps both points.
+    model.train()
+    model(values, attention_mask=mask, labels=labels_batch([[3, 4], [5], [6]])).loss.backward()
+    assert model.layer_weights.grad.abs().sum() > 0 and model.mix_projections["enc"].weight.grad.abs().sum() > 0
+    wide = UpstreamForCTC.from_upstream(upstream, vocab_size=V, pad_token_id=0, weighted_sum=True, weighted_sum_dim=6)
+    assert sorted(wide.mix_projections) == ["ctx", "enc"] and wide.head.output.in_features == 6
+    with pytest.raises(ValueError, match="weighted_sum_dim"):
+        UpstreamForCTCConfig(weighted_sum=True, weighted_sum_dim=0)
+
+
+def test_layer_mix_save_load_round_trip_gives_the_same_logits(tmp_path):
+    model = UpstreamForCTC.from_upstream(tiny_cpc(), vocab_size=V, pad_token_id=0, weighted_sum=True,
+                                         head_type="bilstm", head_hidden_size=8)
+    values, mask = batch([8000, 5000])
+    _step(model, values, mask, labels_batch([[4, 5], [6]]), step=0)  # the weights move off their start
+    model.eval()
+    weights = model.layer_mix_weights()
+    assert weights["enc"] != pytest.approx(0.5)
+    model.save_pretrained(tmp_path / "final")
+    loaded = AutoModelForCTC.from_pretrained(tmp_path / "final").eval()
+    assert isinstance(loaded, UpstreamForCTC) and loaded.config.weighted_sum
+    assert loaded.layer_mix_weights() == weights and loaded.weighted_probe_points == ["enc", "ctx"]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(values, attention_mask=mask).logits, model(values, attention_mask=mask).logits,
+                                   atol=0, rtol=0)
 
 
 def test_spec_augment_only_in_training():

@@ -3,7 +3,9 @@
 apart and speakers differ."""
 
 from pathlib import Path
+from typing import Optional
 
+import datasets
 import numpy as np
 import soundfile
 
@@ -40,3 +42,24 @@ def build_tone_corpus(root: Path, subset: str = "dev-clean", utterances: int = 2
             alignments[utt] = segments
     (root / "SPEAKERS.TXT").write_text("".join(f"{s} | {g} | {subset} | 1.0 | N\n" for s, g in (("101", "F"), ("102", "F"), ("201", "M"), ("202", "M"))))
     write_alignments(root / "librispeech_finetuning" / "phones", alignments, subset=subset)
+
+
+def save_labeled_tone_corpus(tones: Path, folder: Path, texts: Optional[dict] = None) -> str:
+    """An ``hf:`` corpus saved into ``folder`` from the tone utterances of ``tones`` (a ``build_tone_corpus``
+    root), text HELLO (or ``texts[utterance id]``): train = each speaker's first utterance, validation =
+    speakers 10x's second, test = speakers 20x's second. Returns its spec."""
+    files = sorted((tones / "dev-clean").rglob("*.flac"))
+    texts = texts or {}
+
+    def split(keep):
+        chosen = [f for f in files if keep(f.stem)]
+        return datasets.Dataset.from_dict({"id": [f.stem for f in chosen], "audio": [str(f) for f in chosen],
+                                           "text": [texts.get(f.stem, "HELLO") for f in chosen],
+                                           "speaker_id": [f.stem[:3] for f in chosen]})
+
+    datasets.DatasetDict({
+        "train": split(lambda u: u.endswith("0000")),
+        "validation": split(lambda u: u.startswith("10") and u.endswith("0001")),
+        "test": split(lambda u: u.startswith("20") and u.endswith("0001")),
+    }).save_to_disk(str(folder))
+    return f"hf:{folder}"

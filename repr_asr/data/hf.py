@@ -41,7 +41,7 @@ import numpy as np
 import soundfile
 
 from ..audio import to_mono
-from .librispeech import FEATURES, SPLITS, Corpus, CorpusError, check_disjoint, empty_phones
+from .librispeech import FEATURES, SPLITS, Corpus, CorpusError, check_disjoint, empty_phones, unreadable_header
 from .text import normalize_text
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ def _cell_duration(cell, utt_id: str) -> float:
             raise ValueError(f"audio cell of type {type(cell).__name__} holds neither bytes nor a path")
     except Exception as error:  # noqa: BLE001 - libsndfile raises several types
         name = cell.get("path") if isinstance(cell, dict) else cell
-        raise CorpusError(f"utterance {utt_id} ({name}): cannot read the audio header ({error})") from error
+        # A CorpusError, or duration 0 under keep_unreadable_headers() (verify then lists the file).
+        return unreadable_header(f"utterance {utt_id} ({name})",
+                                 f"utterance {utt_id} ({name}): cannot read the audio header ({error})")
     return info.frames / info.samplerate
 
 

@@ -35,6 +35,7 @@ audio is fine for pretraining).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -166,6 +167,34 @@ def _cache_root() -> Path:
     return Path(os.environ.get("REPR_ASR_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "repr_asr"))
 
 
+# {file: reason} of the audio files whose header could not be read, while keep_unreadable_headers() is on.
+_unreadable_headers: Optional[dict] = None
+
+
+@contextlib.contextmanager
+def keep_unreadable_headers():
+    """Within the block, an audio file whose header cannot be read (a zero-length file, a truncated header)
+    loads with duration 0 instead of stopping the load, and the block's ``{file: reason}`` dict names it.
+
+    For ``python -m repr_asr.data.verify``, which then decodes every file and lists all the bad ones at
+    once; everywhere else such a file stops the load (:func:`audio_durations`)."""
+    global _unreadable_headers
+    previous, _unreadable_headers = _unreadable_headers, {}
+    try:
+        yield _unreadable_headers
+    finally:
+        _unreadable_headers = previous
+
+
+def unreadable_header(name: str, reason: str) -> float:
+    """The duration given to a file whose header cannot be read: 0 (noted) within
+    :func:`keep_unreadable_headers`, else a :class:`CorpusError` with ``reason``."""
+    if _unreadable_headers is None:
+        raise CorpusError(reason)
+    _unreadable_headers[name] = reason
+    return 0.0
+
+
 def _header_duration(path: str) -> float:
     try:
         info = soundfile.info(path)
@@ -174,6 +203,13 @@ def _header_duration(path: str) -> float:
     if info.frames <= 0:
         raise CorpusError(f"{path}: audio file holds no samples")
     return info.frames / info.samplerate
+
+
+def _header_or_reason(path: str) -> tuple[float, Optional[str]]:
+    try:
+        return _header_duration(path), None
+    except CorpusError as error:
+        return 0.0, str(error)
 
 
 def audio_durations(paths: list[str], cache: bool = True, num_threads: int = 8) -> list[float]:
@@ -209,11 +245,20 @@ def audio_durations(paths: list[str], cache: bool = True, num_threads: int = 8) 
         else:
             todo.append(path)
     if todo:
+        unreadable = {}
         with ThreadPoolExecutor(max_workers=max(1, min(num_threads, len(todo) // 64 + 1))) as pool:
-            for path, duration in zip(todo, pool.map(_header_duration, todo)):
+            for path, (duration, reason) in zip(todo, pool.map(_header_or_reason, todo)):
                 durations[path] = duration
+                if reason is not None:
+                    unreadable[path] = reason
+        if unreadable and _unreadable_headers is None:  # every unreadable file at once, not the first one only
+            reasons = list(unreadable.values())
+            raise CorpusError(reasons[0] if len(reasons) == 1 else f"{len(reasons)} audio files cannot be read "
+                              "(`python -m repr_asr.data.verify SPEC` lists every bad file):\n  " + "\n  ".join(reasons))
+        for path, reason in unreadable.items():
+            unreadable_header(path, reason)
         if cache_file is not None:
-            cached.update({p: [*stats[p], durations[p]] for p in todo})
+            cached.update({p: [*stats[p], durations[p]] for p in todo if p not in unreadable})
             try:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")

@@ -6,7 +6,9 @@ A corpus loads from file headers only (fast), so a truncated FLAC or a WAV holdi
 ``python -m repr_asr.data.verify SPEC`` — decodes every utterance of every split first, with
 :func:`repr_asr.audio.decode_audio` (so exactly the checks training applies: decodable, non-empty,
 finite, float audio within ±``MAX_PEAK``), and raises one :class:`BadAudioError` listing every bad file
-with its reason.
+with its reason. The command line also lists files whose header cannot be read (zero-length ones: they
+would stop ``load_corpus`` at the first) and the utterances of labeled splits whose transcript normalises
+to nothing (:func:`find_empty_transcripts`).
 
 Each file is decoded once even when nested splits share it (``train-10min`` ⊂ ``train-1h`` ⊂
 ``pretrain``, ``dev`` = ``dev-clean``, the built-in corpus' hard links): files are keyed by device and
@@ -146,6 +148,37 @@ def find_bad_audio(corpus, num_workers: Optional[int] = None, progress: bool = T
     return bad, len(order)
 
 
+@dataclass
+class EmptyTranscript:
+    """An utterance of a labeled split (``train-*``, dev, test) whose transcript normalises to nothing (no
+    letter or digit): no model can learn from it, and no error rate can be computed against it."""
+
+    utterance: str
+    splits: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"utterance {self.utterance}: transcript normalises to nothing (no letter or digit) [splits {', '.join(self.splits)}]"
+
+
+def find_empty_transcripts(corpus) -> list[EmptyTranscript]:
+    """The utterances of the labeled splits of ``corpus`` (``train-*``, ``dev*``, ``test*``, ``valid*``) whose
+    ``text`` normalises to nothing, in corpus order, each once (with every split that holds it)."""
+    from .librispeech import is_evaluation_split
+    from .text import normalize_text
+
+    found: dict[str, EmptyTranscript] = {}
+    for name, split in corpus.items():
+        if "text" not in split.column_names or not (is_evaluation_split(name) or name.startswith("train-")):
+            continue
+        ids = split["id"] if "id" in split.column_names else list(range(len(split)))
+        for utt_id, text in zip(ids, split["text"]):
+            if not normalize_text(text or ""):
+                entry = found.setdefault(str(utt_id), EmptyTranscript(str(utt_id)))
+                if name not in entry.splits:
+                    entry.splits.append(name)
+    return list(found.values())
+
+
 def verify_corpus(corpus, num_workers: Optional[int] = None, progress: bool = True, source: Optional[str] = None) -> int:
     """Raise :class:`BadAudioError` listing every audio file of ``corpus`` that cannot be decoded (see
     :func:`find_bad_audio`); returns the number of distinct files checked when all are good."""
@@ -166,8 +199,9 @@ def _option(text: str) -> tuple[str, object]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m repr_asr.data.verify SPEC``: print every bad audio file; exit 1 when there are any,
-    2 when the corpus cannot be loaded at all, 0 when every file decodes."""
+    """``python -m repr_asr.data.verify SPEC``: print every bad audio file (zero-length ones and others whose
+    header cannot be read included) and every utterance of a labeled split whose transcript normalises to
+    nothing; exit 1 when there are any, 2 when the corpus cannot be loaded at all, 0 when all is well."""
     parser = argparse.ArgumentParser(
         prog="python -m repr_asr.data.verify",
         description="Decode every audio file of a corpus and list those that cannot be used.",
@@ -181,17 +215,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     from . import load_corpus
+    from .librispeech import keep_unreadable_headers
 
     try:
-        corpus = load_corpus(args.spec, **dict(args.option))
+        # A file whose header cannot be read would stop the load at the first one: it is decoded (and
+        # listed) with all the others instead.
+        with keep_unreadable_headers():
+            corpus = load_corpus(args.spec, **dict(args.option))
     except (ValueError, TypeError) as error:  # CorpusError, a bad spec, an unknown loader option
         print(f"error: {error}", file=sys.stderr)
         return 2
     bad, checked = find_bad_audio(corpus, num_workers=args.num_workers)
-    for entry in bad:
+    empty = find_empty_transcripts(corpus)
+    for entry in [*bad, *empty]:
         print(entry)
-    print(f"{args.spec}: {checked} audio files checked, {len(bad)} bad", file=sys.stderr)
-    return 1 if bad else 0
+    print(f"{args.spec}: {checked} audio files checked, {len(bad)} bad; {len(empty)} transcript(s) that normalise "
+          "to nothing", file=sys.stderr)
+    return 1 if bad or empty else 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import torch
 
 from ..data.text import normalize_text
 from ..tokenization import SP_SPACE, SentencePieceCTCTokenizer, token_strings
+from .ngram import LMFileError, LMFileNotFoundError
 
 
 def ctc_collapse(ids: Sequence[int], blank_id: int = 0) -> list[int]:
@@ -82,7 +83,7 @@ def write_lexicon(words: Iterable[str], tokenizer, path: str) -> str:
         seen.add(word)
         lines.append(word + " " + " ".join(tokens))
     if not lines:
-        raise ValueError("no word of the lexicon can be spelled with this tokenizer's units")
+        raise LMFileError("no word of the lexicon can be spelled with this tokenizer's units")
     _write_atomically(path, "\n".join(lines) + "\n")
     return path
 
@@ -105,9 +106,9 @@ def lexicon_file_words(path: str) -> list[str]:
         with open(path, encoding="utf-8") as f:
             words = [line.split()[0] for line in f if line.strip()]
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read lexicon file {path}: {error}") from error
+        raise LMFileError(f"cannot read lexicon file {path}: {error}") from error
     if not words:
-        raise ValueError(f"lexicon file {path} holds no word")
+        raise LMFileError(f"lexicon file {path} holds no word")
     return words
 
 
@@ -151,7 +152,7 @@ class BeamSearchDecoder:
             lexicon = write_lexicon(lexicon_words, tokenizer, os.path.join(work_dir, "lexicon.txt"))
         for path, what in ((lexicon, "lexicon"), (lm, "language model")):
             if path is not None and not os.path.isfile(path):
-                raise FileNotFoundError(f"{what} file not found: {path}")
+                raise LMFileNotFoundError(f"{what} file not found: {path}")
         self.lexicon = lexicon
         tokens = token_strings(tokenizer)
         self.blank_id = tokenizer.pad_token_id
@@ -259,20 +260,20 @@ def prepare_lm_decoding(tokenizer, work_dir: str, lm_path: str = "", lm_text: st
             raise ValueError(f"lm_path {lm_path}: a prebuilt word LM needs lexicon decoding, which supports character "
                              "units only; train a token LM with lm_text instead, or use character units")
         if not os.path.isfile(lm_path):
-            raise FileNotFoundError(f"lm_path: language model file not found: {lm_path}")
+            raise LMFileNotFoundError(f"lm_path: language model file not found: {lm_path}")
         lm, fmt = lm_path, lm_format(lm_path)
         if lexicon:
             source, lexicon_words = "lexicon", lexicon_file_words(lexicon)
         elif fmt == "arpa":
             source, lexicon_words = "arpa", arpa_vocabulary(lm_path)
         else:
-            raise ValueError(f"lm_path {lm_path} is a KenLM binary, whose words cannot be listed: give its lexicon "
+            raise LMFileError(f"lm_path {lm_path} is a KenLM binary, whose words cannot be listed: give its lexicon "
                              "(lexicon: a lexicon file or a word list, e.g. Libri-light's librispeech-lexicon.txt)")
         # The decoder asks the LM for the lexicon's words as they are written: an LM over other spellings
         # (lower case) would score every word as unknown, silently.
         unmatched = [w for w in lexicon_words if w != normalize_text(w)]
         if unmatched:
-            raise ValueError(f"{lexicon or lm_path}: {len(unmatched)} of its words are not written like the transcripts "
+            raise LMFileError(f"{lexicon or lm_path}: {len(unmatched)} of its words are not written like the transcripts "
                              f"(LibriSpeech normalisation, upper case: {unmatched[0]!r} is "
                              f"{normalize_text(unmatched[0])!r} there), so the LM would never match them")
     spelled = {normalize_text(w) for w in [*lexicon_words, *words]} - {""}

@@ -5,8 +5,11 @@ from a streamed corpus (``hf:... --streaming``) or any ``load_corpus`` spec.
 (names made safe for file systems); ``DIR/export.json`` says what made them. Processes split the
 utterances (a stream by its shards, :mod:`repr_asr.data.streaming`; a loaded split by index) and each
 writes its own files, atomically. Resume is per utterance: one whose files all exist is read past
-without being decoded, so a killed export continues where it stopped. Undecodable audio is skipped,
-named in ``DIR/skipped-RANK.tsv`` and counted; ``strict`` stops at it instead.
+without being decoded, so a killed export continues where it stopped; a folder that another export wrote
+(other upstream weights, data, split or probe points, as its ``export.json`` records them) is refused with
+:class:`ExportFolderError` naming both, and a folder another process is exporting into with
+``RunFolderInUseError`` (:mod:`repr_asr.run_lock`). Undecodable audio is skipped, named in
+``DIR/skipped-RANK.tsv`` and counted; ``strict`` stops at it instead.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import numpy as np
 import torch
 
 from ..audio import AudioError, decode_audio
-from .features import _run, model_device, progress_bar
+from ..run_lock import holds_run_folder
+from .features import _run, model_device, model_digest, progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,33 @@ logger = logging.getLogger(__name__)
 def safe_name(key: str) -> str:
     """A file name for an utterance id (path separators and odd characters become ``_``)."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", key).lstrip(".") or "_"
+
+
+class ExportFolderError(ValueError):
+    """An export folder written by another export (other upstream weights, data, split or probe points)."""
+
+
+def check_same_export(output_dir: Path, record: dict) -> None:
+    """Raise :class:`ExportFolderError` naming both when ``output_dir/export.json`` records another export
+    than ``record`` (the upstream by its weights' hash, or by name in a record that has none)."""
+    path = Path(output_dir) / "export.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ExportFolderError(f"{path} is unreadable ({error}): export into another --output_dir, or delete it") from None
+    differences = []
+    if old.get("upstream_sha256") and old["upstream_sha256"] != record["upstream_sha256"] or (
+            not old.get("upstream_sha256") and old.get("upstream") != record["upstream"]):
+        differences.append(f"upstream {old.get('upstream')!r} there (weights {str(old.get('upstream_sha256'))[:12]}), "
+                           f"{record['upstream']!r} here (weights {record['upstream_sha256'][:12]})")
+    for key in ("data", "split", "probe_points"):
+        if old.get(key) != record[key]:
+            differences.append(f"{key} {old.get(key)!r} there, {record[key]!r} here")
+    if differences:
+        raise ExportFolderError(f"{output_dir} holds features of another export ({'; '.join(differences)}): export into "
+                                "another --output_dir (or delete that folder)")
 
 
 def _rows(data: str, split: str, streaming: bool, rank: int, world: int, max_utterances: Optional[int]):
@@ -55,6 +86,7 @@ def _rows(data: str, split: str, streaming: bool, rank: int, world: int, max_utt
     return iter(mine), len(mine)
 
 
+@holds_run_folder("output_dir")
 def export_features(
     upstream: str,
     data: str,
@@ -85,13 +117,19 @@ def export_features(
     unknown = sorted(set(points) - set(model.probe_points))
     if unknown:
         raise ValueError(f"probe points {unknown} are not among the upstream's {list(model.probe_points)}")
+    record = {
+        "upstream": upstream, "upstream_sha256": model_digest(model), "data": data, "split": split,
+        "streaming": streaming, "probe_points": points, "frame_step_seconds": {p: 1.0 / model.frame_rate(p) for p in points},
+    }
+    # A folder another export wrote (other weights, data, split or probe points) is refused: its files would be
+    # kept as they are (resume) under a record that names what did not make them.
+    check_same_export(output_dir, record)
     for point in points:
         (output_dir / safe_name(point)).mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        (output_dir / "export.json").write_text(json.dumps({
-            "upstream": upstream, "data": data, "split": split, "streaming": streaming, "probe_points": points,
-            "frame_step_seconds": {p: 1.0 / model.frame_rate(p) for p in points},
-        }, indent=1) + "\n")
+        partial = output_dir / f"export.json.tmp{os.getpid()}"
+        partial.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(partial, output_dir / "export.json")
 
     rows, total = _rows(data, split, streaming, rank, world, max_utterances)
     counts = {"written": 0, "already_there": 0, "skipped": []}

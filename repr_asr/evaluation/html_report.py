@@ -4,7 +4,8 @@
 finds, by its ``task``:
 
 * ``ctc``: CER and WER on the test split per representation (rows) and labeled subset (columns), runs
-  that differ only in their seed pooled as mean ± std (:mod:`repr_asr.evaluation.report`);
+  that differ only in their seed pooled as mean ± std (:mod:`repr_asr.evaluation.report`), and for the
+  runs with a learned layer mix (``layer_weights``) a bar chart of its weights (one bar per probe point);
 * ``probe``: accuracy per probe point for each probe task as a figure (one line per representation;
   a representation with one probe point, such as filterbanks, is a dashed level), and as a table;
 * ``abx``: within- and across-speaker ABX error per representation and probe point;
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 from ..downstream import tasks_with
-from .report import SUBSET_ORDER, comparison_table, load_runs
+from .report import SUBSET_ORDER, comparison_table, load_runs, row_labels
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,43 @@ def ctc_section(folders: Sequence[Path], split: str) -> str:
         subsets = sorted(subsets, key=lambda s: (SUBSET_ORDER.index(s) if s in SUBSET_ORDER else len(SUBSET_ORDER), s))
         table_rows = [[_e(row)] + [_e(cells[(row, s)]) if (row, s) in cells else "" for s in subsets] for row in rows]
         parts.append(_table(f"{metric.upper()} (%) on {split}", ["representation"] + [f"train-{s}" for s in subsets], table_rows))
+    mixed = [run for run in runs if run.info.get("layer_weights")]
+    if mixed:
+        parts += ["<h3>The learned layer mix: which probe points the recogniser reads</h3>",
+                  "<p class='note'>Softmax weights of each probe point in the mix the CTC head reads (the model kept as "
+                  "<code>final/</code>), one panel per run; the dashed line is a uniform mix, where the weights start.</p>",
+                  f"<img alt='learned layer weights per probe point' src='{layer_weights_figure(mixed)}'>"]
     return "\n".join(parts)
+
+
+def layer_weights_figure(runs) -> str:
+    """One bar chart per CTC run with a learned layer mix (``results["layer_weights"]``, ``RunResult`` s of
+    :func:`repr_asr.evaluation.report.load_runs`): a bar per probe point, in the upstream's order."""
+    from .code_figures import _pyplot
+
+    plt = _pyplot()
+    labels = row_labels(runs)
+    runs = sorted(runs, key=lambda r: (labels[r.key], SUBSET_ORDER.index(r.subset) if r.subset in SUBSET_ORDER else len(SUBSET_ORDER),
+                                       str(r.info.get("seed"))))
+    columns = min(4, len(runs))
+    rows = -(-len(runs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows), squeeze=False)
+    for axis in axes.flat[len(runs):]:
+        axis.set_visible(False)
+    for axis, run in zip(axes.flat, runs):
+        weights = run.info["layer_weights"]
+        points, values = list(weights), [float(v) for v in weights.values()]
+        axis.bar(range(len(points)), values, color="#4c72b0")
+        axis.axhline(1.0 / len(points), color="0.5", linestyle="--", linewidth=1)
+        axis.set_xticks(range(len(points)), points, fontsize=7, rotation=45 if len(points) > 6 else 0)
+        axis.set_ylim(0, max(values + [1.0 / len(points)]) * 1.15)
+        axis.set_ylabel("weight", fontsize=8)
+        seed = run.info.get("seed")
+        axis.set_title(f"{labels[run.key]}\ntrain-{run.subset}" + (f", seed {seed}" if seed is not None else ""), fontsize=8)
+    fig.tight_layout()
+    uri = _figure_uri(fig)
+    plt.close(fig)
+    return uri
 
 
 def _probe_points(entries) -> list[str]:

@@ -22,6 +22,14 @@ from typing import Iterable
 
 from ..data.text import normalize_text
 
+
+class LMFileError(ValueError):
+    """An LM, LM text or lexicon file that cannot be used; the message names the file and what is wrong."""
+
+
+class LMFileNotFoundError(LMFileError, FileNotFoundError):
+    """An LM or lexicon file that is not there."""
+
 MAX_DISCOUNT = 0.9  # see build_ngram
 
 
@@ -42,7 +50,7 @@ def lm_sentences(texts: Iterable[str], unit: str = "word", tokenizer=None) -> li
             tokens = tokenizer.convert_ids_to_tokens(tokenizer(text).input_ids)
             lines.append(" ".join(tokens))
     if not lines:
-        raise ValueError("no non-empty text to train an n-gram LM on")
+        raise LMFileError("no non-empty text to train an n-gram LM on")
     return lines
 
 
@@ -87,7 +95,7 @@ def read_text_file(path: str) -> list[str]:
         with open(path, encoding="utf-8") as f:
             return [line for line in f.read().splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read LM text file {path}: {error}") from error
+        raise LMFileError(f"cannot read LM text file {path}: {error}") from error
 
 
 KENLM_MAGIC = b"mmap lm "  # the first bytes of every KenLM binary (lm/binary_format.cc)
@@ -100,15 +108,15 @@ def lm_format(path: str) -> str:
         with open(path, "rb") as f:
             head = f.read(4096)
     except OSError as error:
-        raise FileNotFoundError(f"cannot read language model {path}: {error}") from error
+        raise LMFileNotFoundError(f"cannot read language model {path}: {error}") from error
     if head.startswith(KENLM_MAGIC):
         return "kenlm"
     # An ARPA file opens with "\data\" (blank lines may come first).
     if head.lstrip().startswith(b"\\data\\"):
         return "arpa"
     if head[:2] == b"\x1f\x8b":
-        raise ValueError(f"{path}: a gzip file; decompress it first (gunzip) or convert it with KenLM's build_binary")
-    raise ValueError(f"{path}: neither an ARPA file (starting with \\data\\) nor a KenLM binary")
+        raise LMFileError(f"{path}: a gzip file; decompress it first (gunzip) or convert it with KenLM's build_binary")
+    raise LMFileError(f"{path}: neither an ARPA file (starting with \\data\\) nor a KenLM binary")
 
 
 def arpa_vocabulary(path: str) -> list[str]:
@@ -126,9 +134,9 @@ def arpa_vocabulary(path: str) -> list[str]:
             if in_unigrams and line:
                 fields = line.split()
                 if len(fields) < 2:
-                    raise ValueError(f"{path}:{number}: malformed unigram line {line!r}")
+                    raise LMFileError(f"{path}:{number}: malformed unigram line {line!r}")
                 if fields[1] not in ("<s>", "</s>", "<unk>"):
                     words.append(fields[1])
     if not words:
-        raise ValueError(f"{path}: no unigram in the ARPA file's \\1-grams: section")
+        raise LMFileError(f"{path}: no unigram in the ARPA file's \\1-grams: section")
     return words

@@ -37,7 +37,7 @@ METRICS = ("cer", "per", "wer", "cer_lm", "wer_lm")
 RUN_FIELDS = frozenset({
     "task", "seed", "subset", "train_utterances", "train_hours", "vocab_size", "too_long", "metrics",
     "train_metrics", "steps_run", "best_step", "best_dev_cer", "best_dev_wer", "best_dev_per", "best_metric",
-    "stopped_early", "skipped",
+    "stopped_early", "skipped", "layer_weights",
 })
 # Config keys that cannot change a run's numbers: where files go, how often they are written, which
 # splits are decoded, how features are batched (padding never leaks into features).

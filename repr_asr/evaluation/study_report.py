@@ -1,8 +1,8 @@
 """The study's tables and findings, from the ``results.json`` files ``recipes/study.py`` collects.
 
 Layout of ``RESULTS_DIR``: ``pretrain`` results live with the exported upstreams (``hub/NAME/results.json``);
-``ctc/NAME/SUBSET/seedS/results.json`` (frozen, characters), ``ctc_phone/...`` (frozen, phones) and
-``finetune/...`` (fine-tuned);
+``ctc/NAME/SUBSET/seedS/results.json`` (frozen, characters), ``ctc_phone/...`` (frozen, phones),
+``ctc_mix/...`` (frozen, characters, the learned mix of probe points) and ``finetune/...`` (fine-tuned);
 ``probes/NAME``, ``abx/NAME``, ``codes/NAME`` and ``TASK/NAME`` for each downstream task the study runs
 as an analysis (``speaker_id``; ``repr_asr.downstream.REGISTRY``, one ``results.json`` each). :func:`write_report` writes
 ``RESULTS_DIR/README.md``: the tables, then the talk's findings and the study's goals checked one by one
@@ -84,6 +84,40 @@ def ctc_mean(runs: dict, name: str, subset: str, metric: str = "cer", split: str
 
 def _probe(probes: dict, name: str, point: str, task: str, field: str = "accuracy"):
     return ((probes.get(name) or {}).get("metrics", {}).get(point, {}).get(task) or {}).get(field)
+
+
+def layer_mix_lines(mixed: dict, frozen: dict, names: list, labels: Optional[dict] = None) -> list:
+    """The table "Learned layer mix vs default probe point (test CER)": per upstream and subset the CER of
+    the learned mix of probe points (``ctc_mix`` runs) against the default probe point's (the ``ctc`` runs
+    of the same seeds: the best single point the study trains a recogniser on), the point the mix weighs
+    most, and a line saying where the mix beats that point."""
+    lines = ["| representation | subset | default point | its CER | learned mix CER | mix − point | heaviest point (weight) |",
+             "|---|---|---|---|---|---|---|"]
+    beats, loses = [], []
+    order = {n: i for i, n in enumerate(names)}
+    for (name, subset), runs in sorted(mixed.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][0],
+                                                                      SUBSET_ORDER.index(kv[0][1]) if kv[0][1] in SUBSET_ORDER else 99)):
+        seeds = {r.get("seed") for r in runs}
+        single = [r for r in frozen.get((name, subset), []) if r.get("seed") in seeds]
+        mix, _, n = mean_std([_percent(r["metrics"].get("test", {}).get("cer")) for r in runs])
+        point_cer, _, n_point = mean_std([_percent(r["metrics"].get("test", {}).get("cer")) for r in single])
+        point = next((r.get("probe_point") for r in single if r.get("probe_point")), None) or "default"
+        weights: dict = {}
+        for r in runs:
+            for p, w in (r.get("layer_weights") or {}).items():
+                weights[p] = weights.get(p, 0.0) + w / len(runs)
+        heaviest = max(weights, key=weights.get) if weights else None
+        label = (labels or {}).get(name, name)
+        diff = f"{mix - point_cer:+.1f}" if None not in (mix, point_cer) else "–"
+        lines.append(f"| {label} | train-{subset} | {point} | {_pct(point_cer)} | {_pct(mix)} | {diff} | "
+                     + (f"{heaviest} ({weights[heaviest]:.2f})" if heaviest else "–") + " |")
+        if None not in (mix, point_cer):
+            (beats if mix < point_cer else loses).append(f"{label} on train-{subset} ({mix:.1f} vs {point_cer:.1f}, n={min(n, n_point)})")
+    if beats or loses:
+        lines += ["", f"The learned mix beats the best single point (the default probe point, same seeds) in test CER for "
+                      f"{len(beats)} of {len(beats) + len(loses)}: " + ("; ".join(beats) if beats else "none")
+                  + (f"; not for {'; '.join(loses)}." if loses else ".")]
+    return lines
 
 
 def topline_findings(pretrained: dict, frozen: dict, phones: dict, subsets: list) -> list:
@@ -178,7 +212,8 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
     study, ``published_dir`` the committed checkpoints of ``spec["published"]`` (rows ``hub-NAME``)."""
     results_dir, hub_dir, published_dir = Path(results_dir), Path(hub_dir), Path(published_dir)
     published = {f"hub-{n}": published_dir / n for n in spec.get("published", [])}
-    names = list(spec.get("baselines", [])) + list(spec["pretrain"]["upstreams"]) + list(published)
+    names = (list(spec.get("baselines", [])) + list(spec["pretrain"]["upstreams"]) + list(published)
+             + list(spec.get("evaluate") or {}))
     pretrained = {}
     folders = {**{n: hub_dir / n for n in spec["pretrain"]["upstreams"]}, **published}
     for name, folder in folders.items():
@@ -206,6 +241,9 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
     for metric, runs, unit in (("cer", frozen, "characters"), ("per", phones, "phones"), ("wer", frozen, "characters")):
         if any(k[0] in names for k in runs):
             out += ["", f"## Frozen CTC, test {metric.upper()} (%; {unit})", ""] + ctc_table(runs, metric, names, subsets, labels)
+    mixed = load_ctc(results_dir / "ctc_mix")
+    if mixed:
+        out += ["", "## Learned layer mix vs default probe point (test CER)", ""] + layer_mix_lines(mixed, frozen, names, labels)
     if tuned:
         tuned_subsets = [s for s in SUBSET_ORDER if any(k[1] == s for k in tuned)]
         out += ["", "## Fine-tuned CTC, test CER (%)", ""] + ctc_table(tuned, "cer", sorted({k[0] for k in tuned}), tuned_subsets)

@@ -184,7 +184,9 @@ def prepare_output_dir(output_dir, resume: bool) -> Path:
 
     A folder holding checkpoints is refused without ``resume`` (``CheckpointError`` naming it), so a
     mistyped command never overwrites the ``config.yaml``, tokenizer or metrics of an earlier run.
-    Returns the folder as a ``Path`` (created when missing).
+    Returns the folder as a ``Path`` (created when missing). A folder that another process is writing is
+    refused before this, by the run's claim on it (:mod:`repr_asr.run_lock`: the recipes' run functions and
+    ``Trainer.train`` hold it).
     """
     output_dir = Path(output_dir)
     root = output_dir / "checkpoints"

@@ -121,6 +121,12 @@ class TrainingConfig:
         max_nonfinite_steps (`int`, defaults to `10`): a step whose loss or gradients are not finite is skipped
             (no update, counted as `nonfinite_steps` in `metrics.jsonl`); after this many such steps in a row
             the run stops with an error, keeping its last good checkpoint. 0 stops at the first one.
+        max_loss_ratio (`float`, defaults to `1000.0`): a loss that explodes without overflowing counts as
+            non-finite: once 10 steps have gone well, their median loss (over processes) is the run's reference,
+            and a later step whose loss exceeds `max_loss_ratio` times it is skipped and counted like a
+            non-finite one (`max_nonfinite_steps` of them in a row stop the run). 0 turns the check off, and so
+            does a reference that is not positive (a loss that can be negative). The skipped step's forward
+            pass has run: buffers it updates (a VQ's EMA statistics) keep its update.
         metric_for_best_model (`str`, defaults to `""`): an evaluation result (e.g. `"eval_cer"`) that picks
             the step whose weights become `final/`; empty: `final/` is the last step.
         greater_is_better (`bool`, defaults to `False`): whether a larger `metric_for_best_model` is better.
@@ -155,6 +161,7 @@ class TrainingConfig:
     shuffle: bool = True
     group_by_length: bool = False
     max_nonfinite_steps: int = 10
+    max_loss_ratio: float = 1000.0
     metric_for_best_model: str = ""
     greater_is_better: bool = False
     early_stopping_patience: int = 0
@@ -179,6 +186,8 @@ class TrainingConfig:
                 raise ConfigError(f"training.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.learning_rate <= 0:
             raise ConfigError(f"training.learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.max_loss_ratio < 0:
+            raise ConfigError(f"training.max_loss_ratio must be >= 0 (0: no check), got {self.max_loss_ratio!r}")
         if self.flops_budget < 0:
             raise ConfigError(f"training.flops_budget must be >= 0, got {self.flops_budget!r}")
         if self.early_stopping_patience and not self.metric_for_best_model:
@@ -302,7 +311,9 @@ def validate_model_kwargs(model_type: str, kwargs: dict, source: str = "model") 
         )
 
 
-def _dataclass_from_dict(cls, values: dict, section: str, source: str):
+def _dataclass_from_dict(cls, values: dict, section: str, source: str, overridden=()):
+    """``cls(**values)`` with every value checked against its field's type; errors name ``source``, or the
+    command line for the keys in ``overridden`` (given there)."""
     valid = [f.name for f in fields(cls)]
     unknown = [k for k in values if k not in valid]
     if unknown:
@@ -311,9 +322,11 @@ def _dataclass_from_dict(cls, values: dict, section: str, source: str):
             f"valid {section} keys: {', '.join(valid)}"
         )
     typed = {}
+    file_source = source
     for f in fields(cls):
         if f.name not in values:
             continue
+        source = "the command line" if f.name in overridden else file_source
         value = values[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
         # Coerce what YAML may give in another spelling: 1e-3 written as "1e-3" is a str for PyYAML.
@@ -451,14 +464,60 @@ def load_config(
 
     data_bad = [k for k in data if k not in {f.name for f in fields(data_cls)}]
     training_bad = [k for k in training if k not in {f.name for f in fields(training_cls)}]
-    data_cfg = _dataclass_from_dict(data_cls, data, "data", _source("data", data_bad or list(data)))
-    training_cfg = _dataclass_from_dict(training_cls, training, "training", _source("training", training_bad or list(training)))
+    data_cfg = _dataclass_from_dict(data_cls, data, "data", _source("data", data_bad) if data_bad else source,
+                                    {k for (s, k) in parsed if s == "data"})
+    training_cfg = _dataclass_from_dict(training_cls, training, "training",
+                                        _source("training", training_bad) if training_bad else source,
+                                        {k for (s, k) in parsed if s == "training"})
     if check_model_keys and model_type:
         valid = model_config_keys(model_type)
         bad = [k for k in model if valid and k not in valid]
         if bad:
             validate_model_kwargs(model_type, model, _source("model", bad))
     return RunConfig(model_type=model_type, model=model, data=data_cfg, training=training_cfg)
+
+
+# Keys that may legitimately change between a run and its resumption (more steps, other logging or saving).
+RESUMABLE_CHANGES = {("training", "max_steps"), ("training", "save_steps"), ("training", "log_steps"),
+                     ("training", "eval_steps"), ("training", "save_total_limit"), ("training", "num_workers"),
+                     ("training", "flops_budget"), ("training", "strict")}
+
+
+def config_changes(saved_path: str | os.PathLike, run: RunConfig) -> list[str]:
+    """``["section.key: OLD -> NEW", ...]`` for every setting of ``run`` that differs from the resolved config a
+    run saved at ``saved_path`` (its ``config.yaml``), except :data:`RESUMABLE_CHANGES` and a model's
+    ``speakers`` (filled from the data); empty when the file is missing."""
+    if not os.path.isfile(saved_path):
+        return []
+    with open(saved_path) as handle:
+        saved = yaml.safe_load(handle) or {}
+    now = run.to_dict()
+    # A field added to the code since the run was saved, at its default, is not a change of the run's settings.
+    defaults = {name: {f.name: f.default for f in fields(getattr(run, name)) if f.default is not dataclasses.MISSING}
+                for name in ("data", "training") if dataclasses.is_dataclass(getattr(run, name))}
+    changed = []
+    for section in ("model", "data", "training"):
+        for key in sorted(set(saved.get(section) or {}) | set(now[section])):
+            if (section, key) in RESUMABLE_CHANGES or section == "model" and key == "speakers":
+                continue
+            if key not in (saved.get(section) or {}) and key in defaults.get(section, {}) and now[section].get(key) == defaults[section][key]:
+                continue
+            if (saved.get(section) or {}).get(key) != now[section].get(key):
+                changed.append(f"{section}.{key}: {(saved.get(section) or {}).get(key)!r} -> {now[section].get(key)!r}")
+    if saved.get("model_type") != now["model_type"]:
+        changed.append(f"model_type: {saved.get('model_type')!r} -> {now['model_type']!r}")
+    return changed
+
+
+def warn_config_changes(saved_path: str | os.PathLike, run: RunConfig) -> list[str]:
+    """:func:`config_changes`, logged as one warning naming each changed key (old -> new) when there are any.
+    A resumed run records what it returns (``resumed_with_changes`` in ``results.json``)."""
+    import logging
+
+    changed = config_changes(saved_path, run)
+    if changed:
+        logging.getLogger(__name__).warning("resuming with a config that differs from %s: %s", saved_path, "; ".join(changed))
+    return changed
 
 
 def _key_lines(prefix: str, keys: list[str], docs: dict[str, FieldDoc], defaults: dict) -> list[str]:

@@ -9,6 +9,7 @@ dataset returns ``skipped_item`` markers (``repr_asr.data.skipping``) that the c
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -18,16 +19,41 @@ import torch
 from ..data.skipping import SKIPPED_KEY, skipped_item, split_skipped
 from ..evaluation.transcribe import gather_lists
 
+logger = logging.getLogger(__name__)
+
 
 def subset_split(corpus, subset: str):
-    """The corpus split ``train-<subset>``; a missing or empty one is an error naming it."""
+    """The corpus split ``train-<subset>``; a missing or empty one is a ``CorpusError`` naming it."""
+    from ..data.librispeech import CorpusError, MissingSplitError
+
     name = f"train-{subset}"
     if name not in corpus:
-        raise KeyError(f"the corpus has no split {name!r} (it has {list(corpus)})")
+        raise MissingSplitError(f"the corpus has no split {name!r} (it has {list(corpus)})")
     split = corpus[name]
     if len(split) == 0:
-        raise ValueError(f"split {name!r} is empty")
+        raise CorpusError(f"split {name!r} is empty")
     return split
+
+
+def without_empty_references(split, references: list[str], name: str) -> tuple:
+    """``(split, skipped)``: ``split`` without the utterances whose reference (``references``, one per row)
+    normalises to nothing, and one ``{"id", "error"}`` naming each of them.
+
+    WER, CER and PER are undefined for an empty reference (jiwer refuses it), so a transcript of only
+    symbols (``"--"``, ``"..."``) or an utterance without phones would otherwise fail the scoring after the
+    whole training; it is named in the log, left out of the split's scores and counted among its skipped
+    utterances instead."""
+    from ..data.text import normalize_text
+
+    empty = [i for i, reference in enumerate(references) if not normalize_text(reference)]
+    if not empty:
+        return split, []
+    ids = [str(i) for i in split["id"]] if "id" in split.column_names else [str(i) for i in range(len(split))]
+    skipped = [{"id": ids[i], "error": f"utterance {ids[i]}: its transcript {references[i]!r} normalises to nothing "
+                                      "(no letter or digit), so no error rate can be computed for it"} for i in empty]
+    for item in skipped:
+        logger.warning("%s: skipping %s", name, item["error"])
+    return split.select(sorted(set(range(len(split))) - set(empty))), skipped
 
 
 def limit(split, n: int):
@@ -44,7 +70,8 @@ def pad_labels(labels: list[list[int]]) -> torch.Tensor:
 
 
 class CachedFeatureDataset(torch.utils.data.Dataset):
-    """Items of frozen features: ``(points, frames, dim)`` stacks (one slice per probe point the model reads) + labels."""
+    """Items of frozen features + labels: per utterance a ``(frames, sum of dims)`` array, the probe points the
+    model reads (``weighted_probe_points``, whatever their widths) concatenated along the features in order."""
 
     def __init__(self, stacks: list[np.ndarray], labels: Optional[list[list[int]]] = None):
         self.stacks = stacks
@@ -52,6 +79,10 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.stacks)
+
+    def frames(self) -> list[int]:
+        """Real frames of each item."""
+        return [int(s.shape[0]) for s in self.stacks]
 
     def __getitem__(self, index: int) -> dict:
         item = {"upstream_features": self.stacks[index]}
@@ -61,13 +92,13 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
 
 
 def collate_features(items: list[dict]) -> dict:
-    """Pad ``(points, frames, dim)`` stacks into ``upstream_features`` ``(batch, points, frames, dim)``."""
+    """Pad ``(frames, sum of dims)`` items into ``upstream_features`` ``(batch, frames, sum of dims)`` (zeros
+    after each item's frames) with ``feature_lengths`` ``(batch,)``."""
     stacks = [torch.as_tensor(item["upstream_features"]) for item in items]
-    lengths = torch.tensor([s.shape[1] for s in stacks], dtype=torch.long)
-    points, dim = stacks[0].shape[0], stacks[0].shape[2]
-    batch = torch.zeros(len(stacks), points, int(lengths.max()), dim, dtype=stacks[0].dtype)
+    lengths = torch.tensor([s.shape[0] for s in stacks], dtype=torch.long)
+    batch = torch.zeros(len(stacks), int(lengths.max()), stacks[0].shape[1], dtype=stacks[0].dtype)
     for i, stack in enumerate(stacks):
-        batch[i, :, : stack.shape[1]] = stack
+        batch[i, : stack.shape[0]] = stack
     out = {"upstream_features": batch, "feature_lengths": lengths}
     if "labels" in items[0]:
         out["labels"] = pad_labels([item["labels"] for item in items])
@@ -147,8 +178,10 @@ def undecodable(split, sampling_rate: int, state=None) -> list[dict]:
 
 def feature_stacks(model, split, cache_dir: Optional[Path], cache_key: str, max_batch_seconds: float,
                    feature_extractor=None, state=None) -> list[np.ndarray]:
-    """``(points, frames, dim)`` per utterance at the probe points the CTC model reads, with the audio
-    prepared by ``feature_extractor`` (the one ``final/`` and the ASR pipeline use)."""
+    """``(frames, sum of dims)`` per utterance: the probe points the CTC model reads (``weighted_probe_points``:
+    one, or all those of a learned mix, of any widths; each cached on its own by ``extract_features``)
+    concatenated along the features in that order, with the audio prepared by ``feature_extractor`` (the one
+    ``final/`` and the ASR pipeline use)."""
     from ..evaluation.features import extract_features
 
     points = list(model.weighted_probe_points)
@@ -161,7 +194,7 @@ def feature_stacks(model, split, cache_dir: Optional[Path], cache_key: str, max_
     stacks = []
     for arrays in zip(*per_point):
         frames = min(a.shape[0] for a in arrays)  # points at one rate may differ by an edge frame
-        stacks.append(np.stack([a[:frames] for a in arrays]).astype(np.float32))  # (P, T, D)
+        stacks.append(np.concatenate([a[:frames] for a in arrays], axis=1).astype(np.float32))  # (T, sum of D)
     return stacks
 
 

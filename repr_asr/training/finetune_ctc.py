@@ -33,6 +33,7 @@ files), :mod:`.ctc_results` (results, transcripts, the card's results) and :mod:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -42,7 +43,7 @@ from typing import Optional
 import torch
 
 from ..evaluation.transcribe import process_state, transcribe, validation_fn
-from .config import ConfigError, RunConfig, load_config
+from .config import ConfigError, RunConfig, load_config, warn_config_changes
 from .ctc_data import (
     AudioLabelCollator,
     AudioLabelDataset,
@@ -53,7 +54,9 @@ from .ctc_data import (
     limit,
     subset_split,
     undecodable,
+    without_empty_references,
 )
+from ..run_lock import holds_run_folder
 from .trainer import Trainer
 
 # Tests and callers import these from here; they live in the modules named above.
@@ -176,25 +179,40 @@ def load_ctc_config(path, overrides) -> RunConfig:
 # ---------------------------------------------------------------------------------------------- entry point
 
 
-def initialise_from(model: torch.nn.Module, folder: str | os.PathLike, tokenizer) -> None:
+def initialise_from(model: torch.nn.Module, folder: str | os.PathLike, tokenizer, upstream: str = "") -> None:
     """Load a trained CTC model's weights (upstream and head) into ``model``: fine-tuning that starts from a
     trained linear probe / frozen head (LP-FT, Kumar et al. 2022). A freshly initialised head must first
     cross CTC's all-blank plateau, which took the frozen runs hundreds of steps at a high learning rate; a
     fine-tuned upstream run that long costs an upstream forward and backward pass per step, and its
     gradients, large while the head is still random, disturb the pretrained features. The folder must hold
-    the same tokenizer (same subset and unit) and the same head shape; otherwise this says what differs."""
+    the same tokenizer (same subset and unit), the same head shape and the very upstream of this run
+    (``upstream``, its weights: results.json names it); otherwise this says what differs."""
     from transformers import AutoTokenizer
 
     from ..models.upstream_ctc import UpstreamForCTC
+    from ..tokenization import vocabulary_difference
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise ConfigError(f"init_from {folder}: no trained CTC model there (config.json is missing)")
     theirs = AutoTokenizer.from_pretrained(str(folder)).get_vocab()
     if theirs != tokenizer.get_vocab():
-        raise ConfigError(f"init_from {folder}: its tokenizer differs from this run's ({len(theirs)} vs "
-                         f"{len(tokenizer.get_vocab())} entries); train it on the same subset with the same tokenizer")
+        raise ConfigError(f"init_from {folder}: its tokenizer differs from this run's "
+                          f"({vocabulary_difference(theirs, tokenizer.get_vocab())}); train it on the same subset "
+                          "with the same tokenizer")
     trained = UpstreamForCTC.from_pretrained(str(folder))
+    # Its upstream must be this run's: results.json records `upstream`, and the weights must be that upstream's.
+    mine, saved = model.upstream.state_dict(), trained.upstream.state_dict()
+    differ = sorted(k for k in set(mine) | set(saved) if k not in mine or k not in saved or mine[k].shape != saved[k].shape
+                    or not torch.equal(mine[k], saved[k]))
+    if differ:
+        recorded = [json.loads(p.read_text()).get("upstream") for p in (folder / "results.json", folder.parent / "results.json")
+                    if p.is_file()]
+        over = f" (it was trained over {recorded[0]!r})" if recorded and recorded[0] else ""
+        raise ConfigError(f"init_from {folder}: its upstream is not --upstream {upstream!r}{over}: {len(differ)} of "
+                          f"{len(set(mine) | set(saved))} upstream tensors differ ({', '.join(differ[:3])}"
+                          f"{', ...' if len(differ) > 3 else ''}); start from a run over the same upstream, or pass its "
+                          "upstream as --upstream")
     try:
         model.load_state_dict(trained.state_dict())
     except RuntimeError as error:
@@ -203,6 +221,7 @@ def initialise_from(model: torch.nn.Module, folder: str | os.PathLike, tokenizer
     logger.info("initialised from %s", folder)
 
 
+@holds_run_folder("output_dir")
 def run_finetune_ctc(
     run: RunConfig, upstream: str, output_dir: str | os.PathLike, resume: bool = False, config_path: Optional[str] = None,
     push_to_hub: Optional[str] = None, init_from: Optional[str | os.PathLike] = None,
@@ -236,6 +255,8 @@ def run_finetune_ctc(
     output_dir = prepare_output_dir(output_dir, resume)
     data: CTCDataConfig = run.data
     strict = run.training.strict
+    # Each setting that differs from the run being resumed, named (old -> new) and recorded in results.json.
+    resumed_with_changes = warn_config_changes(output_dir / "config.yaml", run) if resume else []
     run.save(output_dir / "config.yaml")
     set_seed(run.training.seed)
     # Feature extraction and the undecodable-audio scan are split across processes, on this process's device.
@@ -267,7 +288,7 @@ def run_finetune_ctc(
         upstream_model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **run.model
     )
     if init_from:
-        initialise_from(model, init_from, tokenizer)
+        initialise_from(model, init_from, tokenizer, upstream)
     # The upstream's own extractor, for cached features, the fine-tuning collator, decoding and final/.
     feature_extractor = load_feature_extractor(upstream)
     frozen = bool(model.config.freeze_upstream)
@@ -299,7 +320,7 @@ def run_finetune_ctc(
         raise ValueError(f"{train_name}: no utterance could be decoded")
     collate = collate_features if cached else AudioLabelCollator(feature_extractor)
     if cached:
-        output_lengths = model.head.output_lengths(torch.tensor([s.shape[1] for s in train_dataset.stacks])).tolist()
+        output_lengths = model.head.output_lengths(torch.tensor(train_dataset.frames())).tolist()
     else:
         samples = torch.tensor([int(round(float(d) * feature_extractor.sampling_rate)) for d in train_split["duration"]])
         output_lengths = model.output_lengths(samples).tolist()
@@ -311,8 +332,8 @@ def run_finetune_ctc(
     # Evaluation sets (dataset, rows kept, references), all built before training: their features are
     # extracted while the processes can still share the work, and the validation split is reused at the end.
     if data.validation_split and (data.validation_split not in corpus or len(corpus[data.validation_split]) == 0):
-        raise KeyError(f"data.validation_split {data.validation_split!r}: the corpus has no such split, or it is "
-                       f"empty (it has {list(corpus)}); set --data.validation_split \"''\" to train without validation")
+        raise ConfigError(f"data.validation_split {data.validation_split!r}: the corpus has no such split, or it is "
+                          f"empty (it has {list(corpus)}); set --data.validation_split \"''\" to train without validation")
     eval_names = [s.strip() for s in data.eval_splits.split(",") if s.strip()]
     eval_sets: dict[str, tuple] = {}
     for name in dict.fromkeys(([data.validation_split] if data.validation_split else []) + eval_names):
@@ -320,9 +341,18 @@ def run_finetune_ctc(
             logger.warning("evaluation split %r is missing or empty; skipped", name)
             continue
         split = limit(corpus[name], data.max_eval_utterances)
+        # A reference that normalises to nothing has no error rate: named, left out and counted as skipped.
+        split, empty = without_empty_references(split, transcripts(split), name)
+        if len(split) == 0:
+            if name == data.validation_split:
+                raise ConfigError(f"data.validation_split {name!r}: no utterance has a transcript to score against")
+            skipped[name] = empty
+            continue
         dataset, rows, _ = dataset_for(split, None, name)  # no labels: decoding only
+        if empty:
+            skipped[name] = empty + skipped.get(name, [])
         # Decoded in batches of similar length (the order of the transcripts stays the dataset's).
-        lengths = [s.shape[1] for s in dataset.stacks] if cached else [float(d) for d in rows["duration"]]
+        lengths = dataset.frames() if cached else [float(d) for d in rows["duration"]]
         eval_sets[name] = (dataset, rows, [normalize_text(t) for t in transcripts(rows)], lengths)
 
     eval_fn = None
@@ -371,7 +401,7 @@ def run_finetune_ctc(
         out = transcribe(model, tokenizer, dataset, collate, run.training.batch_size, beam_decoder, accelerator=acc,
                          split=split_decoding, desc=f"decoding {name}", lengths=lengths)
         if out["skipped"]:
-            skipped[name] = [{"id": s["id"], "error": s["error"]} for s in out["skipped"]]
+            skipped[name] = skipped.get(name, []) + [{"id": s["id"], "error": s["error"]} for s in out["skipped"]]
         kept_refs = [references[i] for i in out["indices"]]
         kept_ids = [str(rows["id"][i]) for i in out["indices"]]
         metrics[name], hypotheses[name] = split_scores(kept_ids, kept_refs, out, len(skipped.get(name, [])), unit=data.tokenizer)
@@ -384,8 +414,11 @@ def run_finetune_ctc(
         "upstream_name": upstream_name(upstream, upstream_config),
         "upstream_type": upstream_config.model_type,
         "probe_point": "weighted_sum" if model.config.weighted_sum else model.probe_point,
+        # With the learned mix: {probe point: softmax weight} of final/'s model, and which points it mixed.
+        **model.layer_mix_record(),
         "frozen": frozen,
         "init_from": str(init_from) if init_from else None,
+        "resumed_with_changes": resumed_with_changes,
         "feature_extractor": extractor_settings(feature_extractor),
         "subset": data.subset,
         "train_utterances": len(labels),

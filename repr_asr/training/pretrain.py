@@ -12,20 +12,16 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import yaml
 from accelerate.utils import set_seed
 
+from ..run_lock import holds_run_folder
 from .checkpoint import prepare_output_dir
-from .config import ConfigError, RunConfig, config_class_for, model_config_keys
+from .config import ConfigError, RunConfig, config_class_for, model_config_keys, warn_config_changes
 from .flops import count_step_flops
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-# Keys that may legitimately change between a run and its resumption.
-_RESUMABLE_CHANGES = {("training", "max_steps"), ("training", "save_steps"), ("training", "log_steps"),
-                      ("training", "eval_steps"), ("training", "save_total_limit"), ("training", "num_workers"),
-                      ("training", "flops_budget"), ("training", "strict")}
 RESULTS_FILE = "results.json"
 
 
@@ -52,23 +48,7 @@ def _speaker_conditioning_on(model_type: str, model_kwargs: dict) -> bool:
     return True if param is None or param.default is inspect.Parameter.empty else bool(param.default)
 
 
-def _warn_config_changes(saved_path: Path, run: RunConfig) -> None:
-    with open(saved_path) as handle:
-        saved = yaml.safe_load(handle) or {}
-    now = run.to_dict()
-    changed = []
-    for section in ("model", "data", "training"):
-        for key in sorted(set(saved.get(section) or {}) | set(now[section])):
-            if (section, key) in _RESUMABLE_CHANGES or section == "model" and key == "speakers":
-                continue
-            if (saved.get(section) or {}).get(key) != now[section].get(key):
-                changed.append(f"{section}.{key}: {(saved.get(section) or {}).get(key)!r} -> {now[section].get(key)!r}")
-    if saved.get("model_type") != now["model_type"]:
-        changed.append(f"model_type: {saved.get('model_type')!r} -> {now['model_type']!r}")
-    if changed:
-        logger.warning("resuming with a config that differs from %s: %s", saved_path, "; ".join(changed))
-
-
+@holds_run_folder("output_dir")
 def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool = False, config_path: Optional[str] = None,
                     push_to_hub: Optional[str] = None) -> dict:
     """Pretrain ``run.model_type`` on ``run.data`` with the shared Trainer; writes ``output_dir/final/``.
@@ -108,10 +88,10 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     else:
         corpus = load_corpus(run.data.spec)
         if run.data.split not in corpus:
-            raise KeyError(f"corpus {run.data.spec} has no split {run.data.split!r} (data.split); splits: {sorted(corpus)}")
+            raise ConfigError(f"corpus {run.data.spec} has no split {run.data.split!r} (data.split); splits: {sorted(corpus)}")
         split = corpus[run.data.split]
         if len(split) == 0:
-            raise ValueError(f"split {run.data.split!r} of {run.data.spec} is empty")
+            raise ConfigError(f"split {run.data.split!r} of {run.data.spec} is empty (data.split)")
 
     # Only a speaker-conditioned model owns a speaker list (its embedding rows), filled before the
     # config is built since it validates it; for the others the batch's speaker_ids index the split's
@@ -164,7 +144,7 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
             stream = open_stream(run.data.spec.partition(":")[2], split=run.data.eval_split)
             held_out = datasets.Dataset.from_list(list(stream.take(run.data.max_eval_utterances)))
         elif run.data.eval_split not in corpus:
-            raise KeyError(f"corpus {run.data.spec} has no split {run.data.eval_split!r} (data.eval_split); splits: {sorted(corpus)}")
+            raise ConfigError(f"corpus {run.data.spec} has no split {run.data.eval_split!r} (data.eval_split); splits: {sorted(corpus)}")
         else:
             held_out = corpus[run.data.eval_split]
         eval_speakers = speakers if model_speakers else _speaker_list(held_out)
@@ -203,8 +183,8 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     if trainer.accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         saved = output_dir / "config.yaml"
-        if resume and saved.exists():
-            _warn_config_changes(saved, run)
+        # Each setting that differs from the run being resumed, named (old -> new) and recorded in results.json.
+        resumed_with_changes = warn_config_changes(saved, run) if resume else []
         run.save(saved)
     trainer.accelerator.wait_for_everyone()
     metrics = trainer.train(resume=resume)
@@ -212,7 +192,8 @@ def run_pretraining(run: RunConfig, output_dir: str | os.PathLike, resume: bool 
     if trainer.accelerator.is_main_process:
         results = {"task": "pretraining", "model_type": run.model_type, "config": config_path, "data": run.data.spec,
                    "steps": metrics["step"], "flops_per_step": flops_per_step, "total_flops": metrics["total_flops"],
-                   **trainer.run_info(), "metrics": metrics, "run": run.to_dict()}
+                   **trainer.run_info(), "resumed_with_changes": resumed_with_changes, "metrics": metrics,
+                   "run": run.to_dict()}
         (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1, default=str))
     main_process = trainer.accelerator.is_main_process
     trainer.end()

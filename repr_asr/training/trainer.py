@@ -20,7 +20,11 @@ B/2 computes what one process at batch B does.
 
 Nothing non-finite is kept: a step whose loss or gradients are not finite is skipped (no update,
 counted as ``nonfinite_steps``); ``TrainingConfig.max_nonfinite_steps`` such steps in a row stop the run
-with :class:`NonFiniteError`, and no checkpoint or ``final/`` is ever written from non-finite weights.
+with :class:`NonFiniteError`, and no checkpoint or ``final/`` is ever written from non-finite weights. A
+loss that explodes without overflowing is treated alike: once ``EARLY_LOSS_STEPS`` steps have gone well,
+a step whose loss exceeds ``TrainingConfig.max_loss_ratio`` times their median is skipped and counted too.
+
+One writer per run folder: ``train`` holds ``DIR/.run.lock`` (:mod:`repr_asr.run_lock`, main process).
 
 Launch: precision and process count are what ``accelerate launch`` asked for or the run stops
 (:func:`resolve_mixed_precision`, :func:`check_launch`).
@@ -33,6 +37,7 @@ import logging
 import math
 import os
 import shutil
+import statistics
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -55,6 +60,7 @@ from .checkpoint import (
     rotate_checkpoints,
 )
 from ..data.skipping import SKIPPED_KEY
+from ..run_lock import run_folder_lock
 from .config import ConfigError, TrainingConfig
 from .length_grouping import EpochLengthGroupedSampler
 from .memory import keep_freed_memory
@@ -66,6 +72,8 @@ _SCHEDULE_NAMES = {"linear": "linear", "cosine": "cosine", "constant": "constant
 
 
 BEST_DIR = "best"
+# Good steps whose median loss is the reference of training.max_loss_ratio (an exploding loss).
+EARLY_LOSS_STEPS = 10
 SKIPPED_FILE = "skipped_examples.txt"
 
 
@@ -296,6 +304,9 @@ class Trainer:
             raise ValueError(f"the training DataLoader yields no batch ({len(train_dataset)} examples, batch_size {config.batch_size})")
         # Run state that checkpoints carry (trainer_state.json) besides Accelerate's.
         self.nonfinite_steps = 0  # skipped steps, in total
+        # The first good steps' losses (mean over processes), then their median: the exploding-loss reference.
+        self.early_losses: list[float] = []
+        self.loss_reference: Optional[float] = None
         self.skipped: list[dict] = []  # undecodable examples met by this process since the last save
         self.skipped_total: list[dict] = []  # all of them, every process (main process's view)
         self.best_step: Optional[int] = None
@@ -364,6 +375,7 @@ class Trainer:
         if acc.is_main_process:
             state = {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch, "max_steps": self.config.max_steps,
                      "nonfinite_steps": self.nonfinite_steps, "skipped_examples": self.skipped_total,
+                     "early_losses": self.early_losses, "loss_reference": self.loss_reference,
                      "best_step": self.best_step, "best_metric": self.best_metric,
                      "evals_without_improvement": self.evals_without_improvement, "stopped_early": self.stopped_early,
                      "first_eval_step": self.first_eval_step}
@@ -380,6 +392,8 @@ class Trainer:
         path, state = found
         self.accelerator.load_state(str(path))
         self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
+        self.early_losses = [float(v) for v in state.get("early_losses", [])]
+        self.loss_reference = state.get("loss_reference")
         self.skipped_total = list(state.get("skipped_examples", []))
         self.best_step, self.best_metric = state.get("best_step"), state.get("best_metric")
         self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
@@ -478,6 +492,19 @@ class Trainer:
         count = torch.tensor(float(len(mine)), device=self.accelerator.device)
         return int(self.accelerator.reduce(count, reduction="sum").item()) + len(self.skipped_total)
 
+    def _exploded(self, loss: float) -> bool:
+        """Whether a finite step loss exceeds ``max_loss_ratio`` times the run's early loss (the median of its
+        first good steps' losses); never before that reference exists, nor when it is not positive."""
+        ratio, reference = self.config.max_loss_ratio, self.loss_reference
+        return bool(ratio > 0 and reference is not None and reference > 0 and loss > ratio * reference)
+
+    def _note_loss(self, loss: float) -> None:
+        """Count a good step's loss towards the reference (the median of the first ``EARLY_LOSS_STEPS``)."""
+        if self.loss_reference is None and math.isfinite(loss):
+            self.early_losses.append(loss)
+            if len(self.early_losses) >= EARLY_LOSS_STEPS:
+                self.loss_reference = float(statistics.median(self.early_losses))
+
     def _grad_norm(self, model):
         """The global gradient norm (clipped to ``max_grad_norm`` when > 0); non-finite when a gradient is."""
         if self.config.max_grad_norm > 0:
@@ -523,7 +550,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------
     def train(self, resume: bool = False) -> dict:
-        """Run to ``max_steps`` (continuing from the newest complete checkpoint when ``resume``); returns final metrics."""
+        """Run to ``max_steps`` (continuing from the newest complete checkpoint when ``resume``); returns final metrics.
+
+        The run folder is held for the whole call (:mod:`repr_asr.run_lock`, by the main process): a second
+        process training into it stops at once with ``RunFolderInUseError`` naming this one."""
+        with run_folder_lock(self.output_dir, main=self.accelerator.is_main_process):
+            return self._train(resume)
+
+    def _train(self, resume: bool) -> dict:
         acc, config = self.accelerator, self.config
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -595,8 +629,17 @@ class Trainer:
                     if acc.sync_gradients:
                         grad_norm = self._grad_norm(model)
                         finite = (micro_finite & torch.isfinite(torch.as_tensor(grad_norm, device=acc.device))).float()
-                        # Every process takes the same decision (a NaN on one rank reaches all through DDP anyway).
-                        step_ok = bool(acc.reduce(finite, reduction="sum").item() == acc.num_processes)
+                        # Every process takes the same decision (a NaN on one rank reaches all through DDP anyway):
+                        # one reduction of (finite flags, this step's mean loss) over processes.
+                        mean_loss = (step_loss + loss.detach().float()) / (micro + 1)
+                        totals = acc.reduce(torch.stack([finite, mean_loss.reshape(())]), reduction="sum").tolist()
+                        step_ok = totals[0] == acc.num_processes
+                        step_loss_value = totals[1] / acc.num_processes
+                        skip_reason = None if step_ok else "non-finite loss or gradients"
+                        if step_ok and self._exploded(step_loss_value):
+                            step_ok = False
+                            skip_reason = (f"loss {step_loss_value:.4g} above training.max_loss_ratio "
+                                           f"({config.max_loss_ratio:g}) times the early loss {self.loss_reference:.4g}")
                         micro_finite = torch.ones((), dtype=torch.bool, device=acc.device)
                     if step_ok:
                         self.optimizer.step()
@@ -618,6 +661,7 @@ class Trainer:
                 progress.update(1)
                 if step_ok:
                     nonfinite_in_a_row = 0
+                    self._note_loss(step_loss_value)
                     window["loss"] = window.get("loss", 0.0) + step_loss / micro
                     for name, total in step_terms.items():
                         window[name] = window.get(name, 0.0) + total / micro
@@ -629,15 +673,16 @@ class Trainer:
                 else:
                     self.nonfinite_steps += 1
                     nonfinite_in_a_row += 1
-                    logger.warning("step %d: non-finite loss or gradients, update skipped (%d in a row)", step, nonfinite_in_a_row)
+                    logger.warning("step %d: %s, update skipped (%d in a row)", step, skip_reason, nonfinite_in_a_row)
                     if nonfinite_in_a_row > config.max_nonfinite_steps:
                         progress.close()
                         if acc.is_main_process:
                             self._write_metrics({"step": step, "epoch": epoch, "nonfinite_steps": self.nonfinite_steps,
-                                                 "stopped": "non-finite loss or gradients"})
+                                                 "stopped": skip_reason})
                         raise NonFiniteError(
                             f"{nonfinite_in_a_row} training steps in a row (up to step {step}) had a non-finite loss or "
-                            f"gradients (training.max_nonfinite_steps = {config.max_nonfinite_steps}): stopping. "
+                            f"gradients, or an exploding loss (the last: {skip_reason}; training.max_nonfinite_steps = "
+                            f"{config.max_nonfinite_steps}): stopping. "
                             f"The last good checkpoint in {self.checkpoint_root} is kept; lower the learning rate or "
                             "check the data, then --resume"
                         )

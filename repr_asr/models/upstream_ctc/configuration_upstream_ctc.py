@@ -20,10 +20,16 @@ class UpstreamForCTCConfig(PreTrainedConfig):
         pad_token_id (`int`, defaults to `0`): the padding token, which is also the CTC blank.
         probe_point (`str`, defaults to `None`): the upstream probe point whose features the head reads;
             `None` means the upstream's ``default_probe_point``.
-        weighted_sum (`bool`, defaults to `False`): feed a learned softmax-weighted sum of probe points
-            instead of one point (SUPERB). Only points with the same samples-per-frame *and* dimension as
-            ``probe_point`` are combined (others cannot be summed frame by frame); they are listed by
-            ``UpstreamForCTC.weighted_probe_points``.
+        weighted_sum (`bool`, defaults to `False`): feed the head a learned mix of probe points instead of one
+            point (SUPERB's weighted sum, as s3prl's featurizer computes it): every probe point at the frame
+            rate of ``probe_point`` (points at other rates are left out, named in the log and in
+            ``results.json``), each layer-normed over its features without affine parameters, points whose
+            width differs from the common width (``weighted_sum_dim``) mapped to it by a learned linear map
+            (no bias), then summed with learned softmax weights whose logits start at zero (a uniform mix).
+            The points are ``UpstreamForCTC.weighted_probe_points``, their weights
+            ``UpstreamForCTC.layer_mix_weights()``. Each frame is mixed on its own, so padding changes nothing.
+        weighted_sum_dim (`int`, defaults to `None`): with ``weighted_sum``, the common width the points are
+            mapped to (the head's input size); `None`: the width of ``probe_point``.
         freeze_upstream (`bool`, defaults to `True`): never train the upstream (features only); its
             parameters get no gradient and it stays in eval mode even while the model trains.
         freeze_upstream_steps (`int`, defaults to `0`): with ``freeze_upstream=False``, keep the upstream
@@ -65,6 +71,7 @@ class UpstreamForCTCConfig(PreTrainedConfig):
         pad_token_id: int = 0,
         probe_point: Optional[str] = None,
         weighted_sum: bool = False,
+        weighted_sum_dim: Optional[int] = None,
         freeze_upstream: bool = True,
         freeze_upstream_steps: int = 0,
         upstream_lr_scale: float = 1.0,
@@ -93,6 +100,7 @@ class UpstreamForCTCConfig(PreTrainedConfig):
         self.vocab_size = vocab_size
         self.probe_point = probe_point
         self.weighted_sum = weighted_sum
+        self.weighted_sum_dim = weighted_sum_dim
         self.freeze_upstream = freeze_upstream
         self.freeze_upstream_steps = freeze_upstream_steps
         self.upstream_lr_scale = upstream_lr_scale
@@ -136,6 +144,8 @@ class UpstreamForCTCConfig(PreTrainedConfig):
             problems.append(f"pad_token_id (the CTC blank) must be in [0, vocab_size), got {self.pad_token_id}")
         if self.ctc_loss_reduction not in ("mean", "sum"):
             problems.append(f"ctc_loss_reduction must be 'mean' or 'sum', got {self.ctc_loss_reduction!r}")
+        if self.weighted_sum_dim is not None and (type(self.weighted_sum_dim) is not int or self.weighted_sum_dim < 1):
+            problems.append(f"weighted_sum_dim must be a positive integer or None, got {self.weighted_sum_dim!r}")
         if self.freeze_upstream_steps < 0:
             problems.append(f"freeze_upstream_steps must be >= 0, got {self.freeze_upstream_steps}")
         if min(self.time_mask_width, self.feature_mask_width, self.time_mask_count, self.feature_mask_count) < 0:

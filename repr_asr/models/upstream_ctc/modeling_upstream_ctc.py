@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 import torchaudio
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutput
 
 from ...modules.bilstm import PaddedBiLSTM
 from ...modules.masking import lengths_from_mask, mask_from_lengths
 from ..foreign import WrappedUpstream, upstream_from_config, wrap_transformers_model
 from .configuration_upstream_ctc import UpstreamForCTCConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -111,15 +115,30 @@ class UpstreamForCTC(PreTrainedModel):
             raise ValueError(
                 f"probe_point {self.probe_point!r} is not one of the upstream's probe points {list(dims)}"
             )
-        # Weighted sum: only points at the probe point's frame rate and dimension can be summed frame by frame.
-        self.weighted_probe_points = [
-            p for p in self.upstream.probe_points
-            if dims[p] == dims[self.probe_point] and rates[p] == rates[self.probe_point]
-        ] if config.weighted_sum else [self.probe_point]
-        self.layer_weights = (
-            nn.Parameter(torch.zeros(len(self.weighted_probe_points))) if config.weighted_sum else None
-        )
-        self.head = CTCHead(config, dims[self.probe_point])
+        # The learned mix: every point at the probe point's frame rate (others cannot be summed frame by frame),
+        # layer-normed, mapped to one width where theirs differs, softmax-weighted (config docstring).
+        self.weighted_probe_points = [self.probe_point]
+        self.mix_left_out: list[str] = []  # probe points at another frame rate than the mix's
+        self.mix_dim = int(dims[self.probe_point])
+        self.layer_weights = None
+        self.mix_projections = None
+        if config.weighted_sum:
+            rate = rates[self.probe_point]
+            self.weighted_probe_points = [p for p in self.upstream.probe_points if rates[p] == rate]
+            self.mix_left_out = [p for p in self.upstream.probe_points if rates[p] != rate]
+            if self.mix_left_out:
+                logger.warning("weighted_sum mixes %s at %d samples per frame; left out (another frame rate): %s",
+                               self.weighted_probe_points, int(rate),
+                               ", ".join(f"{p} ({int(rates[p])} samples per frame)" for p in self.mix_left_out))
+            self.mix_dim = int(config.weighted_sum_dim or dims[self.probe_point])
+            self.layer_weights = nn.Parameter(torch.zeros(len(self.weighted_probe_points)))
+            self.mix_projections = nn.ModuleDict({
+                _module_key(p): nn.Linear(dims[p], self.mix_dim, bias=False)
+                for p in self.weighted_probe_points if dims[p] != self.mix_dim
+            })
+        # The widths of the points read, in order: how the concatenated cached features split.
+        self.point_dims = [int(dims[p]) for p in self.weighted_probe_points]
+        self.head = CTCHead(config, self.mix_dim)
         self.time_masking = (
             torchaudio.transforms.TimeMasking(config.time_mask_width, iid_masks=True)
             if config.time_mask_width > 0 else None
@@ -152,6 +171,43 @@ class UpstreamForCTC(PreTrainedModel):
         model = cls(config)
         model.upstream.load_state_dict(upstream.state_dict())
         return model
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' defaults, except the learned mix: zero logits (a uniform mix) and maps to the common
+        width drawn N(0, 1/width in), so a mapped point starts at the unit scale of the layer-normed ones."""
+        super()._init_weights(module)
+        if module is self and self.layer_weights is not None:
+            init.zeros_(self.layer_weights)
+        if self.mix_projections is not None and any(module is m for m in self.mix_projections.values()):
+            init.normal_(module.weight, mean=0.0, std=module.in_features ** -0.5)
+
+    # ------------------------------------------------------------------ the learned mix
+
+    def layer_mix_weights(self) -> Optional[dict]:
+        """``{probe point: softmax weight}`` of the learned mix in ``weighted_probe_points`` order (None without
+        ``weighted_sum``): which points the head reads."""
+        if self.layer_weights is None:
+            return None
+        weights = torch.softmax(self.layer_weights.detach().float(), dim=0).cpu().tolist()
+        return dict(zip(self.weighted_probe_points, weights))
+
+    def layer_mix_record(self) -> dict:
+        """What ``results.json`` says of the learned mix (empty without ``weighted_sum``): ``layer_weights``
+        (:meth:`layer_mix_weights`) and ``layer_mix`` (the points mixed, those left out for their frame rate,
+        the common width and which points were mapped to it, the frame rate)."""
+        if self.layer_weights is None:
+            return {}
+        dims = dict(zip(self.weighted_probe_points, self.point_dims))
+        return {
+            "layer_weights": self.layer_mix_weights(),
+            "layer_mix": {
+                "points": list(self.weighted_probe_points),
+                "left_out": list(self.mix_left_out),
+                "dim": self.mix_dim,
+                "projected": [p for p in self.weighted_probe_points if dims[p] != self.mix_dim],
+                "frame_rate": float(self.upstream.frame_rate(self.probe_point)),
+            },
+        }
 
     # ------------------------------------------------------------------ frozen / fine-tuned
 
@@ -201,20 +257,39 @@ class UpstreamForCTC(PreTrainedModel):
             )
         states = dict(zip(self.upstream.probe_points, out.hidden_states))
         sample_lengths = lengths_from_mask(attention_mask, input_values)
-        stacked = [states[p] for p in self.weighted_probe_points]
-        frames = min(s.shape[1] for s in stacked)  # points at one rate may differ by an edge frame
-        stacked = torch.stack([s[:, :frames] for s in stacked], dim=1)  # (B, P, T, D)
         frame_lengths = self.upstream.frame_lengths(sample_lengths, self.probe_point)
-        return self._combine(stacked, frame_lengths)
+        return self._combine([states[p] for p in self.weighted_probe_points], frame_lengths)
 
-    def _combine(self, stacked: torch.Tensor, frame_lengths: torch.Tensor):
-        """``(batch, points, frames, dim)`` features at ``weighted_probe_points`` → ``(batch, frames, dim)``."""
+    def split_features(self, upstream_features: torch.Tensor) -> list[torch.Tensor]:
+        """Cached features → one ``(batch, frames, dim_p)`` tensor per point of ``weighted_probe_points``:
+        from ``(batch, frames, sum of dims)`` (the points concatenated along the features, as the CTC recipe
+        caches them) or ``(batch, points, frames, dim)`` (points of one width, stacked)."""
+        if upstream_features.dim() == 4:
+            return list(upstream_features.unbind(1))
+        if upstream_features.dim() != 3 or upstream_features.shape[-1] != sum(self.point_dims):
+            raise ValueError(f"upstream_features of shape {tuple(upstream_features.shape)}: expected (batch, frames, "
+                             f"{sum(self.point_dims)}), the features of {self.weighted_probe_points} (dims {self.point_dims}) "
+                             "concatenated, or (batch, points, frames, dim)")
+        return list(upstream_features.split(self.point_dims, dim=-1))
+
+    def _combine(self, points: Sequence[torch.Tensor], frame_lengths: torch.Tensor):
+        """One ``(batch, frames, dim_p)`` tensor per point of ``weighted_probe_points`` → ``(batch, frames, dim)``
+        features for the head (one point as it is, or the learned mix) and the frame lengths."""
+        frames = min(p.shape[1] for p in points)  # points at one rate may differ by an edge frame
+        dtype = self.head.output.weight.dtype
         if self.layer_weights is None:
-            features = stacked[:, 0]
+            features = points[0][:, :frames].to(dtype)
         else:
-            weights = torch.softmax(self.layer_weights, dim=0).to(stacked.dtype)
-            features = (weights[None, :, None, None] * stacked).sum(1)  # (B, T, D)
-        return features.to(self.head.output.weight.dtype), frame_lengths.clamp(max=features.shape[1])
+            weights = torch.softmax(self.layer_weights, dim=0).to(dtype)
+            features = 0
+            for weight, name, x in zip(weights, self.weighted_probe_points, points):
+                # Per frame: padding never reaches a real frame (s3prl's featurizer: layer norm, no affine).
+                x = F.layer_norm(x[:, :frames].to(dtype), x.shape[-1:])
+                key = _module_key(name)
+                if key in self.mix_projections:
+                    x = self.mix_projections[key](x)
+                features = features + weight * x  # (B, T, mix_dim)
+        return features, frame_lengths.clamp(max=frames)
 
     def _spec_augment(self, features: torch.Tensor) -> torch.Tensor:
         if not self.training or (self.time_masking is None and self.feature_masking is None):
@@ -231,7 +306,7 @@ class UpstreamForCTC(PreTrainedModel):
         input_values: Optional[torch.Tensor] = None,
         attention_mask: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None,
-        upstream_features: Optional[torch.Tensor] = None,
+        upstream_features: Optional[Union[torch.Tensor, Sequence[torch.Tensor]]] = None,
         feature_lengths: Optional[torch.Tensor] = None,
         return_dict: bool = True,
         **kwargs,
@@ -239,13 +314,19 @@ class UpstreamForCTC(PreTrainedModel):
         """``input_values`` ``(batch, samples)``, ``attention_mask`` ``(batch, samples)``, ``labels``
         ``(batch, max_label_len)`` padded with -100 → logits ``(batch, frames, vocab)`` (+ CTC loss).
 
-        Instead of audio, a frozen upstream's precomputed features can be given as ``upstream_features``
-        ``(batch, points, frames, dim)`` at ``weighted_probe_points`` with ``feature_lengths`` ``(batch,)``:
-        the upstream is then skipped (the CTC recipe trains frozen heads this way)."""
+        Instead of audio, a frozen upstream's precomputed features at ``weighted_probe_points`` can be given as
+        ``upstream_features`` with ``feature_lengths`` ``(batch,)``: ``(batch, frames, sum of dims)``, the points
+        concatenated along the features in that order (the CTC recipe's cache), ``(batch, points, frames, dim)``
+        for points of one width, or a list of ``(batch, frames, dim_p)``. The upstream is then skipped (the CTC
+        recipe trains frozen heads this way)."""
         if upstream_features is not None:
             if feature_lengths is None:
                 raise ValueError("upstream_features needs feature_lengths (real frames per utterance)")
-            features, frame_lengths = self._combine(upstream_features, feature_lengths)
+            points = (list(upstream_features) if isinstance(upstream_features, (list, tuple))
+                      else self.split_features(upstream_features))
+            if len(points) != len(self.weighted_probe_points):
+                raise ValueError(f"upstream_features holds {len(points)} points; this model reads {self.weighted_probe_points}")
+            features, frame_lengths = self._combine(points, feature_lengths)
         elif input_values is not None:
             features, frame_lengths = self._features(input_values, attention_mask)
         else:
@@ -270,3 +351,8 @@ class UpstreamForCTC(PreTrainedModel):
                 )
             metrics = {"ctc_loss": loss.detach(), "too_long": too_long.detach()}
         return UpstreamCTCOutput(loss=loss, logits=logits, output_lengths=output_lengths, metrics=metrics)
+
+
+def _module_key(probe_point: str) -> str:
+    """A probe point's name as a ``ModuleDict`` key (which may not hold a dot)."""
+    return probe_point.replace(".", "_")
