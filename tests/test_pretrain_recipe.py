@@ -26,6 +26,7 @@ TINY_CONFIGS = sorted((ROOT / "configs" / "pretrain").glob("*_tiny.yaml"))
 # Per model type: overrides that make the shipped tiny configs tinier still (unknown keys are skipped).
 SHRINK = {
     "masked_recon": {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64, "num_hidden_layers": 1},
+    "phone_topline": {"hidden_size": 16, "num_layers": 2},
     "cpc": {"conv_dim": 32, "context_hidden_size": 32, "prediction_steps": 2, "num_negatives": 4},
     "wavenet_ae": {
         "encoder_hidden_size": 32, "latent_dim": 8, "codebook_size": 16, "conditioning_channels": 16,
@@ -42,13 +43,17 @@ def _load_recipe():
     return module
 
 
-def _chapter(root: Path, split: str, speaker: str, chapter: str, n: int, seed: int) -> None:
+def _chapter(root: Path, split: str, speaker: str, chapter: str, n: int, seed: int, alignments: dict = None) -> None:
+    """``n`` tone utterances of one chapter; with ``alignments``, their phone segments are added to it."""
     folder = root / split / speaker / chapter
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for i in range(n):
         utt = f"{speaker}-{chapter}-{i:04d}"
-        t = np.arange(int((0.3 + 0.1 * i) * SR)) / SR
+        duration = 0.3 + 0.1 * i
+        if alignments is not None:
+            alignments[utt] = [("SIL", 0.0, 0.05), ("AA", 0.05, round(duration - 0.05, 2)), ("SIL", round(duration - 0.05, 2), round(duration, 2))]
+        t = np.arange(int(duration * SR)) / SR
         rng = np.random.default_rng(seed + i)
         wave = 0.3 * np.sin(2 * np.pi * (150 + 30 * seed + 20 * i) * t) + 0.02 * rng.standard_normal(t.size)
         soundfile.write(str(folder / f"{utt}.flac"), wave.astype(np.float32), SR, subtype="PCM_16")
@@ -58,12 +63,22 @@ def _chapter(root: Path, split: str, speaker: str, chapter: str, n: int, seed: i
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """train-clean-100 (the pretrain split: speakers 11 and 12, 3 utterances each), dev-clean, test-clean."""
-    root = tmp_path_factory.mktemp("LibriSpeech")
-    _chapter(root, "train-clean-100", "11", "100", 3, 0)
-    _chapter(root, "train-clean-100", "12", "200", 3, 5)
-    _chapter(root, "dev-clean", "21", "300", 2, 9)
-    _chapter(root, "test-clean", "31", "400", 1, 12)
+    """train-clean-100 (the pretrain split: speakers 11 and 12, 3 utterances each), dev-clean, test-clean, with
+    phone alignments (each utterance one tone between silences) for the topline, which learns from them."""
+    return tone_librispeech(tmp_path_factory.mktemp("LibriSpeech"), train_utterances=3)
+
+
+def tone_librispeech(root: Path, train_utterances: int) -> Path:
+    """Speakers 11 and 12 in train-clean-100 (``train_utterances`` each), 21 in dev-clean, 31 in test-clean,
+    and every utterance's phone alignment in librispeech_finetuning/phones/."""
+    from repr_asr.data.phones import write_alignments
+
+    for split, speaker, chapter, n, seed in (("train-clean-100", "11", "100", train_utterances, 0),
+                                             ("train-clean-100", "12", "200", train_utterances, 5),
+                                             ("dev-clean", "21", "300", 2, 9), ("test-clean", "31", "400", 1, 12)):
+        alignments: dict = {}
+        _chapter(root, split, speaker, chapter, n, seed, alignments)
+        write_alignments(root / "librispeech_finetuning" / "phones", alignments, subset=f"{split}-{speaker}")
     return root
 
 

@@ -30,15 +30,11 @@ SR = 16000
 TINY_CONFIGS = sorted((ROOT / "configs" / "pretrain").glob("*_tiny.yaml"))
 # Narrower than shipped, same tricks (VQ EMA, k-means, dead-code revival, jitter, masking, negatives),
 # and the same LibriSpeech-layout writer as the recipe's own tests.
-from test_pretrain_recipe import SHRINK, _chapter  # noqa: E402
+from test_pretrain_recipe import SHRINK, tone_librispeech  # noqa: E402
 
 
 def _corpus(root: Path) -> Path:
-    _chapter(root, "train-clean-100", "11", "100", 4, 0)
-    _chapter(root, "train-clean-100", "12", "200", 4, 5)
-    _chapter(root, "dev-clean", "21", "300", 2, 9)
-    _chapter(root, "test-clean", "31", "400", 1, 12)
-    return root
+    return tone_librispeech(root, train_utterances=4)
 
 
 @pytest.fixture(scope="module")
