@@ -39,6 +39,8 @@ LOCK_FILE = ".run.lock"
 
 # Resolved folder -> how many claims of this process hold it.
 _HELD: dict[str, int] = {}
+# Folders a claim of this process created: released empty (a run refused before it wrote anything), they go too.
+_CREATED: set = set()
 
 
 class RunFolderInUseError(RuntimeError):
@@ -150,6 +152,8 @@ def claim_run_folder(folder, main: Optional[bool] = None) -> bool:
     if key in _HELD:
         _HELD[key] += 1
         return True
+    if not folder.exists():
+        _CREATED.add(key)
     folder.mkdir(parents=True, exist_ok=True)
     path = lock_path(folder)
     record = _holder_record()
@@ -206,6 +210,10 @@ def release_run_folder(folder) -> None:
     if holder and holder.get("pid") == os.getpid():
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+    if key in _CREATED:
+        _CREATED.discard(key)
+        with contextlib.suppress(OSError):  # not empty: the run wrote something, which stays
+            Path(folder).rmdir()
 
 
 @contextlib.contextmanager
