@@ -257,6 +257,15 @@ class SpectralFrontEnd(nn.Module):
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
         return num_frames(sample_lengths, self.hop_length)
 
+    def padded_batch(self, waveform: torch.Tensor, sample_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, frame_lengths)`` of a zero-padded batch ``(batch, samples)`` with ``(batch,)`` real sample
+        counts: the padding is zeroed first and the windows are zero-padded at the edges, so each utterance's
+        real frames are the ones it gets alone."""
+        frame_lengths = self.frame_lengths(sample_lengths)
+        real = torch.arange(waveform.shape[-1], device=waveform.device)[None, :] < sample_lengths[:, None]
+        features = self(waveform * real, frame_lengths)
+        return features, frame_lengths.clamp(max=features.shape[1])
+
     def _matrices(self, device: torch.device):
         if device not in self._constants:
             window = torch.hann_window(self.win_length, device=device)

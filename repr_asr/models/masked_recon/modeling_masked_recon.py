@@ -225,9 +225,7 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
         if input_values.ndim != 2:
             raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
         sample_lengths = lengths_from_mask(attention_mask, input_values)
-        mel_lengths = self.front_end.frame_lengths(sample_lengths)
-        real = mask_from_lengths(sample_lengths, input_values.shape[-1])  # (B, S)
-        features = self.front_end(input_values * real, mel_lengths)  # (B, T_mel, n_mels)
+        features, mel_lengths = self.front_end.padded_batch(input_values, sample_lengths)  # (B, T_mel, n_mels)
         features = masked_cmvn(features, mel_lengths)  # zero at padding
         rate = self.config.downsample_rate
         if rate > 1:

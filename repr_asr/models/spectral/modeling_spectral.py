@@ -8,7 +8,7 @@ import torch
 from transformers import PreTrainedModel
 
 from ...audio import SpectralFrontEnd
-from ...modules.masking import lengths_from_mask, mask_from_lengths
+from ...modules.masking import lengths_from_mask
 from ...modules.normalization import masked_cmvn
 from ..upstream import UpstreamMixin, UpstreamOutput
 from .configuration_spectral import SpectralConfig
@@ -61,12 +61,8 @@ class SpectralModel(UpstreamMixin, PreTrainedModel):
         return_dict: bool = True,
         **kwargs,
     ) -> UpstreamOutput:
-        sample_lengths = lengths_from_mask(attention_mask, input_values)
-        frame_lengths = self.front_end.frame_lengths(sample_lengths)
-        # Zeroed padding + the front-end's zero-padded windows: each utterance gets its lone features.
-        real = mask_from_lengths(sample_lengths, input_values.shape[-1])  # (B, S)
-        features = self.front_end(input_values * real, frame_lengths)  # (B, T, D)
-        frame_lengths = frame_lengths.clamp(max=features.shape[1])
+        # Each utterance gets its lone features (padded_batch zeroes the padding).
+        features, frame_lengths = self.front_end.padded_batch(input_values, lengths_from_mask(attention_mask, input_values))
         if self.config.normalize_features:
             features = masked_cmvn(features, frame_lengths)
         return self.upstream_output({"features": features}, frame_lengths, output_hidden_states)

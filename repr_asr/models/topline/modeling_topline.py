@@ -102,11 +102,7 @@ class ToplineModel(UpstreamMixin, PreTrainedModel):
         **kwargs,  # example_seeds, speaker_ids: what every pretraining batch carries; unused here
     ) -> UpstreamOutput:
         """``phone_labels`` ``(B, T)``: the phone id of each frame (``-100``: no label), needed with ``compute_loss``."""
-        sample_lengths = lengths_from_mask(attention_mask, input_values)
-        frame_lengths = self.front_end.frame_lengths(sample_lengths)
-        real = mask_from_lengths(sample_lengths, input_values.shape[-1])
-        features = self.front_end(input_values * real, frame_lengths)
-        frame_lengths = frame_lengths.clamp(max=features.shape[1])
+        features, frame_lengths = self.front_end.padded_batch(input_values, lengths_from_mask(attention_mask, input_values))
         hidden = masked_cmvn(features, frame_lengths)
         mask = mask_from_lengths(frame_lengths, hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)
         probes = {}
