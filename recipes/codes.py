@@ -10,37 +10,28 @@ phones. Pictures: DIR/code_phone.png (P(phone | code), codes grouped by their ph
 --examples utterances, DIR/codes-UTTERANCE.png (codes over the spectrogram with the phone alignment).
 """
 
-import argparse
-import logging
 import os
 
+from repr_asr.evaluation.analysis_cli import analysis_parser, cache_dir, run_analysis_recipe
 from repr_asr.evaluation.code_figures import draw_code_figures
 from repr_asr.evaluation.codes import evaluate_codes
-from repr_asr.evaluation.report import write_results
 from repr_asr.models import load_feature_extractor
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--upstream", required=True, help="a save_pretrained folder of a WaveNet-AE with a VQ bottleneck")
-    parser.add_argument("--data", default="builtin:data/builtin",
-                        help="builtin:PATH, librispeech:PATH or hf:NAME_OR_PATH (default: %(default)s, the built-in corpus)")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--split", default="test")
+    parser = analysis_parser(__doc__, upstream_help="a save_pretrained folder of a WaveNet-AE with a VQ bottleneck", split="test")
     parser.add_argument("--max_utterances", type=int, default=None, help="a seeded random subset of the split")
     parser.add_argument("--examples", type=int, default=3, help="utterances drawn with their codes over the spectrogram")
-    parser.add_argument("--cache_dir", default=None, help="feature cache (default: DIR/features)")
-    parser.add_argument("--device", default=None, help="where the upstream runs (default: cpu)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    os.makedirs(args.output_dir, exist_ok=True)
-    results = evaluate_codes(args.upstream, args.data, args.split, args.max_utterances,
-                             cache_dir=args.cache_dir or os.path.join(args.output_dir, "features"), device=args.device,
-                             examples=args.examples)
-    sampling_rate = load_feature_extractor(args.upstream).sampling_rate  # the rate the codes were computed at
-    figures = draw_code_figures(results, args.data, args.output_dir, sampling_rate, args.max_utterances)
-    results["figures"] = figures
-    write_results(args.output_dir, results)
+
+    def analyse() -> dict:
+        results = evaluate_codes(args.upstream, args.data, args.split, args.max_utterances, cache_dir=cache_dir(args),
+                                 device=args.device, examples=args.examples)
+        sampling_rate = load_feature_extractor(args.upstream).sampling_rate  # the rate the codes were computed at
+        results["figures"] = draw_code_figures(results, args.data, args.output_dir, sampling_rate, args.max_utterances)
+        return results
+
+    results = run_analysis_recipe(args, analyse)
     m = results["metrics"]
     print(f"{m['codes_used']} of {m['codebook_size']} codes used, perplexity {m['perplexity']:.1f}, "
           f"{m['bitrate']:.0f} bits/s (nominal {m['nominal_bitrate']:.0f}), {m['segments_per_second']:.1f} segments/s")
@@ -49,7 +40,7 @@ def main(argv=None):
               f"speaker NMI {m.get('speaker_nmi', float('nan')):.3f}")
     for row in results["top_phones"][:10]:
         print(f"  code {row['code']:>3}: " + ", ".join(f"{p} {100 * share:.0f} %" for p, share in row["phones"]))
-    print(f"pictures: {', '.join(os.path.join(args.output_dir, f) for f in figures.values())}")
+    print(f"pictures: {', '.join(os.path.join(args.output_dir, f) for f in results['figures'].values())}")
     return results
 
 

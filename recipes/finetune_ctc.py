@@ -25,7 +25,7 @@ written.
 import json
 
 from repr_asr.training import parse_recipe_args
-from repr_asr.training.finetune_ctc import SUBSETS, UNITS, CTCDataConfig, load_ctc_config, run_finetune_ctc
+from repr_asr.downstream.ctc import SUBSETS, UNITS, CTCDataConfig, load_ctc_config, run_finetune_ctc
 
 
 def extra_arguments(parser):

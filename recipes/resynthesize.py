@@ -11,33 +11,24 @@ generated together, sample by sample with the decoder's cached convolutions, beh
 DIR/results.json lists the files and the generation speed in samples per second.
 """
 
-import argparse
 import json
-import logging
 
-from repr_asr.evaluation.report import write_results
+from repr_asr.evaluation.analysis_cli import analysis_parser, run_analysis_recipe
 from repr_asr.evaluation.resynthesis import resynthesize_utterances
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--upstream", required=True, help="a save_pretrained folder of a WaveNet autoencoder")
-    parser.add_argument("--data", default="builtin:data/builtin",
-                        help="builtin:PATH, librispeech:PATH or hf:NAME_OR_PATH (default: %(default)s, the built-in corpus)")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--split", default="test")
+    parser = analysis_parser(__doc__, upstream_help="a save_pretrained folder of a WaveNet autoencoder", split="test", cache=False)
     parser.add_argument("--num_utterances", type=int, default=3)
     parser.add_argument("--speakers", nargs="+", default=None, help="target training speakers (ids of the model's config.speakers)")
     parser.add_argument("--target_speakers", type=int, default=2, help="without --speakers: this many training speakers, spread over the list")
     parser.add_argument("--max_seconds", type=float, default=2.0, help="cut each utterance to this length (generation is sample by sample)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: the most likely sample)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None, help="where to generate (default: cpu)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    results = resynthesize_utterances(args.upstream, args.data, args.output_dir, args.split, args.num_utterances, args.speakers,
-                                      args.target_speakers, args.max_seconds, args.temperature, args.seed, args.device, progress=True)
-    write_results(args.output_dir, results)
+    results = run_analysis_recipe(args, lambda: resynthesize_utterances(
+        args.upstream, args.data, args.output_dir, args.split, args.num_utterances, args.speakers, args.target_speakers,
+        args.max_seconds, args.temperature, args.seed, args.device, progress=True))
     print(f"{len(results['files'])} files, {results['generated_samples']} samples generated in {results['generation_seconds']:.1f} s: "
           f"{results['samples_per_second']:.0f} samples/s on {results['device']}")
     print(json.dumps([f["path"] for f in results["files"]], indent=1))

@@ -13,45 +13,22 @@ extractor saved with the upstream and cached in DIR/features/ (or --cache_dir), 
 extractor settings, probe point and audio (shared with recipes/probe.py and recipes/abx.py).
 """
 
-import argparse
 import json
-import logging
-import os
-from dataclasses import fields
 
 from repr_asr.downstream.speaker_id import SpeakerIDConfig, evaluate_speaker_id
-from repr_asr.evaluation.report import write_results
-from repr_asr.training.config import documented_fields
+from repr_asr.evaluation.analysis_cli import analysis_parser, cache_dir, run_analysis_recipe, settings_from
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--upstream", required=True, help="fbank, mfcc, or a save_pretrained folder")
-    parser.add_argument("--data", default="builtin:data/builtin",
-                        help="builtin:PATH, librispeech:PATH or hf:NAME_OR_PATH (default: %(default)s, the built-in corpus)")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--split", default=None, help="default: pretrain, else the first of train-1h, train-10h, train-10min with speakers")
-    parser.add_argument("--probe_points", nargs="+", default=None,
-                        help="default: every probe point of the upstream, and weighted_sum (their learned mix) where it exists")
-    parser.add_argument("--cache_dir", default=None, help="feature cache (default: DIR/features)")
-    parser.add_argument("--device", default=None, help="where the upstream runs for feature extraction (default: cpu)")
-    docs = documented_fields(SpeakerIDConfig)
-    for field in fields(SpeakerIDConfig):  # every SpeakerIDConfig field, e.g. --max_utterances 400 --no-layer_mix
-        meaning = (docs[field.name].meaning if field.name in docs else "").replace("%", "%%")
-        if isinstance(field.default, bool):
-            parser.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=field.default, help=meaning)
-        else:
-            parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default,
-                                help=f"{meaning} (default: %(default)s)")
+    parser = analysis_parser(
+        __doc__, split=None, split_help="default: pretrain, else the first of train-1h, train-10h, train-10min with speakers",
+        probe_points="default: every probe point of the upstream, and weighted_sum (their learned mix) where it exists",
+        settings=SpeakerIDConfig)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = SpeakerIDConfig(**{f.name: getattr(args, f.name) for f in fields(SpeakerIDConfig)})
-    os.makedirs(args.output_dir, exist_ok=True)
-    results = evaluate_speaker_id(
-        args.upstream, args.data, args.split, args.probe_points, config,
-        cache_dir=args.cache_dir or os.path.join(args.output_dir, "features"), device=args.device,
-    )
-    write_results(args.output_dir, results)
+    results = run_analysis_recipe(args, lambda: evaluate_speaker_id(
+        args.upstream, args.data, args.split, args.probe_points, settings_from(args, SpeakerIDConfig),
+        cache_dir=cache_dir(args), device=args.device,
+    ))
     print(json.dumps(results["metrics"], indent=1))
     return results
 

@@ -51,7 +51,7 @@ _register(UpstreamForCTCConfig, UpstreamForCTC, auto_model=AutoModelForCTC)
 # Character models use transformers' own Wav2Vec2CTCTokenizer; AutoTokenizer finds ours by class name.
 AutoTokenizer.register(UpstreamForCTCConfig, tokenizer_class=SentencePieceCTCTokenizer, exist_ok=True)
 # A CTC folder's processor is transformers' Wav2Vec2Processor (our extractor + either tokenizer; why in
-# repr_asr/training/finetune_ctc.py): its processor_config.json names it, and folders written before they
+# repr_asr/downstream/ctc/train.py): its processor_config.json names it, and folders written before they
 # held one find it through the model type.
 AutoProcessor.register(UpstreamForCTCConfig, Wav2Vec2Processor, exist_ok=True)
 

@@ -1,7 +1,6 @@
 """ABX: batched DTW against a plain DP, item files, error on structured / random features, speaker
 grouping, parity with the reference evaluator (zerospeech-libriabx2), and the recipe on a tiny corpus."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -179,11 +178,7 @@ def test_parity_with_reference_evaluator(tmp_path, context_mode):
 
 # --- the recipe on a tiny corpus -------------------------------------------------------------------
 
-def _recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from recipe_modules import assert_results_header, load_recipe as _recipe  # noqa: E402
 
 
 def test_abx_recipe_writes_results_and_items(tmp_path, monkeypatch):
@@ -192,6 +187,7 @@ def test_abx_recipe_writes_results_and_items(tmp_path, monkeypatch):
     out = tmp_path / "run"
     _recipe("abx").main(["--upstream", "fbank", "--data", f"librispeech:{tmp_path / 'corpus'}", "--output_dir", str(out)])
     results = json.loads((out / "results.json").read_text())
+    assert_results_header(results, "abx")
     assert results["task"] == "abx" and results["upstream"] == "fbank" and results["split"] == "dev"
     metrics = results["metrics"]["features"]
     assert metrics["frame_rate"] == 100.0

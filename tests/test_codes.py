@@ -1,7 +1,6 @@
 """Code analysis: the code × phone co-occurrence, each code's phones, the pictures, and recipes/codes.py
 on a tiny corpus with a VQ WaveNet-AE."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -52,11 +51,7 @@ def test_pictures_are_drawn(tmp_path):
         plot_code_phone_matrix({"code_phone": None, "phones": []}, tmp_path / "none.png")
 
 
-def _recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from recipe_modules import assert_results_header, load_recipe as _recipe  # noqa: E402
 
 
 def test_codes_recipe_writes_statistics_and_pictures(tmp_path, monkeypatch, capsys):
@@ -72,6 +67,7 @@ def test_codes_recipe_writes_statistics_and_pictures(tmp_path, monkeypatch, caps
                                      "--split", "dev", "--output_dir", str(out), "--examples", "2"])
     saved = json.loads((out / "results.json").read_text())
     assert saved["metrics"] == results["metrics"] and saved["task"] == "codes"
+    assert_results_header(saved, "codes")
     assert set(saved["phones"]) == {"SIL", "AA", "IY", "M"}
     counts = np.array(saved["code_phone"])
     assert counts.shape == (16, 4) and counts.sum() > 0

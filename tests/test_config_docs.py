@@ -29,7 +29,7 @@ from repr_asr.training.config import (
     model_config_keys,
     parse_recipe_args,
 )
-from repr_asr.training.finetune_ctc import CTCDataConfig
+from repr_asr.downstream.ctc import CTCDataConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DATACLASS_CONFIGS = [TrainingConfig, PretrainDataConfig, CTCDataConfig, ProbeConfig, SpeakerIDConfig]

@@ -75,7 +75,7 @@ def test_init_from_names_the_tokens_that_differ(upstreams, frozen, tmp_path):
     from repr_asr.models import load_upstream
     from repr_asr.models.upstream_ctc import UpstreamForCTC
     from repr_asr.tokenization import build_char_tokenizer
-    from repr_asr.training.finetune_ctc import initialise_from
+    from repr_asr.downstream.ctc import initialise_from
 
     out, _ = frozen
     tokenizer = build_char_tokenizer(["HELP"], str(tmp_path / "tokenizer"))  # the run's: HELLO (E H L O)
@@ -89,7 +89,7 @@ def test_resume_with_changed_settings_names_and_records_them(corpus, upstreams, 
     out, _ = frozen
     resumed = tmp_path / "resumed"
     shutil.copytree(out, resumed)
-    from repr_asr.training.finetune_ctc import load_ctc_config, run_finetune_ctc
+    from repr_asr.downstream.ctc import load_ctc_config, run_finetune_ctc
 
     saved = load_ctc_config(str(resumed / "config.yaml"), {})
     changed = {("training", "max_steps"): 4, ("training", "seed"): 1, ("training", "learning_rate"): 0.02}

@@ -30,7 +30,8 @@ from repr_asr.data.builtin import build_corpus
 from repr_asr.feature_extraction import ReprFeatureExtractor
 from repr_asr import MaskedReconConfig, MaskedReconModel
 from repr_asr.training import CheckpointError, ConfigError
-from repr_asr.training.finetune_ctc import load_ctc_config, run_finetune_ctc
+from repr_asr.downstream.ctc import load_ctc_config, run_finetune_ctc
+from recipe_modules import assert_results_header
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 CONFIG = os.path.join(ROOT, "configs", "ctc", "frozen_tiny.yaml")
@@ -82,6 +83,8 @@ def test_results_json_says_what_was_run(trained):
     out, results = trained
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
+    assert_results_header(on_disk, "ctc")  # the header every downstream result starts with
+    assert on_disk["probe_points"] == ["features"] and on_disk["split"] is None and on_disk["seed"] == 0
     assert on_disk["upstream"] == "fbank" and on_disk["subset"] == "10min" and on_disk["frozen"] is True
     assert on_disk["steps"] == 600 and on_disk["tokenizer"] == "char" and on_disk["too_long"] == 0
     assert on_disk["config_name"] == "frozen_tiny" and on_disk["validation_split"] == "dev"
@@ -284,7 +287,7 @@ def tiny_decoding_setup(n=7):
     from repr_asr.models import load_upstream
     from repr_asr.models.upstream_ctc import UpstreamForCTC
     from repr_asr.tokenization import build_char_tokenizer
-    from repr_asr.training.finetune_ctc import AudioLabelCollator, AudioLabelDataset
+    from repr_asr.downstream.ctc import AudioLabelCollator, AudioLabelDataset
 
     import tempfile
 
@@ -303,7 +306,7 @@ def tiny_decoding_setup(n=7):
 
 
 def test_transcribe_keeps_dataset_order_and_batching_does_not_matter():
-    from repr_asr.training.finetune_ctc import transcribe
+    from repr_asr.downstream.ctc import transcribe
 
     from accelerate import Accelerator
 
@@ -325,7 +328,7 @@ def test_transcribe_keeps_dataset_order_and_batching_does_not_matter():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_transcribe_on_cuda_matches_cpu():
-    from repr_asr.training.finetune_ctc import transcribe
+    from repr_asr.downstream.ctc import transcribe
 
     model, tokenizer, dataset, collate = tiny_decoding_setup()
     on_cpu = transcribe(model, tokenizer, dataset, collate, batch_size=3)
@@ -341,7 +344,7 @@ def test_transcribe_splits_work_across_processes_and_gathers_in_order(tmp_path):
         sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
         import torch
         from test_finetune_ctc import tiny_decoding_setup
-        from repr_asr.training.finetune_ctc import process_state, transcribe
+        from repr_asr.downstream.ctc import process_state, transcribe
         torch.set_num_threads(1)
         state = process_state()
         model, tokenizer, dataset, collate = tiny_decoding_setup()

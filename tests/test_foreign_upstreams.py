@@ -348,7 +348,7 @@ def labeled(tones, tmp_path_factory):
 
 
 def run_ctc(data, upstream, output_dir, steps, *extra, init_from=None):
-    from repr_asr.training.finetune_ctc import load_ctc_config, run_finetune_ctc
+    from repr_asr.downstream.ctc import load_ctc_config, run_finetune_ctc
 
     overrides = [
         "--data", data, "--data.subset", "10min", "--data.eval_splits", "dev,test",

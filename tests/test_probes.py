@@ -1,7 +1,6 @@
 """Probes: frame labels at 50 / 100 Hz, pooling of log-mel targets, held-out splits, probes that learn
 what the features encode and no more, feature extraction (batched = one by one, cache), and the recipe."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -194,12 +193,13 @@ def test_extraction_batched_equals_alone_and_cache(corpus, tmp_path):
 
 
 def test_probe_recipe_results(corpus, tmp_path):
-    spec = importlib.util.spec_from_file_location("recipe_probe", ROOT / "recipes" / "probe.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    from recipe_modules import assert_results_header, load_recipe
+
+    recipe = load_recipe("probe")
     out = tmp_path / "run"
     recipe.main(["--upstream", "fbank", "--data", corpus, "--output_dir", str(out), "--epochs", "10", "--learning_rate", "0.01"])
     results = json.loads((out / "results.json").read_text())
+    assert_results_header(results, "probe")
     assert results["task"] == "probe" and results["upstream"] == "fbank" and results["split"] == "dev"
     assert results["probe_points"] == ["features"] and results["num_speakers"] == 4 and results["frozen"] is True
     assert results["config"]["epochs"] == 10

@@ -1,7 +1,6 @@
 """The evaluation recipes read the built-in corpus (``builtin:data/builtin``) when --data is not given,
 as the README says of every recipe."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,11 +13,7 @@ from test_probes import build_corpus as build_probe_corpus
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from recipe_modules import load_recipe as _recipe  # noqa: E402
 
 
 @pytest.fixture

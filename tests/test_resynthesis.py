@@ -1,7 +1,6 @@
 """recipes/resynthesize.py: reconstructions with the utterance's own (or the average) speaker and
 conversions to training speakers, as WAV files of the original's length."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,11 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from recipe_modules import assert_results_header, load_recipe as _recipe  # noqa: E402
 
 
 def test_resynthesis_and_voice_conversion_write_wavs(tmp_path, monkeypatch, capsys):
@@ -40,6 +35,7 @@ def test_resynthesis_and_voice_conversion_write_wavs(tmp_path, monkeypatch, caps
     results = _recipe("resynthesize").main(["--upstream", str(tmp_path / "ae"), *data, "--output_dir", str(out), "--num_utterances", "8",
                                             "--speakers", "900", "901", "--max_seconds", "0.25", "--temperature", "0"])
     assert json.loads((out / "results.json").read_text())["files"] == results["files"]
+    assert_results_header(results, "resynthesis")
     by_kind = {}
     for entry in results["files"]:
         by_kind.setdefault(entry["kind"], []).append(entry)

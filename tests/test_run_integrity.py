@@ -330,7 +330,8 @@ def test_a_run_folder_in_use_stops_every_writer_at_once(held, corpus, tmp_path, 
     from repr_asr.evaluation.feature_export import export_features
     from repr_asr.run_lock import RunFolderInUseError, claim_run_folder
     from repr_asr.training import load_config, run_pretraining
-    from repr_asr.training.finetune_ctc import load_ctc_config, run_finetune_ctc
+    from repr_asr.downstream.ctc import load_ctc_config, run_finetune_ctc
+    from recipe_modules import load_recipe
     from test_trainer import make_trainer, write_corpus
 
     folder, proc = held
@@ -343,6 +344,11 @@ def test_a_run_folder_in_use_stops_every_writer_at_once(held, corpus, tmp_path, 
         "feature export": lambda: export_features("fbank", spec, folder, split="test", progress=False),
         "Trainer": lambda: make_trainer(write_corpus(tmp_path / "utterances", n=2), folder, max_steps=1).train(),
     }
+    # Every analysis recipe holds its output folder too (repr_asr.evaluation.analysis_cli): it stops before it
+    # writes items, features, WAVs or results.
+    for recipe in ("abx", "probe", "speaker_id", "codes", "resynthesize"):
+        writers[recipe] = lambda recipe=recipe: load_recipe(recipe).main(["--upstream", "fbank", "--data", spec,
+                                                                      "--output_dir", str(folder)])
     for name, write in writers.items():
         with pytest.raises(RunFolderInUseError) as error:
             write()

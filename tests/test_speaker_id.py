@@ -2,7 +2,6 @@
 a classifier on mean-pooled frozen features that reads distinguishable speakers, the results header,
 determinism, refused probe points, and its place in the registry, the study's analyses and tables."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -21,11 +20,7 @@ FAST = dict(epochs=150, patience=20, learning_rate=0.02)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from recipe_modules import load_recipe as _recipe  # noqa: E402
 
 
 @pytest.fixture(scope="module")

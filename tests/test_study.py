@@ -1,7 +1,6 @@
 """The study: VQ code statistics, the report's tables and findings, and the recipe end to end on a tiny
 built-in corpus (stages resume, upstreams exported to a hub folder that AutoModel loads)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -150,11 +149,7 @@ def test_layer_mix_table_says_whether_the_mix_beats_the_default_point(tmp_path):
     assert "fbank | train-10min" not in text
 
 
-def _recipe(name):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from recipe_modules import load_recipe as _recipe  # noqa: E402
 
 
 def test_ctc_stage_adds_the_learned_mix_for_upstreams_with_several_probe_points(tmp_path):

@@ -64,7 +64,7 @@ REGISTRY: dict[str, DownstreamTask] = {
     for task in (
         # CTC recognition: trained by recipes/finetune_ctc.py (under `accelerate launch`), tabled by
         # repr_asr.evaluation.report (compare.py, report.html, the study's CER / WER tables).
-        DownstreamTask(name="ctc", kind="ctc", title="CTC recognition", module="repr_asr.training.finetune_ctc",
+        DownstreamTask(name="ctc", kind="ctc", title="CTC recognition", module="repr_asr.downstream.ctc",
                        evaluate="run_finetune_ctc", metric="cer", higher_is_better=False),
         DownstreamTask(name="speaker_id", kind="speaker_id", title="Speaker identification", module="repr_asr.downstream.speaker_id",
                        evaluate="evaluate_speaker_id", metric="accuracy", higher_is_better=True,

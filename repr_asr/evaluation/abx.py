@@ -39,6 +39,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..downstream import results_header
 from .features import progress_bar
 
 ITEM_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
@@ -502,7 +503,7 @@ def evaluate_abx(
     point's features and the items as ``export_dir/POINT/`` for the official evaluators
     (:func:`export_for_evaluators`; listed under ``metrics[point]["export"]``)."""
     from ..models import load_feature_extractor, load_upstream
-    from .features import extract_features, load_split, upstream_name
+    from .features import extract_features, load_split
 
     dataset = load_split(data, split, max_utterances, seed=0)
     if item_file is not None:
@@ -538,18 +539,12 @@ def evaluate_abx(
         if export_dir is not None:
             metrics[point]["export"] = export_for_evaluators(split_features.as_dict(point), items, Path(export_dir) / point, split)
     return {
-        "task": "abx",
-        "upstream": str(upstream),
-        "upstream_name": upstream_name(upstream),
-        "model_type": getattr(model.config, "model_type", None),
-        "weights_sha256": split_features.info["weights_sha256"],
-        "feature_extractor": split_features.info["feature_extractor"],
-        "data": data,
-        "split": split,
+        **results_header("abx", upstream, model=model, weights_sha256=split_features.info["weights_sha256"],
+                         feature_extractor=split_features.info["feature_extractor"],
+                         probe_points=list(split_features.features), data=data, split=split, seed=seed),
         "num_utterances": len(dataset),
         "num_items": len(items),
         "item_file": str(item_file or write_items or ""),
-        "probe_points": list(split_features.features),
         "frozen": True,
         "abx": {
             "context_mode": context_mode,

@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..downstream import results_header
 from .probes import IGNORE, segment_frame_labels
 
 
@@ -147,11 +148,9 @@ def evaluate_codes(upstream: str, data: str, split: str = "test", max_utterances
         shown.append({"id": str(row["id"]), "speaker_id": str(row["speaker_id"]), "codes": utterance_codes.tolist(),
                       "phones": [[p, float(a), float(b)] for p, a, b in zip(ph.get("phone") or [], ph.get("start") or [], ph.get("end") or [])]})
     return {
-        "task": "codes",
-        "upstream": str(upstream),
-        "weights_sha256": extracted.info["weights_sha256"],
-        "data": data,
-        "split": split,
+        **results_header("codes", upstream, model=model, weights_sha256=extracted.info["weights_sha256"],
+                         feature_extractor=extracted.info["feature_extractor"], probe_points=["proj"], data=data,
+                         split=split),
         "num_utterances": len(codes),
         "frame_rate": frame_rate,
         "metrics": code_statistics(codes, phones, speakers, quantizer.codebook_size, frame_rate),

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..audio import SpectralFrontEnd, decode_audio
+from ..downstream import results_header
 from .features import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -448,7 +449,7 @@ def evaluate_probes(
     the ``weights_sha256`` of the upstream), and ``metrics[probe_point][task]``. ``progress``: tqdm bars
     over the extraction, the audio decoding and each probe's epochs (None: on a terminal only)."""
     from ..models import load_feature_extractor, load_upstream
-    from .features import extract_features, load_split, upstream_name
+    from .features import extract_features, load_split
 
     config = config or ProbeConfig()
     dataset = load_split(data, split, max_utterances, seed=config.seed)
@@ -475,20 +476,13 @@ def evaluate_probes(
             **run_probes(arrays, split_features.frame_rates[point], rows, tasks, config, waveforms, progress, f"{point} "),
         }
     return {
-        "task": "probe",
-        "upstream": str(upstream),
-        "upstream_name": upstream_name(upstream),
-        "model_type": getattr(model.config, "model_type", None),
-        "weights_sha256": split_features.info["weights_sha256"],
-        "feature_extractor": split_features.info["feature_extractor"],
-        "data": data,
-        "split": split,
+        **results_header("probe", upstream, model=model, weights_sha256=split_features.info["weights_sha256"],
+                         feature_extractor=split_features.info["feature_extractor"],
+                         probe_points=list(split_features.features), data=data, split=split, seed=config.seed),
         "num_utterances": len(rows),
         "num_speakers": len({r["speaker_id"] for r in rows}),
-        "probe_points": list(split_features.features),
         "tasks": list(tasks),
         "frozen": True,
-        "seed": config.seed,
         "config": asdict(config),
         "units": {"accuracy": "percent", "majority_baseline": "percent", "r2": "fraction", "mse": "log-mel units squared"},
         "metrics": metrics,

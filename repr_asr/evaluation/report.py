@@ -1,7 +1,7 @@
 """Comparison tables across representations and labeled-data sizes, from ``results.json`` files alone.
 
 Each CTC run writes ``RUN_DIR/results.json`` saying what was run and what was measured
-(``repr_asr.training.finetune_ctc``); this module gathers them into one table per metric: columns are
+(``repr_asr.downstream.ctc``); this module gathers them into one table per metric: columns are
 labeled subsets, rows are *settings*. A setting is everything ``results.json`` says about the run
 (upstream, probe point, frozen / fine-tuned, units, decoding and LM, config file, the whole resolved
 config) except the seed, the subset (the column) and what a run measured or happened to do

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from ..audio import decode_audio, save_audio
+from ..downstream import results_header
 from ..modules.conditioning import AVERAGE_SPEAKER
-from .features import load_split
+from .features import extractor_settings, load_split, model_digest
 
 
 def pick_targets(known: Sequence[str], speakers: Optional[Sequence[str]], count: int, upstream: str) -> list[str]:
@@ -89,12 +90,9 @@ def resynthesize_utterances(
         files.append({"id": utt, "speaker": speaker, "kind": kind, "voice": voice, "path": path, "seconds": len(waveform) / rate})
     samples = int(batch["input_values"].shape[0] * batch["input_values"].shape[-1])
     return {
-        "task": "resynthesis",
-        "upstream": str(upstream),
-        "data": data,
-        "split": split,
+        **results_header("resynthesis", upstream, model=model, weights_sha256=model_digest(model),
+                         feature_extractor=extractor_settings(extractor), data=data, split=split, seed=seed),
         "temperature": temperature,
-        "seed": seed,
         "target_speakers": targets,
         "files": files,
         "generated_samples": samples,

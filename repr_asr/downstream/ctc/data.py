@@ -16,15 +16,15 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..data.skipping import SKIPPED_KEY, skipped_item, split_skipped
-from ..evaluation.transcribe import gather_lists
+from ...data.skipping import SKIPPED_KEY, skipped_item, split_skipped
+from ...evaluation.transcribe import gather_lists
 
 logger = logging.getLogger(__name__)
 
 
 def subset_split(corpus, subset: str):
     """The corpus split ``train-<subset>``; a missing or empty one is a ``CorpusError`` naming it."""
-    from ..data.librispeech import CorpusError, MissingSplitError
+    from ...data.librispeech import CorpusError, MissingSplitError
 
     name = f"train-{subset}"
     if name not in corpus:
@@ -43,7 +43,7 @@ def without_empty_references(split, references: list[str], name: str) -> tuple:
     symbols (``"--"``, ``"..."``) or an utterance without phones would otherwise fail the scoring after the
     whole training; it is named in the log, left out of the split's scores and counted among its skipped
     utterances instead."""
-    from ..data.text import normalize_text
+    from ...data.text import normalize_text
 
     empty = [i for i, reference in enumerate(references) if not normalize_text(reference)]
     if not empty:
@@ -122,7 +122,7 @@ class AudioLabelDataset(torch.utils.data.Dataset):
         return len(self.split)
 
     def __getitem__(self, index: int) -> dict:
-        from ..audio import AudioError, decode_audio
+        from ...audio import AudioError, decode_audio
 
         row = self.split[index]
         try:
@@ -163,7 +163,7 @@ class AudioLabelCollator:
 def undecodable(split, sampling_rate: int, state=None) -> list[dict]:
     """``[{"index", "id", "error"}]`` for the utterances of ``split`` whose audio raises ``AudioError``,
     in split order (with several processes each decodes a share)."""
-    from ..audio import AudioError, decode_audio
+    from ...audio import AudioError, decode_audio
 
     step, start = (state.num_processes, state.process_index) if state is not None else (1, 0)
     bad = []
@@ -182,7 +182,7 @@ def feature_stacks(model, split, cache_dir: Optional[Path], cache_key: str, max_
     one, or all those of a learned mix, of any widths; each cached on its own by ``extract_features``)
     concatenated along the features in that order, with the audio prepared by ``feature_extractor`` (the one
     ``final/`` and the ASR pipeline use)."""
-    from ..evaluation.features import extract_features
+    from ...evaluation.features import extract_features
 
     points = list(model.weighted_probe_points)
     extracted = extract_features(
@@ -200,7 +200,7 @@ def feature_stacks(model, split, cache_dir: Optional[Path], cache_key: str, max_
 
 def count_too_long(output_lengths: list[int], labels: list[list[int]]) -> int:
     """Utterances whose labels need more CTC frames than the model emits (repeats need a blank between)."""
-    from ..models.upstream_ctc.modeling_upstream_ctc import ctc_min_frames
+    from ...models.upstream_ctc.modeling_upstream_ctc import ctc_min_frames
 
     needed = ctc_min_frames(pad_labels(labels)).tolist()
     return sum(int(n > o) for n, o in zip(needed, output_lengths))

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..evaluation.report import write_results
-from ..evaluation.wer import cer, error_rates, wer
-from .model_card import add_ctc_results
+from ...evaluation.report import write_results
+from ...evaluation.wer import cer, error_rates, wer
+from ...training.model_card import add_ctc_results
 
 
 def split_scores(ids: list[str], references: list[str], decoded: dict, skipped: int, unit: str = "char") -> tuple[dict, list[dict]]:

@@ -26,9 +26,9 @@ are prepared before training, so a wrong one stops the run before it spends any 
 (``AutoProcessor.from_pretrained``), and a model card whose ``model-index`` carries the decoded WER / CER;
 ``push_to_hub`` uploads it.
 
-This module runs the recipe; its pieces live in :mod:`.ctc_data` (datasets, collators),
+This module runs the recipe; its pieces live in :mod:`.data` (datasets, collators),
 :mod:`repr_asr.evaluation.transcribe` (decoding), :mod:`repr_asr.evaluation.decoding` (beam search, LM
-files), :mod:`.ctc_results` (results, transcripts, the card's results) and :mod:`.hub` (upload).
+files), :mod:`.results` (results, transcripts, the card's results) and :mod:`repr_asr.training.hub` (upload).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from typing import Optional
 
 import torch
 
-from ..evaluation.transcribe import process_state, transcribe, validation_fn
-from .config import ConfigError, RunConfig, load_config, warn_config_changes
-from .ctc_data import (
+from ...evaluation.transcribe import process_state, transcribe, validation_fn
+from ...training.config import ConfigError, RunConfig, load_config, warn_config_changes
+from .data import (
     AudioLabelCollator,
     AudioLabelDataset,
     CachedFeatureDataset,
@@ -56,14 +56,8 @@ from .ctc_data import (
     undecodable,
     without_empty_references,
 )
-from ..run_lock import holds_run_folder
-from .trainer import Trainer
-
-# Tests and callers import these from here; they live in the modules named above.
-__all__ = [
-    "AudioLabelCollator", "AudioLabelDataset", "CTCDataConfig", "SUBSETS", "load_ctc_config", "process_state",
-    "run_finetune_ctc", "transcribe",
-]
+from ...run_lock import holds_run_folder
+from ...training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +183,8 @@ def initialise_from(model: torch.nn.Module, folder: str | os.PathLike, tokenizer
     (``upstream``, its weights: results.json names it); otherwise this says what differs."""
     from transformers import AutoTokenizer
 
-    from ..models.upstream_ctc import UpstreamForCTC
-    from ..tokenization import vocabulary_difference
+    from ...models.upstream_ctc import UpstreamForCTC
+    from ...tokenization import vocabulary_difference
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -237,17 +231,18 @@ def run_finetune_ctc(
     from accelerate.utils import set_seed
     from transformers import Wav2Vec2Processor
 
-    from ..data import load_corpus
-    from ..data.phones import phone_transcripts
-    from ..data.text import normalize_text
-    from ..evaluation.decoding import prepare_lm_decoding
-    from ..evaluation.features import extractor_settings
-    from ..models import load_feature_extractor, load_upstream
-    from ..models.upstream_ctc import UpstreamForCTC
-    from ..tokenization import build_tokenizer, encode_transcripts
-    from .checkpoint import prepare_output_dir
-    from .ctc_results import decoding_record, eval_at, split_scores, upstream_name, write_ctc_outputs
-    from .hub import check_repo_id, push_folder
+    from ...data import load_corpus
+    from ...data.phones import phone_transcripts
+    from ...data.text import normalize_text
+    from ...evaluation.decoding import prepare_lm_decoding
+    from ...evaluation.features import extractor_settings, model_digest
+    from .. import results_header
+    from ...models import load_feature_extractor, load_upstream
+    from ...models.upstream_ctc import UpstreamForCTC
+    from ...tokenization import build_tokenizer, encode_transcripts
+    from ...training.checkpoint import prepare_output_dir
+    from .results import decoding_record, eval_at, split_scores, upstream_name, write_ctc_outputs
+    from ...training.hub import check_repo_id, push_folder
 
     if push_to_hub:
         check_repo_id(push_to_hub)
@@ -284,6 +279,7 @@ def run_finetune_ctc(
                                  lm_order=data.lm_order, lexicon=data.lexicon, words=[w for t in texts for w in t.split()])
 
     upstream_model = load_upstream(upstream)
+    upstream_sha256 = model_digest(upstream_model)
     model = UpstreamForCTC.from_upstream(
         upstream_model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **run.model
     )
@@ -408,19 +404,21 @@ def run_finetune_ctc(
 
     upstream_config = model.upstream.config
     best_step = train_metrics.get("best_step")
+    probe_point = "weighted_sum" if model.config.weighted_sum else model.probe_point
     results = {
-        "task": "ctc",
-        "upstream": upstream,
+        # The header every downstream result starts with (repr_asr.downstream.results_header); the upstream's
+        # weights hash is of the weights the run started from (a fine-tuned run changes them).
+        **results_header("ctc", upstream, model=model.upstream, weights_sha256=upstream_sha256,
+                         feature_extractor=extractor_settings(feature_extractor), probe_points=[probe_point],
+                         data=data.spec, split=None, subset=data.subset, seed=run.training.seed),  # metrics: per split
         "upstream_name": upstream_name(upstream, upstream_config),
         "upstream_type": upstream_config.model_type,
-        "probe_point": "weighted_sum" if model.config.weighted_sum else model.probe_point,
+        "probe_point": probe_point,
         # With the learned mix: {probe point: softmax weight} of final/'s model, and which points it mixed.
         **model.layer_mix_record(),
         "frozen": frozen,
         "init_from": str(init_from) if init_from else None,
         "resumed_with_changes": resumed_with_changes,
-        "feature_extractor": extractor_settings(feature_extractor),
-        "subset": data.subset,
         "train_utterances": len(labels),
         "train_hours": float(sum(train_rows["duration"])) / 3600 if "duration" in train_rows.column_names else None,
         "too_long": too_long,
@@ -436,9 +434,7 @@ def run_finetune_ctc(
            for m in VALIDATION_METRICS[data.tokenizer]},
         "stopped_early": bool(train_metrics.get("stopped_early", False)),
         "skipped": skipped,
-        "seed": run.training.seed,
         **trainer.run_info(),
-        "data": data.spec,
         "config_name": Path(config_path).stem if config_path else "",
         "config": run.to_dict() | {"data": asdict(data)},
         "decoding": decoding_record(data, lm, output_dir),
