@@ -50,6 +50,8 @@ def number(value) -> str:
     """``3e13``, ``1.26e13``, ``0.0003``, ``4``: as short as the value allows, without ``e+``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
+    if float(value).is_integer() and abs(value) < 1e6:  # counts and hours: 2400 steps, 4 h
+        return str(int(value))
     text = f"{value:.3g}"
     return text.replace("e+", "e").replace("e0", "e") if "e" in text else text
 
@@ -134,7 +136,8 @@ def differing_words(settings: Sequence[dict], hidden: frozenset = frozenset(), a
         `list[list[str]]`: per row (in the order given), the words of each differing setting.
     """
     aliases = aliases or {}
-    names = sorted({n for s in settings for n in s})
+    # Top-level fields (units, corpus, upstream) first, then the study's record and the config.
+    names = sorted({n for s in settings for n in s}, key=lambda n: ("." in n, n))
     differing = [n for n in names if len({repr(s.get(n, MISSING)) for s in settings}) > 1]
     shown = [n for n in differing if n not in hidden and aliases.get(n) not in differing
              and not (n.endswith("config_sha256") and n.removesuffix("_sha256") in differing)]
