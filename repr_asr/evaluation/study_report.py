@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..downstream import tasks_with
-from .labels import setting_words
+from .labels import number, setting_words
 from .report import SUBSET_ORDER
 
 BASELINES = ("fbank", "mfcc")
@@ -247,7 +247,7 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
         seconds = (r.get("metrics") or {}).get("train_seconds") or (r.get("metrics") or {}).get("elapsed_s")
         study = r.get("study") or {}
         out.append(f"| {labels.get(name, name)} | {pretraining_words(study)} "
-                   f"| {r['steps']} | {r['total_flops']:.3g} | {'–' if seconds is None else f'{seconds / 60:.1f} min'} |")
+                   f"| {r['steps']} | {number(r['total_flops'])} | {'–' if seconds is None else f'{seconds / 60:.1f} min'} |")
     for metric, runs, unit in (("cer", frozen, "characters"), ("per", phones, "phones"), ("wer", frozen, "characters")):
         if any(k[0] in names for k in runs):
             out += ["", f"## Frozen CTC, test {metric.upper()} (%; {unit})", ""] + ctc_table(runs, metric, names, subsets, labels)
