@@ -3,7 +3,9 @@
     python recipes/compare.py --runs runs/ctc/* --output_dir results
 
 One row per setting (everything results.json says was run except the seed and the subset); runs that
-differ only in their seed share a cell, shown as mean ± std (n). See repr_asr/evaluation/report.py.
+differ only in their seed share a cell, shown as mean ± std (n). A row is named as the study names the
+representation (cpc, hub-cpc), with its probe point, frozen or fine-tuned, and in words the settings that
+tell it apart from the other rows of that name (corpus 4 h, 3e13 FLOPs). See repr_asr/evaluation/report.py.
 """
 
 import argparse

@@ -2,9 +2,9 @@
 
     python recipes/report.py RUN_DIR [RUN_DIR ...] [--output report.html] [--title TEXT] [--split test]
 
-Every results.json in or below the folders is shown by its task: WER / CER per labeled subset (seeds
-pooled as mean ± std), probe accuracy per probe point as a figure and a table, ABX within and across
-speakers, pretraining steps and FLOPs, VQ code statistics with the pictures of recipes/codes.py, and
+Every results.json in or below the folders is shown by its task: CER / PER / WER per labeled subset (seeds
+pooled as mean ± std; rows named as the study names them), probe accuracy per probe point as a table and,
+where it shows more, a figure, ABX within and across speakers, pretraining steps and FLOPs, VQ code statistics with the pictures of recipes/codes.py, and
 audio players for recipes/resynthesize.py's WAVs. Images and audio are embedded: the file stands alone.
 Blank cells were not measured. See repr_asr/evaluation/html_report.py.
 """

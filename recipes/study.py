@@ -430,16 +430,17 @@ class Study:
 
     def report(self) -> None:
         from repr_asr.evaluation.html_report import write_html_report
-        from repr_asr.evaluation.study_report import scores_section, write_report
-        from repr_asr.training.model_card import set_card_section
+        from repr_asr.evaluation.study_report import downstream_scores, scores_section, write_report
+        from repr_asr.training.model_card import set_card_section, set_study_results
 
         path = write_report(self.results, self.spec, self.scale, self.hub, ROOT / "hub")
         folders = [self.results] + [self.hub / name for name in self.upstreams() if (self.hub / name / "results.json").exists()]
         html = write_html_report(folders, self.results / "report.html", title=self.spec.get("title", "The study"))
         self.say(f"report: {html}")
-        for name in self.upstreams():  # each exported upstream's card carries its measured scores
+        for name in self.upstreams():  # each exported upstream's card carries its measured scores (text and model-index)
             if (self.hub / name / "README.md").exists():
                 set_card_section(self.hub / name / "README.md", "## Measured in the study", scores_section(name, self.results))
+                set_study_results(self.hub / name / "README.md", name, downstream_scores(name, self.results))
         self.say(f"report: {path}")
 
 

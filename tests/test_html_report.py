@@ -96,7 +96,7 @@ def test_report_shows_every_kind_and_leaves_missing_cells_blank(tmp_path):
     assert parsed.tags["table"] == 8  # CER, WER, probes, ABX, speaker identification, compute, codes, audio
     assert parsed.tags["img"] == 3 and parsed.tags["audio"] == 3  # the layer weights, probe figure, code picture; three clips
     assert [a["alt"] for a in parsed.attrs["img"]][0] == "learned layer weights per probe point"  # the mixed CTC run's
-    assert "cpc/weighted_sum (frozen)" in parsed.cells and "64.0" in parsed.cells
+    assert "cpc / weighted_sum (frozen)" in parsed.cells and "64.0" in parsed.cells
     assert all(a["src"].startswith("data:") for a in parsed.attrs["img"] + parsed.attrs["audio"])  # self-contained
     assert "72.0 ± 2.8 (n=2)" in parsed.cells and "66.0" in parsed.cells and "55.0" in parsed.cells
     row = parsed.cells[parsed.cells.index("cpc (frozen)"):][:3]
@@ -113,6 +113,28 @@ def test_missing_audio_is_left_out_not_a_broken_player(tmp_path, caplog):
     (tmp_path / "runs" / "audio" / "converted" / "u1-to-9.wav").unlink()
     page = Path(write_html_report([tmp_path / "runs" / "audio"], tmp_path / "report.html")).read_text()
     assert page.count("<audio") == 2 and "u1-to-9.wav" in caplog.text
+
+
+def build_demo(root: Path) -> None:
+    """What `make demo` leaves in RESULTS: the demo's CPC and the committed hub/cpc, which both call
+    themselves cpc (the study names them cpc and hub-cpc), on characters and phones, and one probe point each."""
+    for name, upstream, hours, flops in (("cpc", "runs/demo/hub/cpc", 2.0, 1.26e13), ("hub-cpc", "hub/cpc", 4.0, 3e13)):
+        upstream_key = {"corpus": {"hours": hours, "seed": 2 if hours == 2.0 else 0}, "scale": 1.0,
+                        "config": "configs/pretrain/cpc_tiny.yaml", "flops": flops}
+        for folder, metric in (("ctc", "cer"), ("ctc_phone", "per")):
+            for subset, steps in (("10min", 1200), ("1h", 2400)):
+                _write(root / folder / name / subset / "seed0", {
+                    "task": "ctc", "upstream": upstream, "upstream_name": "cpc", "probe_point": "ctx", "frozen": True,
+                    "subset": subset, "seed": 0, "steps": steps, "tokenizer": "char" if metric == "cer" else "phone",
+                    "metrics": {"test": {metric: 0.6 if name == "cpc" else 0.5}},
+                    "study": {"corpus": {"hours": 2.0, "seed": 2}, "max_steps": steps, "upstream_key": upstream_key}})
+        for task in ("probes", "abx"):
+            _write(root / task / name, {"task": task.rstrip("s") if task == "probes" else task, "upstream": upstream, "upstream_name": "cpc",
+                                        "split": "test", "study": {"upstream_key": upstream_key},
+                                        "metrics": {"ctx": {"phone": {"accuracy": 40.0, "majority_baseline": 14.0},
+                                                            "within": 20.0, "across": 30.0}}})
+    _write(root / "ctc" / "fbank" / "10min" / "seed0", {"task": "ctc", "upstream": "fbank", "upstream_name": "fbank", "frozen": True,
+                                                         "subset": "10min", "seed": 0, "metrics": {"test": {"cer": 0.7}}, "study": {}})
 
 
 def _chromium():
@@ -138,3 +160,26 @@ def test_report_renders_in_headless_chromium_with_all_media_loaded(tmp_path):
     assert images and audio, f"the page's media check did not run: {dom[-500:]}"
     assert images.groups() == ("3", "3") and audio.groups() == ("3", "3")
     assert 'alt="learned layer weights per probe point"' in dom  # the layer mix's figure, drawn and loaded
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium (make install puts Debian's chromium package in as root)")
+def test_demo_report_rows_are_named_as_the_study_names_them_in_chromium(tmp_path):
+    """The rows of `make demo`'s report, as headless Chromium shows them: cpc and hub-cpc (never two rows of
+    one name, never a config path or a dotted key), one row per representation across subsets; the probe
+    scores, one point each, are bars; the title's code span is set as code."""
+    build_demo(tmp_path / "results")
+    path = write_html_report([tmp_path / "results"], tmp_path / "report.html", title="`make demo`")
+    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+               "--virtual-time-budget=15000", "--dump-dom", Path(path).resolve().as_uri()]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    parsed = _Collect()
+    parsed.feed(dom)
+    assert "<h1><code>make demo</code></h1>" in dom and "<title>make demo</title>" in dom  # no literal backticks
+    labels = [c for c in parsed.cells if "cpc" in c or "fbank" in c]
+    # CER, PER and WER tables (no WER measured here: two tables), then probes and ABX.
+    assert labels == ["fbank (frozen)", "cpc / ctx (frozen)", "hub-cpc / ctx (frozen)", "cpc / ctx (frozen)", "hub-cpc / ctx (frozen)",
+                      "cpc / ctx", "hub-cpc / ctx", "cpc / ctx", "hub-cpc / ctx"]
+    assert not any(mark in c for c in labels for mark in ("=", "study.", "configs/", "[", "upstream_key"))
+    assert [a["alt"] for a in parsed.attrs["img"]] == ["probe scores per representation"]
+    status = re.search(r'<p [^>]*id="media-status"[^>]*>', dom)
+    assert status and 'data-images="1/1"' in status.group(0)  # the bars were drawn and load

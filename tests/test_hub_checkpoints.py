@@ -45,3 +45,57 @@ def test_hub_checkpoint_loads_and_computes_its_features(name, one_thread):
             got, want = np.asarray(fingerprint[point][stat]), np.asarray(values[stat])
             assert np.all(np.isfinite(got)), f"{name} {point}: non-finite features"
             assert np.allclose(got, want, rtol=1e-3, atol=1e-4), f"{name} {point} {stat}: features changed since export"
+
+
+def _study_means(name: str) -> dict:
+    """``{(metric, subset): (mean %, seeds)}`` straight from docs/study's results.json files."""
+    means = {}
+    for folder, metric in (("ctc", "cer"), ("ctc_phone", "per")):
+        for subset_dir in sorted((ROOT / "docs" / "study" / folder / name).glob("*")):
+            values = [100 * json.loads(p.read_text())["metrics"]["test"][metric] for p in sorted(subset_dir.glob("seed*/results.json"))]
+            if values:
+                means[(metric, f"train-{subset_dir.name}")] = (sum(values) / len(values), len(values))
+    return means
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_hub_card_model_index_holds_the_study_scores(name):
+    """The card's model-index (as the hub reads it) holds the study's test CER and PER per labeled subset,
+    mean over seeds, of the docs/study results it was made from."""
+    from huggingface_hub import ModelCard, metadata_load
+
+    card_path = HUB / name / "README.md"
+    index = metadata_load(card_path)["model-index"]
+    assert index[0]["name"] == name and index[0]["results"][0]["task"]["type"] == "automatic-speech-recognition"
+    results = ModelCard.load(card_path).data.eval_results
+    assert {r.dataset_split for r in results} == {"test"} and {r.dataset_type for r in results} == {"repr-asr-builtin"}
+    got = {(r.metric_type, r.metric_args["labeled_subset"]): (r.metric_value, r.metric_args["seeds"]) for r in results}
+    expected = _study_means(name)
+    assert expected and set(got) == set(expected)
+    for key, (mean, seeds) in expected.items():
+        assert got[key][0] == pytest.approx(mean, abs=0.005) and got[key][1] == seeds, key
+
+
+def test_card_model_index_is_rewritten_from_the_results_it_is_given(tmp_path):
+    """The study's code path on a card of its own: the scores go into the model-index, the text stays, and
+    a second call replaces the first's numbers."""
+    from huggingface_hub import ModelCard
+
+    from repr_asr.evaluation.study_report import downstream_scores
+    from repr_asr.training.model_card import set_study_results
+
+    results = tmp_path / "study"
+    for seed, cer in enumerate((0.60, 0.64)):
+        path = results / "ctc" / "cpc" / "10min" / f"seed{seed}" / "results.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"seed": seed, "data": "builtin:data/study", "study": {"corpus": {"hours": 4.0, "seed": 0}},
+                                    "metrics": {"test": {"cer": cer, "wer": 1.0}}}))
+    card = tmp_path / "README.md"
+    card.write_text("---\nlibrary_name: transformers\ntags:\n- repr-asr\n---\n\n# cpc\n\nSome text.\n")
+    set_study_results(card, "cpc", downstream_scores("cpc", results))
+    (result,) = ModelCard.load(card).data.eval_results
+    assert (result.metric_type, result.metric_value, result.metric_args["labeled_subset"]) == ("cer", 62.0, "train-10min")
+    assert result.dataset_args == {"corpus_hours": 4.0, "corpus_seed": 0} and ModelCard.load(card).text.strip().endswith("Some text.")
+    (results / "ctc" / "cpc" / "10min" / "seed1" / "results.json").unlink()
+    set_study_results(card, "cpc", downstream_scores("cpc", results))
+    assert [r.metric_value for r in ModelCard.load(card).data.eval_results] == [60.0]

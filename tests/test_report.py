@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from repr_asr.evaluation.labels import representation_name, setting_words
 from repr_asr.evaluation.report import comparison_table, load_runs, markdown_tables, run_settings
 
 
@@ -40,12 +41,12 @@ def runs_dir(tmp_path):
 def test_table_cells(runs_dir):
     runs = load_runs([str(runs_dir)])
     rows, subsets, cells = comparison_table(runs, "test", "wer")
-    assert rows == ["fbank (frozen)", "wavenet_vq/bn (frozen)"]  # the baseline leads; both subsets share a row
+    assert rows == ["fbank (frozen)", "wavenet_vq / bn (frozen)"]  # the baseline leads; both subsets share a row
     assert subsets == ["10min", "1h"]
     assert cells[("fbank (frozen)", "1h")].mean == pytest.approx(70.0)
     assert cells[("fbank (frozen)", "1h")].n == 1 and cells[("fbank (frozen)", "1h")].std is None
-    assert cells[("wavenet_vq/bn (frozen)", "1h")].mean == pytest.approx(60.0)
-    assert ("wavenet_vq/bn (frozen)", "10min") not in cells
+    assert cells[("wavenet_vq / bn (frozen)", "1h")].mean == pytest.approx(60.0)
+    assert ("wavenet_vq / bn (frozen)", "10min") not in cells
 
 
 def test_two_tokenizers_are_two_rows(tmp_path):
@@ -57,7 +58,8 @@ def test_two_tokenizers_are_two_rows(tmp_path):
     assert len(rows) == 2
     by_tokenizer = {("sentencepiece" in row): cells[(row, "1h")] for row in rows}
     assert by_tokenizer[False].mean == pytest.approx(95.1) and by_tokenizer[True].mean == pytest.approx(100.0)
-    assert all("tokenizer=" in row for row in rows)  # the label says what tells the rows apart
+    # The label says what tells the rows apart, in words: the units and the vocabulary, no key=value.
+    assert sorted(rows) == ["fbank (frozen) [characters, vocab size 0]", "fbank (frozen) [sentencepiece units, vocab size 64]"]
     assert "95.1" in markdown_tables(runs) and "100.0" in markdown_tables(runs)
 
 
@@ -81,14 +83,77 @@ def test_seeds_of_one_setting_are_averaged(tmp_path):
     write_run(tmp_path / "runs" / "other", "cpc_tiny", "10min", 1.0, 0.8, point="ctx", seed=0)
     runs = load_runs([str(tmp_path / "runs")])
     rows, subsets, cells = comparison_table(runs, "test", "cer")
-    assert rows == ["cpc_tiny/ctx (frozen)"] and subsets == ["10min", "1h"]
+    assert rows == ["cpc_tiny / ctx (frozen)"] and subsets == ["10min", "1h"]
     cell = cells[(rows[0], "1h")]
     assert cell.n == 3
     assert cell.mean == pytest.approx(statistics.mean(100 * v for v in cers))
     assert cell.std == pytest.approx(statistics.stdev(100 * v for v in cers))  # sample std (n - 1)
     assert str(cell) == "75.1 ± 3.9 (n=3)"
     assert str(cells[(rows[0], "10min")]) == "80.0"  # one seed: just the value
-    assert "| cpc_tiny/ctx (frozen) | 80.0 | 75.1 ± 3.9 (n=3) |" in markdown_tables(runs)
+    assert "| cpc_tiny / ctx (frozen) | 80.0 | 75.1 ± 3.9 (n=3) |" in markdown_tables(runs)
+
+
+def _study_run(results_dir, name, subset, seed, cer, upstream, hours=2.0, flops=1.26e13, max_steps=1200, folder="ctc"):
+    """A CTC results.json where recipes/study.py puts it (FOLDER/NAME/SUBSET/seedS), with the study's record."""
+    write_run(results_dir / folder / name / subset / f"seed{seed}", upstream, subset, 1.0, cer, point="ctx", seed=seed, extra={
+        "upstream_name": "cpc", "steps": max_steps,
+        "study": {"corpus": {"hours": 2.0, "seed": 2}, "scale": 1.0, "config": "configs/ctc/frozen_tiny.yaml", "max_steps": max_steps,
+                  "upstream_key": {"corpus": {"hours": hours, "seed": 2 if hours == 2.0 else 0}, "scale": 1.0,
+                                   "config": "configs/pretrain/cpc_tiny.yaml", "overrides": {}, "flops": flops}}})
+
+
+def test_rows_are_named_as_the_study_names_them_and_settings_said_in_words(tmp_path):
+    """The demo's CPC and the committed hub/cpc both call themselves cpc: the rows say cpc and hub-cpc,
+    as the study does, and nothing about the settings that only follow from that (their corpora, FLOPs)."""
+    results = tmp_path / "results"
+    for seed, cer in ((0, 0.70), (1, 0.72)):
+        _study_run(results, "cpc", "10min", seed, cer, "runs/demo/hub/cpc")
+        _study_run(results, "hub-cpc", "10min", seed, cer - 0.1, "hub/cpc", hours=4.0, flops=3e13)
+    _study_run(results, "cpc", "1h", 0, 0.6, "runs/demo/hub/cpc", max_steps=2400)  # its own budget: the same row
+    rows, subsets, cells = comparison_table(load_runs([str(results)]), "test", "cer")
+    assert rows == ["cpc / ctx (frozen)", "hub-cpc / ctx (frozen)"] and subsets == ["10min", "1h"]
+    assert str(cells[("cpc / ctx (frozen)", "10min")]) == "71.0 ± 1.4 (n=2)" and str(cells[("cpc / ctx (frozen)", "1h")]) == "60.0"
+    assert str(cells[("hub-cpc / ctx (frozen)", "10min")]) == "61.0 ± 1.4 (n=2)"
+
+    # The study's cpc and the demo's, gathered by compare.py: one name, so the label says how they differ.
+    other = tmp_path / "study"
+    _study_run(other, "cpc", "10min", 0, 0.65, "hub/cpc", hours=4.0, flops=3e13)
+    rows, _, _ = comparison_table(load_runs([str(results / "ctc" / "cpc"), str(other)]), "test", "cer")
+    assert sorted(rows) == ["cpc / ctx (frozen) [upstream hub/cpc, pretraining corpus 4 h, pretraining corpus seed 0, 3e13 FLOPs]",
+                            "cpc / ctx (frozen) [upstream runs/demo/hub/cpc, pretraining corpus 2 h, pretraining corpus seed 2, 1.26e13 FLOPs]"]
+    for row in rows:
+        assert "=" not in row and "study." not in row and "configs/" not in row
+
+
+def test_runs_of_one_subset_with_different_budgets_are_two_rows(tmp_path):
+    results = tmp_path / "results"
+    _study_run(results, "cpc", "10min", 0, 0.70, "runs/demo/hub/cpc", max_steps=1200)
+    _study_run(results, "cpc", "10min", 1, 0.60, "runs/demo/hub/cpc", max_steps=2400)
+    rows, _, cells = comparison_table(load_runs([str(results)]), "test", "cer")
+    assert rows == ["cpc / ctx (frozen) [1200 steps]", "cpc / ctx (frozen) [2400 steps]"]
+    assert cells[(rows[1], "10min")].mean == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("study.corpus.hours", 4.0, "corpus 4 h"),
+    ("study.upstream_key.flops", 3e13, "3e13 FLOPs"),
+    ("study.upstream_key.config", "configs/pretrain/cpc_tiny.yaml", "pretrained with cpc_tiny config"),
+    ("study.upstream_key.overrides.model.jitter_prob", 0.0, "pretraining jitter prob 0"),
+    ("config.training.learning_rate", 3e-4, "learning rate 0.0003"),
+    ("config.model.weighted_sum", True, "weighted sum on"),
+    ("tokenizer", "phone", "phones"),
+    ("metric_for_best_model", "eval_per", "kept at best dev PER"),
+])
+def test_settings_in_words(key, value, words):
+    assert setting_words(key, value) == words
+
+
+def test_a_study_result_is_named_by_the_study_and_any_other_by_its_upstream(tmp_path):
+    study = {"task": "ctc", "upstream_name": "cpc", "subset": "10min", "study": {}}
+    assert representation_name(study, tmp_path / "ctc_phone" / "hub-cpc" / "10min" / "seed0") == "hub-cpc"
+    assert representation_name({"task": "probe", "upstream_name": "cpc", "study": {}}, tmp_path / "probes" / "hub-cpc") == "hub-cpc"
+    assert representation_name({**study, "study": None}, tmp_path / "ctc" / "hub-cpc" / "10min" / "seed0") == "cpc"
+    assert representation_name({"task": "ctc", "upstream": "runs/x/final/"}, tmp_path / "run") == "final"
 
 
 def test_settings_leave_out_the_seed_and_outcomes_only():

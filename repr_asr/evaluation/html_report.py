@@ -6,8 +6,9 @@ finds, by its ``task``:
 * ``ctc``: CER and WER on the test split per representation (rows) and labeled subset (columns), runs
   that differ only in their seed pooled as mean ± std (:mod:`repr_asr.evaluation.report`), and for the
   runs with a learned layer mix (``layer_weights``) a bar chart of its weights (one bar per probe point);
-* ``probe``: accuracy per probe point for each probe task as a figure (one line per representation;
-  a representation with one probe point, such as filterbanks, is a dashed level), and as a table;
+* ``probe``: accuracy per probe point for each probe task as a table, and as a figure where it shows more
+  than the table: one line per representation with several probe points (filterbanks and the like,
+  one point each, are dashed levels beside them), or, where every representation has one point, bars;
 * ``abx``: within- and across-speaker ABX error per representation and probe point;
 * the downstream tasks of ``repr_asr.downstream.REGISTRY`` with an ``html_section`` (speaker
   identification: accuracy and majority rate per representation and probe point);
@@ -17,7 +18,10 @@ finds, by its ``task``:
   (``recipes/resynthesize.py``).
 
 Images and audio are embedded as ``data:`` URIs, so the page can be mailed or attached as it is.
-Missing cells are blank; nothing is filled in. A small script at the end of the page counts the images
+Every row is named as :mod:`repr_asr.evaluation.labels` names it: the representation as the study
+calls it (``cpc``, ``hub-cpc``), its probe point, and for CTC whether it was frozen and, in words, the
+settings that tell apart rows of one representation. A title's markdown code spans (`` `make demo` ``)
+are set as code. Missing cells are blank; nothing is filled in. A small script at the end of the page counts the images
 and audio clips that loaded and says so in the page's last line (a broken file shows there).
 """
 
@@ -29,11 +33,13 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 from ..downstream import tasks_with
+from .labels import representation_name
 from .report import SUBSET_ORDER, comparison_table, load_runs, row_labels
 
 logger = logging.getLogger(__name__)
@@ -112,17 +118,22 @@ def find_results(folders: Iterable[Union[str, os.PathLike]]) -> dict[str, list[t
 
 
 def name_of(folder: Path, results: dict) -> str:
-    """A representation's short name: the upstream's name, else the run folder's."""
-    if results.get("upstream_name"):
-        return str(results["upstream_name"])
-    upstream = str(results.get("upstream") or "").rstrip("/")
-    if upstream:
-        return upstream if upstream in ("fbank", "mfcc") else Path(upstream).name
-    return folder.name
+    """A representation's name as the study calls it (:func:`repr_asr.evaluation.labels.representation_name`)."""
+    return representation_name(results, folder)
 
 
 def _e(value) -> str:
     return html.escape(str(value))
+
+
+def markdown_code(text: str) -> str:
+    """``text`` escaped, its markdown code spans (`` `make demo` ``) set as ``<code>``."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
+
+
+def plain(text: str) -> str:
+    """``text`` without markdown's code-span backticks (for the page's ``<title>``, which holds no markup)."""
+    return re.sub(r"`([^`]+)`", r"\1", text)
 
 
 def _number(value, digits: int = 1) -> str:
@@ -161,13 +172,12 @@ def ctc_section(folders: Sequence[Path], split: str) -> str:
     if not runs:
         return ""
     parts = ["<h2>Recognition with little labeled data</h2>",
-             f"<p class='note'>CTC on frozen or fine-tuned features, {_e(split)} split, in percent; "
+             f"<p class='note'>CTC on frozen or fine-tuned features, {_e(split)} split, in percent (PER: on phones); "
              "a cell pools the runs that differ only in their seed (mean ± std, n runs).</p>"]
-    for metric in ("cer", "wer"):
+    for metric in ("cer", "per", "wer"):  # PER: the runs on phones
         rows, subsets, cells = comparison_table(runs, split, metric)
         if not rows:
             continue
-        subsets = sorted(subsets, key=lambda s: (SUBSET_ORDER.index(s) if s in SUBSET_ORDER else len(SUBSET_ORDER), s))
         table_rows = [[_e(row)] + [_e(cells[(row, s)]) if (row, s) in cells else "" for s in subsets] for row in rows]
         parts.append(_table(f"{metric.upper()} (%) on {split}", ["representation"] + [f"train-{s}" for s in subsets], table_rows))
     mixed = [run for run in runs if run.info.get("layer_weights")]
@@ -186,7 +196,7 @@ def layer_weights_figure(runs) -> str:
 
     plt = _pyplot()
     labels = row_labels(runs)
-    runs = sorted(runs, key=lambda r: (labels[r.key], SUBSET_ORDER.index(r.subset) if r.subset in SUBSET_ORDER else len(SUBSET_ORDER),
+    runs = sorted(runs, key=lambda r: (labels[r.path], SUBSET_ORDER.index(r.subset) if r.subset in SUBSET_ORDER else len(SUBSET_ORDER),
                                        str(r.info.get("seed"))))
     columns = min(4, len(runs))
     rows = -(-len(runs) // columns)
@@ -202,7 +212,7 @@ def layer_weights_figure(runs) -> str:
         axis.set_ylim(0, max(values + [1.0 / len(points)]) * 1.15)
         axis.set_ylabel("weight", fontsize=8)
         seed = run.info.get("seed")
-        axis.set_title(f"{labels[run.key]}\ntrain-{run.subset}" + (f", seed {seed}" if seed is not None else ""), fontsize=8)
+        axis.set_title(f"{labels[run.path]}\ntrain-{run.subset}" + (f", seed {seed}" if seed is not None else ""), fontsize=8)
     fig.tight_layout()
     uri = _figure_uri(fig)
     plt.close(fig)
@@ -222,28 +232,52 @@ def _score(metrics: dict, task: str):
     return (metrics.get(task) or {}).get("r2" if task == "fbank" else "accuracy")
 
 
-def probe_figure(entries: Sequence[tuple[Path, dict]], tasks: Sequence[str]) -> str:
-    """One row of panels (one per task) per model family, x = that family's probe points in order, a
-    line per representation; representations with a single probe point (spectral features) are dashed
-    levels in every row, and the majority class a dotted one."""
+def probe_figure(entries: Sequence[tuple[Path, dict]], tasks: Sequence[str]) -> Optional[str]:
+    """The probe scores drawn where a drawing shows more than the table. With representations of several
+    probe points: one row of panels (one per task) per model family, x = that family's probe points in
+    order, a line per representation, those with a single probe point (spectral features) dashed levels in
+    every row. Where every representation has one probe point: one panel per task, a bar per
+    representation. The majority class is a dotted level. None where there is one score per task (the
+    table says it all)."""
     from .code_figures import _pyplot
 
-    plt = _pyplot()
     levels = [(f, r) for f, r in entries if len(r.get("metrics", {})) == 1]
     families: dict[str, list] = {}
     for folder, results in entries:
         if len(results.get("metrics", {})) > 1:
             families.setdefault(str(results.get("model_type") or "upstream"), []).append((folder, results))
-    if not families:  # only single-point representations: one row with them as levels
-        families = {"features": []}
-    fig, axes = plt.subplots(len(families), len(tasks), figsize=(3.3 * len(tasks) + 1.6, 2.8 * len(families)), squeeze=False)
+    if not families and len(levels) < 2:
+        return None
+    plt = _pyplot()
+    rows = max(len(families), 1)
+    fig, axes = plt.subplots(rows, len(tasks), figsize=(3.3 * len(tasks) + 1.6, 2.8 * rows), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+    def majority(axis, task):
+        floors = [m[task]["majority_baseline"] for _, r in entries for m in r.get("metrics", {}).values()
+                  if "majority_baseline" in (m.get(task) or {})]
+        if floors:
+            axis.axhline(sum(floors) / len(floors), color="0.5", linestyle=":", linewidth=1, label="majority class")
+
+    def unit(task):
+        return "R²" if task == "fbank" else "accuracy %"
+
+    if not families:  # one point each: bars, one per representation
+        for column, task in enumerate(tasks):
+            axis = axes[0][column]
+            names = [name_of(f, r) for f, r in levels]
+            values = [_score(next(iter(r["metrics"].values())), task) for _, r in levels]
+            axis.bar(range(len(levels)), [float("nan") if v is None else v for v in values],
+                     color=[colours[k % len(colours)] for k in range(len(levels))])
+            majority(axis, task)
+            axis.set_xticks(range(len(levels)), names, fontsize=7, rotation=30 if len(levels) > 3 else 0)
+            axis.set_title(f"{task} ({unit(task)})", fontsize=9)
+        if any(axis.get_legend_handles_labels()[0] for axis in axes[0]):
+            axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
     for row, (family, members) in enumerate(families.items()):
-        points = _probe_points(members) or ["features"]
+        points = _probe_points(members)
         for column, task in enumerate(tasks):
             axis = axes[row][column]
-            floors = [m[task]["majority_baseline"] for _, r in entries for m in r.get("metrics", {}).values()
-                      if "majority_baseline" in (m.get(task) or {})]
             for k, (folder, results) in enumerate(levels):
                 value = _score(next(iter(results["metrics"].values())), task)
                 if value is not None:
@@ -252,10 +286,9 @@ def probe_figure(entries: Sequence[tuple[Path, dict]], tasks: Sequence[str]) -> 
                 pairs = [(points.index(p), _score(m, task)) for p, m in results["metrics"].items() if _score(m, task) is not None]
                 if pairs:
                     axis.plot(*zip(*pairs), marker="o", color=colours[(len(levels) + k) % len(colours)], label=name_of(folder, results))
-            if floors:
-                axis.axhline(sum(floors) / len(floors), color="0.5", linestyle=":", linewidth=1, label="majority class")
+            majority(axis, task)
             axis.set_xticks(range(len(points)), points, fontsize=7)
-            axis.set_title(f"{family}: {task} ({'R²' if task == 'fbank' else 'accuracy %'})", fontsize=9)
+            axis.set_title(f"{family}: {task} ({unit(task)})", fontsize=9)
         axes[row][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     uri = _figure_uri(fig)
@@ -267,6 +300,7 @@ def probe_section(entries: Sequence[tuple[Path, dict]]) -> str:
     if not entries:
         return ""
     tasks = [t for t in PROBE_TASKS if any(t in m for _, r in entries for m in r.get("metrics", {}).values())]
+    several = any(len(r.get("metrics", {})) > 1 for _, r in entries)
     uri = probe_figure(entries, tasks)
     rows = []
     for folder, results in entries:
@@ -279,7 +313,7 @@ def probe_section(entries: Sequence[tuple[Path, dict]]) -> str:
         f"<p class='note'>Classifiers trained on frozen frames ({_e(split)} split): phone and gender on held-out speakers, "
         "speaker on held-out utterances; fbank is the R² of regressing the log-mel spectrogram back. The VQ-VAE's "
         "claim is that speaker information drops from <code>enc</code> to <code>bn</code> while phones stay.</p>",
-        f"<img alt='probe accuracy per probe point' src='{uri}'>",
+        (f"<img alt='{'probe scores per probe point' if several else 'probe scores per representation'}' src='{uri}'>" if uri else ""),
         _table("Probe scores (accuracy %, fbank: R²)", ["representation / probe point"] + tasks, rows),
     ])
 
@@ -363,9 +397,9 @@ def write_html_report(folders: Sequence[Union[str, os.PathLike]], output: Union[
                 pretraining_section(found["pretraining"]), codes_section(found["codes"]), resynthesis_section(found["resynthesis"])]
     counts = ", ".join(f"{len(v)} {k}" for k, v in found.items() if v)
     page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>{_e(plain(title))}</title><style>{STYLE}</style></head>
 <body>
-<h1>{_e(title)}</h1>
+<h1>{markdown_code(title)}</h1>
 <p class="note">Written {time.strftime('%Y-%m-%d %H:%M')} from {_e(', '.join(str(f) for f in folders))}: {_e(counts or 'no results')}.
 Blank cells were not measured.</p>
 {''.join(s + chr(10) for s in sections if s)}

@@ -5,11 +5,14 @@ Each CTC run writes ``RUN_DIR/results.json`` saying what was run and what was me
 labeled subsets, rows are *settings*. A setting is everything ``results.json`` says about the run
 (upstream, probe point, frozen / fine-tuned, units, decoding and LM, config file, the whole resolved
 config) except the seed, the subset (the column) and what a run measured or happened to do
-(:data:`RUN_FIELDS`, :data:`BOOKKEEPING_CONFIG`). Two runs that differ in any setting get two rows —
-a cell is never overwritten — and a row's label names the settings that tell it apart from the rows
-of the same representation (``fbank (frozen) [tokenizer=sentencepiece, data.vocab_size=64]``). Runs
-that differ only in their seed share a cell, shown as mean ± sample standard deviation with the
-count (``75.1 ± 3.9 (n=3)``; one run shows just its value).
+(:data:`RUN_FIELDS`, :data:`BOOKKEEPING_CONFIG`); a step budget that follows the subset (:data:`BUDGET`)
+splits rows only where runs of one subset differ in it. Two runs that differ in any setting get two
+rows — a cell is never overwritten. A row's label is the representation as a reader knows it (its name in
+the study, :func:`repr_asr.evaluation.labels.representation_name`), its probe point and whether it was
+frozen, then, in words, the settings that tell it apart from the other rows of that representation in
+the same table (``fbank (frozen) [sentencepiece units, vocab size 64]``, ``cpc / ctx (frozen) [pretraining
+corpus 2 h, 1.26e13 FLOPs]``). Runs that differ only in their seed share a cell, shown as mean ± sample
+standard deviation with the count (``75.1 ± 3.9 (n=3)``; one run shows just its value).
 
 ``comparison.csv`` has one line per (row, subset, split, metric): ``mean``, ``std`` (empty for one
 run), ``n``, the seeds and the run folders; values are in percent, as in ``comparison.md``.
@@ -25,6 +28,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from .labels import differing_words, representation_name
+
 logger = logging.getLogger(__name__)
 
 SUBSET_ORDER = ["10min", "1h", "10h"]
@@ -37,7 +42,7 @@ METRICS = ("cer", "per", "wer", "cer_lm", "wer_lm")
 RUN_FIELDS = frozenset({
     "task", "seed", "subset", "train_utterances", "train_hours", "vocab_size", "too_long", "metrics",
     "train_metrics", "steps_run", "best_step", "best_dev_cer", "best_dev_wer", "best_dev_per", "best_metric",
-    "stopped_early", "skipped", "layer_weights",
+    "stopped_early", "skipped", "layer_weights", "resumed_with_changes",
 })
 # Config keys that cannot change a run's numbers: where files go, how often they are written, which
 # splits are decoded, how features are batched (padding never leaks into features).
@@ -47,21 +52,25 @@ BOOKKEEPING_CONFIG = frozenset({
     "config.training.save_total_limit", "config.training.num_workers", "config.training.pin_memory",
     "config.training.strict",
 })
+# The step budget: the study gives each subset its own, so it follows the column unless runs of one
+# subset differ in it.
+BUDGET = frozenset({"steps", "config.training.max_steps", "study.max_steps"})
 # Config keys that repeat a top-level field; a label shows the top-level one only.
 ALIASES = {
     "config.data.tokenizer": "tokenizer", "config.training.max_steps": "steps", "config.data.spec": "data",
     "config.model.freeze_upstream": "frozen", "config.model.probe_point": "probe_point",
     "config.training.metric_for_best_model": "metric_for_best_model",
-    "config.data.validation_split": "validation_split",
+    "config.data.validation_split": "validation_split", "study.unit": "tokenizer", "study.max_steps": "steps",
+    "study.config": "config_name",
 }
-# Fields the representation label already shows.
-IN_BASE_LABEL = frozenset({"upstream", "upstream_name", "probe_point", "frozen"})
+# Fields the representation label already shows (an upstream's path is said where two of one name differ).
+IN_BASE_LABEL = frozenset({"upstream_name", "probe_point", "frozen"})
 
 
 @dataclass
 class RunResult:
     path: str
-    representation: str  # upstream / probe point (frozen or fine-tuned): the first part of the row label
+    representation: str  # name / probe point (frozen or fine-tuned): the first part of the row label
     subset: str
     metrics: dict  # split -> {"wer": float, "cer": float, "wer_lm": ..., "cer_lm": ...} or {"per": float}
     info: dict  # the whole results.json
@@ -71,6 +80,11 @@ class RunResult:
     def key(self) -> str:
         """The setting as one string: equal for runs that differ only in seed (and subset)."""
         return json.dumps(self.settings, sort_keys=True, default=str)
+
+    @property
+    def key_without_budget(self) -> str:
+        """The setting without its step budget (:data:`BUDGET`), which may follow the subset."""
+        return json.dumps({k: v for k, v in self.settings.items() if k not in BUDGET}, sort_keys=True, default=str)
 
 
 @dataclass
@@ -114,12 +128,15 @@ def write_results(output_dir: str, results: dict) -> str:
     return path
 
 
-def representation_label(results: dict) -> str:
-    """A short row label: ``fbank``, ``wavenet_ae(vq)/bn frozen``, ..."""
-    name = results.get("upstream_name") or os.path.basename(str(results.get("upstream", "?")).rstrip("/"))
+def representation_label(results: dict, folder: Optional[str] = None) -> str:
+    """The first part of a row label: ``fbank (frozen)``, ``hub-cpc / ctx (frozen)``, ``wavenet_vq / bn
+    (fine-tuned)`` (the name as :func:`~repr_asr.evaluation.labels.representation_name` gives it for the
+    ``results.json`` in ``folder``)."""
+    name = representation_name(results, folder)
     point = results.get("probe_point")
     mode = "frozen" if results.get("frozen", True) else "fine-tuned"
-    return f"{name}" + (f"/{point}" if point and name not in ("fbank", "mfcc") else "") + f" ({mode})"
+    spectral = results.get("upstream") in ("fbank", "mfcc")  # one probe point, named by the name itself
+    return f"{name}" + (f" / {point}" if point and not spectral else "") + f" ({mode})"
 
 
 def _flatten(value, prefix: str, out: dict) -> None:
@@ -134,6 +151,9 @@ def run_settings(results: dict) -> dict:
     """The flattened setting of a run: ``{"upstream": ..., "tokenizer": ..., "config.training.learning_rate": ...}``."""
     flat: dict = {}
     _flatten({k: v for k, v in results.items() if k not in RUN_FIELDS}, "", flat)
+    if flat.get("init_from"):
+        # Each seed starts from its own run folder: the setting is that it starts from a trained head.
+        flat["init_from"] = True
     return {k: v for k, v in flat.items() if k not in BOOKKEEPING_CONFIG}
 
 
@@ -164,8 +184,8 @@ def load_runs(run_dirs: Iterable[str]) -> list[RunResult]:
                 continue  # probe / ABX results have their own tables
             if "metrics" not in results or "subset" not in results:
                 raise ValueError(f"{path}: a results.json needs 'subset' and 'metrics' (written by finetune_ctc.py)")
-            runs.append(RunResult(path, representation_label(results), str(results["subset"]), results["metrics"],
-                                  results, run_settings(results)))
+            runs.append(RunResult(path, representation_label(results, os.path.dirname(path)), str(results["subset"]),
+                                  results["metrics"], results, run_settings(results)))
     return runs
 
 
@@ -173,50 +193,54 @@ def _subset_key(subset: str):
     return (SUBSET_ORDER.index(subset) if subset in SUBSET_ORDER else len(SUBSET_ORDER), subset)
 
 
-def _show(value) -> str:
-    if value is None:
-        return "—"
-    return (value or '""') if isinstance(value, str) else json.dumps(value)
+def row_keys(runs: list[RunResult]) -> dict[str, str]:
+    """``{run path: row key}``: runs with one key share a row. The key is the setting without its step
+    budget, unless runs of that setting on one subset differ in budget (then the budget tells rows apart)."""
+    budgets: dict = {}
+    for run in runs:
+        budgets.setdefault((run.key_without_budget, run.subset), set()).add(run.key)
+    split = {key for (key, _), full in budgets.items() if len(full) > 1}
+    return {run.path: run.key if run.key_without_budget in split else run.key_without_budget for run in runs}
 
 
 def row_labels(runs: list[RunResult]) -> dict[str, str]:
-    """``{setting key: row label}``: the representation, plus the settings in which rows of that
-    representation differ (so two rows never share a label)."""
-    settings = {run.key: run for run in runs}
-    by_base: dict[str, list[RunResult]] = {}
-    for run in settings.values():
-        by_base.setdefault(run.representation, []).append(run)
-    labels = {}
+    """``{run path: row label}``: the representation, plus, in words, the settings in which the rows of
+    that representation among ``runs`` differ (so two rows never share a label)."""
+    keys = row_keys(runs)
+    rows: dict[str, RunResult] = {}
+    for run in runs:
+        rows.setdefault(keys[run.path], run)
+    by_base: dict[str, list[str]] = {}
+    for key, run in rows.items():
+        by_base.setdefault(run.representation, []).append(key)
+    labels_of_rows = {}
     for base, group in by_base.items():
-        names = sorted({name for run in group for name in run.settings})
-        differing = [n for n in names if len({_show(run.settings.get(n)) for run in group}) > 1]
-        # Hide a config key that only repeats a top-level field shown beside it, and what the base shows.
-        shown = [n for n in differing if n not in IN_BASE_LABEL and ALIASES.get(n) not in differing]
-        for run in group:
-            parts = [f"{n.removeprefix('config.')}={_show(run.settings.get(n))}" for n in shown]
-            labels[run.key] = base + (f" [{', '.join(parts)}]" if parts else "")
-    # Settings that differ only in hidden keys (none expected) still get distinct rows.
+        settings = [{k: v for k, v in json.loads(key).items()} for key in group]
+        words = differing_words(settings, IN_BASE_LABEL, ALIASES)
+        for key, said in zip(group, words):
+            labels_of_rows[key] = base + (f" [{', '.join(said)}]" if said else "")
+    # Settings that differ only in what a label does not say (none expected) still get distinct rows.
     counts: dict[str, int] = {}
-    for key in sorted(labels):
-        label = labels[key]
+    for key in sorted(labels_of_rows):
+        label = labels_of_rows[key]
         counts[label] = counts.get(label, 0) + 1
         if counts[label] > 1:
-            labels[key] = f"{label} #{counts[label]}"
-    return labels
+            labels_of_rows[key] = f"{label} #{counts[label]}"
+    return {run.path: labels_of_rows[keys[run.path]] for run in runs}
 
 
 def comparison_table(runs: list[RunResult], split: str = "test", metric: str = "wer"):
     """``(rows, subsets, cells)``: row labels (baselines first), subsets in size order, and
-    ``cells[(row, subset)]`` a :class:`Cell` of the metric in percent over the runs of that setting."""
+    ``cells[(row, subset)]`` a :class:`Cell` of the metric in percent over the runs of that setting. Only
+    the runs that measured ``metric`` on ``split`` are rows, and their labels tell apart only them."""
+    runs = [run for run in runs if run.metrics.get(split, {}).get(metric) is not None]
     labels = row_labels(runs)
     rows = sorted(set(labels.values()), key=lambda r: (not r.startswith(("fbank", "mfcc")), r))
     subsets = sorted({run.subset for run in runs}, key=_subset_key)
     cells: dict = {}
     for run in runs:
-        value = run.metrics.get(split, {}).get(metric)
-        if value is None:
-            continue
-        cell = cells.setdefault((labels[run.key], run.subset), Cell([]))
+        value = run.metrics[split][metric]
+        cell = cells.setdefault((labels[run.path], run.subset), Cell([]))
         seed = run.info.get("seed")
         if seed is not None and seed in cell.seeds:
             # Not an error (a repeated run measures run-to-run noise) but never silent.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..downstream import tasks_with
+from .labels import number, setting_words
 from .report import SUBSET_ORDER
 
 BASELINES = ("fbank", "mfcc")
@@ -31,6 +32,15 @@ def is_topline(pretrained: dict, name: str) -> bool:
 def row_name(pretrained: dict, name: str) -> str:
     """The representation's name in a table: the topline says what it is."""
     return f"{name} (supervised topline)" if is_topline(pretrained, name) else name
+
+
+def pretraining_words(study: dict) -> str:
+    """How an upstream was pretrained, in words: its config's name and each override (``wavenet_vq_tiny
+    config, jitter prob 0``), never a file path or a dotted key."""
+    words = [setting_words("study.upstream_key.config", study["config"]).removeprefix("pretrained with ")] if study.get("config") else []
+    words += [setting_words(f"study.upstream_key.overrides.{key}", value).removeprefix("pretraining ")
+              for key, value in (study.get("overrides") or {}).items()]
+    return ", ".join(words) or "–"
 
 
 def _load(path: Path) -> Optional[dict]:
@@ -236,8 +246,8 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
     for name, r in pretrained.items():
         seconds = (r.get("metrics") or {}).get("train_seconds") or (r.get("metrics") or {}).get("elapsed_s")
         study = r.get("study") or {}
-        out.append(f"| {name} | {study.get('config')} {json.dumps(study.get('overrides')) if study.get('overrides') else ''} "
-                   f"| {r['steps']} | {r['total_flops']:.3g} | {'–' if seconds is None else f'{seconds / 60:.1f} min'} |")
+        out.append(f"| {labels.get(name, name)} | {pretraining_words(study)} "
+                   f"| {r['steps']} | {number(r['total_flops'])} | {'–' if seconds is None else f'{seconds / 60:.1f} min'} |")
     for metric, runs, unit in (("cer", frozen, "characters"), ("per", phones, "phones"), ("wer", frozen, "characters")):
         if any(k[0] in names for k in runs):
             out += ["", f"## Frozen CTC, test {metric.upper()} (%; {unit})", ""] + ctc_table(runs, metric, names, subsets, labels)
@@ -246,7 +256,8 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
         out += ["", "## Learned layer mix vs default probe point (test CER)", ""] + layer_mix_lines(mixed, frozen, names, labels)
     if tuned:
         tuned_subsets = [s for s in SUBSET_ORDER if any(k[1] == s for k in tuned)]
-        out += ["", "## Fine-tuned CTC, test CER (%)", ""] + ctc_table(tuned, "cer", sorted({k[0] for k in tuned}), tuned_subsets)
+        out += ["", "## Fine-tuned CTC, test CER (%)", ""] + ctc_table(tuned, "cer", [n for n in names if any(k[0] == n for k in tuned)]
+                                                                         + sorted({k[0] for k in tuned} - set(names)), tuned_subsets, labels)
     if any(probes.values()):
         out += ["", "## Probes (test speakers; accuracy %, log-mel R²)", "",
                 "| representation | point | phone | speaker | gender | log-mel R² |", "|---|---|---|---|---|---|"]
@@ -281,6 +292,34 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n")
     return str(path)
+
+
+# The downstream scores a hub/ card's model-index carries: (results folder, metric, what the recogniser writes).
+CARD_SCORES = (("ctc", "cer", "characters"), ("ctc_phone", "per", "phones"))
+
+
+def downstream_scores(name: str, results_dir) -> list[dict]:
+    """What the study measured for the upstream ``name`` in the form a model card's ``model-index`` takes
+    (``repr_asr.training.model_card.set_study_results``): per labeled subset, the test CER of the frozen
+    CTC runs on characters and the test PER of those on phones, in percent, mean over the seeds.
+
+    Returns:
+        `list[dict]`: one ``{"metric", "units", "subset", "split", "value", "n", "seeds", "data", "corpus"}``
+        per (metric, subset) measured, ``data`` the corpus spec the runs name and ``corpus`` the study's
+        corpus record (hours, seed).
+    """
+    scores = []
+    for folder, metric, units in CARD_SCORES:
+        runs = load_ctc(Path(results_dir) / folder)
+        for subset in sorted({s for n, s in runs if n == name}, key=lambda s: (SUBSET_ORDER.index(s) if s in SUBSET_ORDER else 99, s)):
+            measured = [r for r in runs[(name, subset)] if r["metrics"].get("test", {}).get(metric) is not None]
+            mean, _, n = mean_std([_percent(r["metrics"]["test"][metric]) for r in measured])
+            if mean is None:
+                continue
+            scores.append({"metric": metric, "units": units, "subset": subset, "split": "test", "value": mean, "n": n,
+                           "seeds": [r.get("seed") for r in measured], "data": measured[0].get("data"),
+                           "corpus": (measured[0].get("study") or {}).get("corpus")})
+    return scores
 
 
 def scores_section(name: str, results_dir, subsets: Optional[list] = None) -> str:

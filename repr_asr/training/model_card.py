@@ -6,6 +6,9 @@ Two steps, because the results come after the folder: the Trainer writes :func:`
 saves ``final/`` (what ran: steps, batch, optimiser, processes, device, precision, the recipe's
 ``card_info``, the final training metrics, how to use the model); the CTC recipe then adds the decoded
 results with :func:`add_ctc_results`, which rewrites the card's metadata and its "Evaluation" section.
+An upstream the study pretrained (``hub/NAME``) gets the downstream scores the study measured over it
+(CER and PER of frozen CTC per labeled subset, mean over seeds) as its ``model-index`` with
+:func:`set_study_results`.
 """
 
 from __future__ import annotations
@@ -206,5 +209,43 @@ def set_card_section(card_path: str | os.PathLike, heading: str, body: str) -> M
     section = f"{heading}\n\n{body.rstrip()}\n"
     use = text.find("\n## Use\n")
     card.text = text[: use + 1] + section + "\n" + text[use + 1:] if use >= 0 else text.rstrip("\n") + "\n\n" + section
+    card.save(Path(card_path))
+    return card
+
+
+def study_eval_results(model_name: str, scores: list[dict]) -> list[EvalResult]:
+    """The ``model-index`` entries of an upstream from the study's measured downstream scores
+    (``repr_asr.evaluation.study_report.downstream_scores``): task ``automatic-speech-recognition`` on the
+    study's corpus and split named the hub's way, a CER and a PER in percent per labeled subset. The hub
+    groups a card's results by task and dataset, so the subset a recogniser was trained on is the
+    metric's (its name and ``args``), not the dataset's."""
+    out = []
+    for score in scores:
+        dataset = dataset_identity(score["data"], score["split"])
+        corpus = score.get("corpus") or {}
+        seeds = f"mean of {score['n']} seed{'s' if score['n'] != 1 else ''}"
+        out.append(EvalResult(
+            task_type="automatic-speech-recognition", task_name=f"CTC on frozen {model_name} features",
+            dataset_type=dataset["type"], dataset_name=dataset["name"], dataset_config=dataset["config"],
+            dataset_split=dataset["split"],
+            dataset_args={f"corpus_{key}": value for key, value in corpus.items() if key in ("hours", "seed")} or None,
+            metric_type=score["metric"], metric_value=round(float(score["value"]), 2),
+            metric_name=f"{score['split']} {METRIC_NAMES[score['metric']][1]} (%), train-{score['subset']} ({score['units']}, {seeds})",
+            metric_args={"labeled_subset": f"train-{score['subset']}", "units": score["units"], "seeds": score["n"]},
+        ))
+    return out
+
+
+def set_study_results(card_path: str | os.PathLike, model_name: str, scores: list[dict]) -> ModelCard:
+    """Put the study's measured downstream scores of an upstream into its card's metadata (``model-index``,
+    ``metrics``, ``datasets``), as transformers' ASR cards carry theirs; the card's text is left as it is.
+    No scores: the card keeps no ``model-index``."""
+    card = ModelCard.load(Path(card_path))
+    results = study_eval_results(model_name, scores)
+    card.data.model_name = model_name if results else None
+    card.data.eval_results = results or None
+    card.data.metrics = sorted({r.metric_type for r in results}) or None
+    hub_datasets = sorted({r.dataset_type for r in results if "/" in r.dataset_type})
+    card.data.datasets = hub_datasets or None
     card.save(Path(card_path))
     return card
