@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import yaml
 from repr_asr.evaluation.abx import evaluate_abx
 from repr_asr.evaluation.probes import ProbeConfig, evaluate_probes
 from repr_asr.evaluation.report import write_results
+from repr_asr.study import LaunchError, launch_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,17 +34,15 @@ def read_metrics(run_dir: Path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def pretrain(config: str, overrides: dict, output_dir: Path, data: str, extra: list) -> None:
+def pretrain(config: str, overrides: dict, output_dir: Path, data: str) -> None:
+    """One candidate's pretraining into ``output_dir`` (resumed from its checkpoints), logged to ``output_dir.log``."""
     args = [f"--{k}={json.dumps(v) if isinstance(v, (list, bool)) else v}" for k, v in overrides.items()]
-    command = [sys.executable, str(ROOT / "recipes/pretrain.py"), "--config", config, "--data", data,
-               "--output_dir", str(output_dir), *args, *extra]
-    if (output_dir / "checkpoints").is_dir():
-        command.append("--resume")
-    log = output_dir.parent / f"{output_dir.name}.log"
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle:
-        if subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode:
-            sys.exit(f"wavenet_search.py: pretraining failed, see {log}")
+    resume = ["--resume"] if (output_dir / "checkpoints").is_dir() else []
+    try:
+        launch_recipe("pretrain.py", ["--config", config, "--data", data, "--output_dir", output_dir, *args, *resume],
+                      output_dir.parent / f"{output_dir.name}.log")
+    except LaunchError as error:
+        sys.exit(f"wavenet_search.py: {error}")
 
 
 def steps_per_second(calibration: Path) -> float:
@@ -97,7 +95,7 @@ def main(argv=None):
             print(f"[{name}] timing 30 steps", flush=True)
             pretrain(candidate["config"], {**overrides, "training.max_steps": 30, "training.warmup_steps": 3,
                                            "training.log_steps": 10, "training.save_steps": 1000},
-                     folder / "calibration", args.data, [])
+                     folder / "calibration", args.data)
         speed = steps_per_second(folder / "calibration")
         steps = max(10, int(args.minutes * 60 * speed))
         final = folder / "pretrain" / "final"
@@ -106,7 +104,7 @@ def main(argv=None):
             pretrain(candidate["config"], {**overrides, "training.max_steps": steps,
                                            "training.warmup_steps": max(1, steps // 20),
                                            "training.save_steps": max(1, steps // 4)},
-                     folder / "pretrain", args.data, [])
+                     folder / "pretrain", args.data)
         records = read_metrics(folder / "pretrain")
         pretrained = json.loads((folder / "pretrain" / "results.json").read_text())
         print(f"[{name}] scoring on dev", flush=True)

@@ -168,15 +168,45 @@ def test_ctc_stage_adds_the_learned_mix_for_upstreams_with_several_probe_points(
         (tmp_path / "hub" / name / "config.json").write_text(json.dumps({"probe_points": points}))
     args = argparse.Namespace(config=str(config), scale=1.0, data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "runs"),
                               results_dir=str(tmp_path / "results"), hub_dir=str(tmp_path / "hub"), jobs=1)
-    study = _recipe("study").Study(args)
-    calls = []
-    study._ctc = lambda name, upstream, subset, seed, config, steps, kind, training=None, unit="char", model=None: calls.append(
-        (kind, name, seed, model))
-    study.run_parallel = lambda tasks: None
-    study.ctc()
-    mixed = [c for c in calls if c[0] == "ctc_mix"]
-    assert mixed == [("ctc_mix", "cpc", 0, {"weighted_sum": True})]  # not fbank, nor an upstream with one point
-    assert len([c for c in calls if c[0] == "ctc"]) == 6 and all(c[3] is None for c in calls if c[0] == "ctc")
+    labels = [task.label for task in _recipe("study").Study(args).tasks("ctc")]  # no result yet: every run is a task
+    assert [label for label in labels if label.startswith("ctc_mix")] == ["ctc_mix cpc train-10min seed 0"]  # not fbank, nor one_point
+    assert sorted(label for label in labels if not label.startswith("ctc_mix")) == [
+        f"ctc {name} train-10min seed {seed}" for name in ("cpc", "fbank", "one_point") for seed in (0, 1)]
+
+
+def test_a_resumed_study_on_the_committed_results_reruns_nothing():
+    """docs/study and hub/ hold the study's results with the keys they were computed under: a resumed
+    ``make study`` must find every task done (a key changed by code, or a config file edited without rerunning
+    the study, would retrain or re-analyse; scripts/check_study_resume.py names what)."""
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location("check_study_resume", ROOT / "scripts" / "check_study_resume.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    with tempfile.TemporaryDirectory() as tmp:  # the study's 4-hour corpus has no train-10h
+        manifest = Path(tmp) / "manifest.json"
+        manifest.write_text(json.dumps({"missing_labeled_subsets": {"train-10h": "the pool is too small"}}))
+        said = []
+        pending = check.pending_tasks(str(ROOT / "configs" / "study" / "default.yaml"), ROOT / "docs" / "study", ROOT / "hub", manifest,
+                                      say=said.append)
+    assert pending == {}, "\n".join(said)
+    assert sum("pretrain" in line and ": done" in line for line in said) == 8
+
+
+def test_a_failed_task_is_named_with_its_log_tail_and_the_others_finish(tmp_path):
+    from repr_asr.study import StageFailedError, Task, launch_recipe, run_parallel
+
+    log = tmp_path / "logs" / "bad.log"
+    tasks = [Task("bad pretraining", lambda: launch_recipe("pretrain.py", ["--config", str(tmp_path / "missing.yaml")], log, threads=1)),
+             Task("good", lambda: (tmp_path / "good").write_text("ran"))]
+    said = []
+    with pytest.raises(StageFailedError) as failure:
+        run_parallel(tasks, jobs=1, say=said.append)  # one at a time, in order: "good" runs after "bad" failed
+    assert (tmp_path / "good").read_text() == "ran"
+    message = str(failure.value)
+    assert message.startswith("1 of 2 task(s) failed:\nbad pretraining: pretrain.py failed (log: ")
+    assert "missing.yaml" in message and "missing.yaml" in log.read_text()  # the log's tail says what went wrong
+    assert said == [f"FAILED: {message.split(chr(10), 1)[1]}"]
 
 
 @pytest.mark.needs_synthesiser

@@ -1,6 +1,6 @@
-"""One analysis of one representation, as a plain function of picklable arguments, so that a study can
-run several at once in worker processes (each on its share of the cores): probes, ABX, VQ code
-statistics, resynthesis, and the downstream tasks of ``repr_asr.downstream.REGISTRY`` that the study
+"""One analysis of one representation, as a plain function of JSON-able arguments, so that a study can
+run several at once, each in its own process on its share of the cores (``recipes/study_analysis.py``):
+probes, ABX, VQ code statistics, resynthesis, and the downstream tasks of ``repr_asr.downstream.REGISTRY`` that the study
 runs this way (speaker identification), found through the registry. On 2 cores one one-thread process
 per representation keeps both cores busy where a single two-thread process spent most of its time in
 small, poorly threaded operations (a probe's MLP, ABX's DTW anti-diagonals).
@@ -14,13 +14,6 @@ from repr_asr.downstream import get_task, tasks_with
 # Downstream tasks the study runs as analyses, each under its registry name (its config section and results folder).
 DOWNSTREAM_ANALYSES = tuple(task.name for task in tasks_with("study_analysis"))
 ANALYSES = ("probes", "abx", "codes", "resynthesis") + DOWNSTREAM_ANALYSES
-
-
-def set_threads(threads: int) -> None:
-    """Worker-process initializer: ``threads`` intra-op threads for torch."""
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
 
 
 def bottleneck(upstream: str) -> Optional[str]:
