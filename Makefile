@@ -41,7 +41,7 @@ study: install
 
 # -rs lists each skipped test with its reason (e.g. the speech synthesisers missing for a non-root user).
 test: install
-	$(PY) -m pytest tests -rs
+	$(PY) -m pytest tests -rs --durations=15
 
 bench: install
 	$(PY) bench/run.py

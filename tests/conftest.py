@@ -54,6 +54,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+# The whole suite's size, for the README's figure (test_conventions.py): None when only part of it was selected.
+SUITE_SIZE = pytest.StashKey()
+
+
+def pytest_collection_finish(session):
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    every_file = {os.path.join(tests_dir, f) for f in os.listdir(tests_dir) if f.startswith("test_") and f.endswith(".py")}
+    collected = {str(item.path) for item in session.items}
+    option = session.config.option
+    whole = (collected == every_file and not option.keyword and not option.markexpr
+             and not any("::" in arg for arg in session.config.args))
+    session.config.stash[SUITE_SIZE] = len(session.items) if whole else None
+
+
 @pytest.fixture(scope="session")
 def synthesiser():
     """Request it from any fixture that synthesises speech: its tests are then marked needs_synthesiser."""

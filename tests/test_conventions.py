@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SYNTH_TEST_FILES = ["tests/test_builtin_corpus.py", "tests/test_finetune_ctc.py"]
 
@@ -82,3 +84,16 @@ def test_system_deps_script_goes_on_when_it_cannot_install(tmp_path):
                          text=True, timeout=60)
     assert run.returncode == 0, run.stderr  # `make install` / `make test` go on
     assert re.search(r"sudo apt-get install .*festival", run.stderr) and "libespeak-ng1" in run.stderr
+
+
+def test_the_readme_counts_the_tests_there_are(request):
+    """The README's figure for the suite ("| tests | N tests, ...") is this suite's size: checked whenever the
+    whole suite runs (`make test`, CI), so a figure that went stale fails where the count changed."""
+    from conftest import SUITE_SIZE
+
+    size = request.config.stash.get(SUITE_SIZE, None)
+    if size is None:
+        pytest.skip("only part of the suite was selected: its size is checked when all of it runs")
+    figure = re.search(r"^\| tests \| (\d+) tests\b", (ROOT / "README.md").read_text(), re.MULTILINE)
+    assert figure, "README.md: its headline table has no '| tests | N tests ...' row"
+    assert int(figure.group(1)) == size, f"README.md says {figure.group(1)} tests; the suite has {size}: update the row"
