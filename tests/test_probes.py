@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
-from repr_asr.data.phones import write_alignments
 from repr_asr.evaluation.features import extract_features, length_batches
 from repr_asr.evaluation.probes import (
     IGNORE,
@@ -21,6 +19,7 @@ from repr_asr.evaluation.probes import (
     segment_frame_labels,
 )
 from repr_asr.models import load_upstream
+from tone_corpus import build_tone_corpus, random_phones
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,37 +139,12 @@ def test_length_batches_bound_padding():
 # --- a tiny corpus, extraction and the recipe ------------------------------------------------------
 
 
-def build_corpus(root: Path) -> None:
-    """dev-clean: 4 speakers (2 F, 2 M) × 2 utterances of tones with phone timings."""
-    rng = np.random.default_rng(0)
-    tones = {"AA": 500.0, "IY": 1500.0, "M": 250.0}
-    alignments = {}
-    for spk, shift in (("101", 1.0), ("102", 1.1), ("201", 0.8), ("202", 0.85)):
-        for u in range(2):
-            utt = f"{spk}-1-{u:04d}"
-            phones = ["SIL"] + [str(p) for p in rng.choice(list(tones), size=10)] + ["SIL"]
-            t, segments, pieces = 0.0, [], []
-            for p in phones:
-                duration = round(float(rng.uniform(0.06, 0.1)), 2)
-                time = np.arange(int(duration * SR)) / SR
-                wave = np.zeros(time.size) if p == "SIL" else 0.3 * np.sin(2 * np.pi * tones[p] * shift * time)
-                pieces.append(wave + 0.003 * rng.standard_normal(time.size))
-                segments.append((p, round(t, 2), round(t + duration, 2)))
-                t += duration
-            folder = root / "dev-clean" / spk / "1"
-            folder.mkdir(parents=True, exist_ok=True)
-            soundfile.write(str(folder / f"{utt}.flac"), np.concatenate(pieces).astype(np.float32), SR, subtype="PCM_16")
-            with open(folder / f"{spk}-1.trans.txt", "a") as handle:
-                handle.write(f"{utt} HELLO\n")
-            alignments[utt] = segments
-    (root / "SPEAKERS.TXT").write_text("".join(f"{s} | {g} | dev-clean | 1.0 | N\n" for s, g in (("101", "F"), ("102", "F"), ("201", "M"), ("202", "M"))))
-    write_alignments(root / "librispeech_finetuning" / "phones", alignments, subset="dev-clean")
-
-
 @pytest.fixture
 def corpus(tmp_path, monkeypatch):
     monkeypatch.setenv("REPR_ASR_CACHE", str(tmp_path / "cache"))
-    build_corpus(tmp_path / "corpus")
+    # 4 speakers × 2 utterances of random tone sequences (tests/tone_corpus.py), pitches close enough that the
+    # speaker is not trivial.
+    build_tone_corpus(tmp_path / "corpus", phones=random_phones, shifts=(1.0, 1.1, 0.8, 0.85))
     return f"librispeech:{tmp_path / 'corpus'}"
 
 

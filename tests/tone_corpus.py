@@ -16,17 +16,29 @@ SR = 16000
 TONES = {"AA": 500.0, "IY": 1500.0, "M": 250.0}
 
 
-def build_tone_corpus(root: Path, subset: str = "dev-clean", utterances: int = 2) -> None:
-    """``subset`` (a LibriSpeech folder name): 4 speakers × ``utterances`` utterances of tones, phones
-    SIL M x M y M ... SIL with x in {AA, IY}."""
+def alternating_phones(rng: np.random.Generator) -> list:
+    """SIL M x M y M ... SIL with x, y in {AA, IY}: every other phone is M (ABX needs shared contexts)."""
+    return ["SIL"] + [p for x in rng.choice(["AA", "IY"], size=6) for p in ("M", str(x))] + ["M", "SIL"]
+
+
+def random_phones(rng: np.random.Generator) -> list:
+    """SIL, ten phones drawn from {AA, IY, M}, SIL (the probes' corpus)."""
+    return ["SIL"] + [str(p) for p in rng.choice(list(TONES), size=10)] + ["SIL"]
+
+
+def build_tone_corpus(root: Path, subset: str = "dev-clean", utterances: int = 2, phones=alternating_phones,
+                      shifts: tuple = (1.0, 1.1, 0.9, 1.2)) -> None:
+    """``subset`` (a LibriSpeech folder name): 4 speakers (101, 102: F; 201, 202: M) × ``utterances``
+    utterances of tones, the phone sequence drawn by ``phones(rng)``, each speaker's pitch scaled by its
+    entry of ``shifts``."""
     rng = np.random.default_rng(0)
     alignments = {}
-    for spk, shift in (("101", 1.0), ("102", 1.1), ("201", 0.9), ("202", 1.2)):
+    for spk, shift in zip(("101", "102", "201", "202"), shifts):
         for u in range(utterances):
             utt = f"{spk}-1-{u:04d}"
-            phones = ["SIL"] + [p for x in rng.choice(["AA", "IY"], size=6) for p in ("M", str(x))] + ["M", "SIL"]
+            phones_drawn = phones(rng)
             t, segments, pieces = 0.0, [], []
-            for p in phones:
+            for p in phones_drawn:
                 duration = round(float(rng.uniform(0.06, 0.1)), 2)
                 n = int(duration * SR)
                 time = np.arange(n) / SR

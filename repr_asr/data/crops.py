@@ -21,7 +21,29 @@ from ..audio import DEFAULT_SAMPLING_RATE, AudioError, decode_audio
 from .skipping import SKIPPED_KEY, skipped_item, split_skipped
 
 
-class RandomCropDataset(torch.utils.data.Dataset):
+class CropSettings:
+    """What every source of pretraining crops shares (:class:`RandomCropDataset`, and the streamed
+    ``repr_asr.data.streaming.StreamingCropDataset``): the crop length, the seed and epoch its draws follow,
+    the speaker list, waveform normalisation, the sampling rate and ``strict``, checked once here."""
+
+    def _set_crop_settings(self, crop_samples: int, seed: int, speakers: Optional[Sequence[str]], normalize: bool,
+                           sampling_rate: int, strict: bool) -> None:
+        if crop_samples < 1:
+            raise ValueError(f"crop_samples must be >= 1, got {crop_samples}")
+        self.crop_samples = int(crop_samples)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.normalize = normalize
+        self.sampling_rate = sampling_rate
+        self.strict = bool(strict)
+        self.speaker_index = {str(s): i for i, s in enumerate(speakers)} if speakers is not None else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Crops (and a stream's order) change with the epoch (called by the Trainer before each epoch)."""
+        self.epoch = int(epoch)
+
+
+class RandomCropDataset(CropSettings, torch.utils.data.Dataset):
     """``crop_samples``-long crops of every utterance of ``split`` (a ``datasets.Dataset`` with an ``audio`` column).
 
     Args:
@@ -63,25 +85,16 @@ class RandomCropDataset(torch.utils.data.Dataset):
         strict: bool = False,
         phone_hop: Optional[int] = None,
     ):
-        if crop_samples < 1:
-            raise ValueError(f"crop_samples must be >= 1, got {crop_samples}")
+        self._set_crop_settings(crop_samples, seed, speakers, normalize, sampling_rate, strict)
         if "audio" not in split.column_names:
             raise ValueError(f"the split has no `audio` column (columns: {split.column_names})")
         self.split = split
-        self.crop_samples = int(crop_samples)
-        self.seed = int(seed)
-        self.epoch = 0
         self.cache_audio = cache_audio
-        self.normalize = normalize
-        self.sampling_rate = sampling_rate
-        self.strict = bool(strict)
         self._cache: dict[int, np.ndarray] = {}
-        self.speaker_index = None
         self._speaker_ids = None
         if speakers is not None:
             if "speaker_id" not in split.column_names:
                 raise ValueError(f"speakers were given but the split has no `speaker_id` column (columns: {split.column_names})")
-            self.speaker_index = {str(s): i for i, s in enumerate(speakers)}
             self._speaker_ids = [str(s) for s in split["speaker_id"]]
         self._ids = split["id"] if "id" in split.column_names else [str(i) for i in range(len(split))]
         self.phone_hop = phone_hop
@@ -91,10 +104,6 @@ class RandomCropDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.split)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Crops change with the epoch (called by the Trainer before each epoch)."""
-        self.epoch = int(epoch)
 
     def _audio(self, index: int) -> np.ndarray:
         if index in self._cache:

@@ -37,7 +37,7 @@ import datasets
 import torch
 
 from ..audio import DEFAULT_SAMPLING_RATE, AudioError, decode_audio
-from .crops import crop_item
+from .crops import CropSettings, crop_item
 from .librispeech import CorpusError
 from .skipping import skipped_item
 
@@ -146,7 +146,7 @@ def process_position() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-class StreamingCropDataset(torch.utils.data.IterableDataset):
+class StreamingCropDataset(CropSettings, torch.utils.data.IterableDataset):
     """``crop_samples``-long random crops of a streamed split (see the module docstring).
 
     Args:
@@ -174,25 +174,13 @@ class StreamingCropDataset(torch.utils.data.IterableDataset):
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
     ):
-        if crop_samples < 1:
-            raise ValueError(f"crop_samples must be >= 1, got {crop_samples}")
+        self._set_crop_settings(crop_samples, seed, speakers, normalize, sampling_rate, strict)
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be >= 0, got {shuffle_buffer}")
         self.stream = stream
-        self.crop_samples = int(crop_samples)
-        self.seed = int(seed)
-        self.epoch = 0
-        self.normalize = normalize
-        self.sampling_rate = sampling_rate
-        self.strict = bool(strict)
         self.shuffle_buffer = int(shuffle_buffer)
         self.rank, self.world_size = rank, world_size
-        self.speaker_index = {str(s): i for i, s in enumerate(speakers)} if speakers is not None else None
         self.resume_batches, self.batch_size = 0, 1
-
-    def set_epoch(self, epoch: int) -> None:
-        """Order and crops change with the epoch (called by the Trainer before each epoch)."""
-        self.epoch = int(epoch)
 
     def skip_batches(self, batches: int, batch_size: int) -> None:
         """Begin the next iteration after the first ``batches`` batches of ``batch_size`` of this epoch
