@@ -29,8 +29,8 @@ def main() -> None:
     parser.add_argument("item_file")
     parser.add_argument("features_dir", help="one FILE_ID.npy (frames, dim) float32 array per utterance")
     parser.add_argument("--frequency", type=int, required=True, help="frames per second of the features")
-    parser.add_argument("--max_size_group", type=int, default=10)
-    parser.add_argument("--max_x_across", type=int, default=5)
+    parser.add_argument("--max_size_group", type=int, default=10, help="a negative value: no subsampling")
+    parser.add_argument("--max_x_across", type=int, default=5, help="a negative value: every other speaker")
     args = parser.parse_args()
     try:
         from importlib.metadata import version
@@ -47,8 +47,9 @@ def main() -> None:
 
     started = time.perf_counter()
     scores = {
-        mode: zerospeech_abx(args.item_file, args.features_dir, max_size_group=args.max_size_group,
-                             max_x_across=args.max_x_across, speaker=mode, context="within", distance="angular",
+        mode: zerospeech_abx(args.item_file, args.features_dir,
+                             max_size_group=args.max_size_group if args.max_size_group >= 0 else None,
+                             max_x_across=args.max_x_across if args.max_x_across >= 0 else None, speaker=mode, context="within", distance="angular",
                              frequency=args.frequency, feature_maker=load, extension=".npy", device="cpu",
                              progress=False)
         for mode in ("within", "across")

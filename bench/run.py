@@ -2,7 +2,7 @@
 measured in the same run, incremental WaveNet generation against recomputing the receptive field,
 the compute per step of every tiny pretraining config (so comparisons are at equal compute), the data
 loader's crops per second against what a training step consumes (files and a parquet stream), and our
-ABX against the reference evaluator on the same items.
+ABX against the reference evaluator and (with ``BENCH_FASTABX_PYTHON``) fastabx on the same items.
 
 Writes bench/results/<name>.json and prints a summary table. Ratios are measured in one run on one
 machine; absolute numbers depend on it (the JSON records the machine). What it measured on the

@@ -11,14 +11,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def benchmark_names() -> list[str]:
+def bench_module():
     spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return list(module.BENCHMARKS)
+    return module
+
+
+def benchmark_names() -> list[str]:
+    return list(bench_module().BENCHMARKS)
 
 
 def numbers(value):
@@ -70,3 +76,22 @@ def test_every_benchmark_runs_at_its_quick_size(tmp_path):
         assert "BENCH_FASTABX_PYTHON" in abx["fastabx"]["skipped"] or "fastabx" in abx["fastabx"]["skipped"]
     else:
         assert abx["fastabx"]["largest_gap_to_ours_points"] < 3
+
+
+@pytest.mark.skipif(not os.environ.get("BENCH_FASTABX_PYTHON"),
+                    reason="BENCH_FASTABX_PYTHON (a Python >= 3.12 with fastabx) is not set")
+def test_fastabx_scores_our_export_as_we_do_without_subsampling(tmp_path):
+    # Without subsampling no random draw is involved: the two implementations must give the same error.
+    from repr_asr.evaluation.abx import abx_error, export_for_evaluators
+
+    features, items = bench_module().abx_bench_data(quick=True)
+    export = export_for_evaluators(features, items, tmp_path, "bench")
+    ours = abx_error(features, items, 100.0, max_size_group=10**9, max_x_across=10**9, progress=False)
+    proc = subprocess.run([os.environ["BENCH_FASTABX_PYTHON"], str(ROOT / "bench" / "fastabx_abx.py"), export["item_file"],
+                           str(tmp_path), "--frequency", "100", "--max_size_group", "-1", "--max_x_across", "-1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "skipped" not in theirs, theirs["skipped"]
+    for mode in ("within", "across"):
+        assert theirs[mode] == pytest.approx(ours[mode], abs=1e-6)
