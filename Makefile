@@ -43,6 +43,9 @@ study: install
 test: install
 	$(PY) -m pytest tests -rs --durations=15
 
+# The speed benchmarks (docs/performance.md); tests/test_bench.py runs each at its --quick size. The ABX row
+# also times fastabx when BENCH_FASTABX_PYTHON names a Python >= 3.12 that has it (its own venv, e.g.
+# python3.12 -m venv /work/venv312 && /work/venv312/bin/pip install fastabx); it says "skipped" otherwise.
 bench: install
 	$(PY) bench/run.py
 

@@ -2,13 +2,17 @@
 measured in the same run, incremental WaveNet generation against recomputing the receptive field,
 the compute per step of every tiny pretraining config (so comparisons are at equal compute), the data
 loader's crops per second against what a training step consumes (files and a parquet stream), and our
-ABX against the reference evaluator on the same items.
+ABX against the reference evaluator and (with ``BENCH_FASTABX_PYTHON``) fastabx on the same items.
 
 Writes bench/results/<name>.json and prints a summary table. Ratios are measured in one run on one
 machine; absolute numbers depend on it (the JSON records the machine). What it measured on the
 reference machine, and the speed work behind it: docs/performance.md.
 
-    python bench/run.py [--only NAME ...] [--quick]
+    python bench/run.py [--only NAME ...] [--quick] [--output_dir DIR]
+
+``--quick`` runs every row at the smallest size that still goes through its code (a batch of 2 short
+crops, one timed repeat, a few ABX files): its numbers mean nothing, it only shows that each row runs.
+``tests/test_bench.py`` runs it, so a change that breaks a benchmark fails where it is made.
 """
 
 from __future__ import annotations
@@ -124,8 +128,20 @@ def build_pretraining_model(config_name: str, overrides: dict | None = None):
     return model, batch_size, samples
 
 
+def training_batch(model, batch_size: int, samples: int) -> dict:
+    """Random audio shaped ``(batch_size, samples)`` with a full attention mask, and speaker ids (all the
+    first speaker) when the model is speaker-conditioned: its training loss needs them."""
+    batch = {
+        "input_values": 0.1 * torch.randn(batch_size, samples),
+        "attention_mask": torch.ones(batch_size, samples, dtype=torch.long),
+    }
+    if getattr(model.config, "speaker_conditioning", False) and getattr(model.config, "speakers", None):
+        batch["speaker_ids"] = torch.zeros(batch_size, dtype=torch.long)
+    return batch
+
+
 def bench_training_step(config_name: str, peak: float, batch_size: int | None = None, crop: int | None = None,
-                        repeats: int = 5) -> dict:
+                        repeats: int = 5, warmup: int = 3) -> dict:
     """FLOPs of one training step (3 × forward: the backward costs about twice the forward) and the
     FLOP/s achieved by forward + backward + AdamW, over the measured matmul peak."""
     model, default_batch, default_crop = build_pretraining_model(config_name)
@@ -133,12 +149,7 @@ def bench_training_step(config_name: str, peak: float, batch_size: int | None = 
     crop = crop or default_crop
     torch.manual_seed(0)
     model.train()
-    batch = {
-        "input_values": 0.1 * torch.randn(batch_size, crop),
-        "attention_mask": torch.ones(batch_size, crop, dtype=torch.long),
-    }
-    if getattr(model.config, "speaker_conditioning", False) and getattr(model.config, "speakers", None):
-        batch["speaker_ids"] = torch.zeros(batch_size, dtype=torch.long)
+    batch = training_batch(model, batch_size, crop)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)  # as the trainer's
 
     def step():
@@ -148,7 +159,7 @@ def bench_training_step(config_name: str, peak: float, batch_size: int | None = 
 
     forward_flops = count_forward_flops(lambda: model(**batch, compute_loss=True))
     # Three warm-up steps: the allocator reaches its steady state (no page faults) by the third.
-    seconds, paired = timed_against_peak(step, 3 * forward_flops, warmup=3, repeats=repeats)
+    seconds, paired = timed_against_peak(step, 3 * forward_flops, warmup=warmup, repeats=repeats)
     train_flops = 3 * forward_flops
     return {
         "config": config_name,
@@ -165,15 +176,20 @@ def bench_training_step(config_name: str, peak: float, batch_size: int | None = 
     }
 
 
-def write(name: str, payload: dict) -> str:
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    path = os.path.join(RESULTS_DIR, f"{name}.json")
+def write(name: str, payload: dict, directory: str = RESULTS_DIR) -> str:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{name}.json")
     with open(path, "w") as handle:
         json.dump(payload, handle, indent=2)
     return path
 
 
 BENCHMARKS: dict = {}
+
+# --quick: the training steps' size, small enough for the test suite (tests/test_bench.py) yet long enough
+# for every config (CPC predicts 12 frames ahead: 3,200 samples are 20 of its frames).
+QUICK_STEP = {"batch_size": 1, "crop": 3200, "repeats": 1, "warmup": 0}
+QUICK_PAPER_SAMPLES = 1600  # the paper-scale WaveNet's rows: one crop of 0.1 s
 
 
 def benchmark(fn):
@@ -187,12 +203,12 @@ def bench_pretraining_steps(peak: float, quick: bool) -> dict:
     rows = {}
     for name in ("wavenet_vq_tiny", "wavenet_vae_tiny", "wavenet_ae_tiny", "cpc_tiny", "masked_recon_tiny"):
         if os.path.exists(os.path.join(CONFIG_DIR, f"{name}.yaml")):
-            rows[name] = bench_training_step(name, peak)
+            rows[name] = bench_training_step(name, peak, **QUICK_STEP) if quick else bench_training_step(name, peak)
     return rows
 
 
 def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: int, repeats: int = 5,
-                       plain: bool = False) -> dict:
+                       plain: bool = False, warmup: int = 3) -> dict:
     """The WaveNet decoder of a config alone (stack + head + softmax cross-entropy, no encoder), with the
     fused stack or (``plain``) the textbook ``conv1d`` + autograd one over the same parameters
     (:func:`plain_wavenet_stack`): the references the whole autoencoder step is compared with."""
@@ -214,7 +230,7 @@ def bench_decoder_step(config_name: str, peak: float, batch_size: int, samples: 
         optimizer.step()
 
     forward_flops = count_forward_flops(loss)
-    seconds, paired = timed_against_peak(step, 3 * forward_flops, warmup=3, repeats=repeats)
+    seconds, paired = timed_against_peak(step, 3 * forward_flops, warmup=warmup, repeats=repeats)
     return {
         "config": f"{config_name} (decoder only, {'plain conv1d' if plain else 'fused'} stack)",
         "batch_size": batch_size,
@@ -236,15 +252,23 @@ def bench_wavenet_step(peak: float, quick: bool) -> dict:
     (one of the config's 1 s crops: the paper's batch of 32 does not fit CPU time), and the decoder
     alone for both, with the fused stack and with the plain ``conv1d`` one (the textbook PyTorch
     WaveNet, the same parameters)."""
-    paper_samples = 3200 if quick else 16000
-    tiny_batch = build_pretraining_model("wavenet_vq_tiny")[1:]
+    if quick:
+        tiny_batch, paper_samples = (QUICK_STEP["batch_size"], QUICK_STEP["crop"]), QUICK_PAPER_SAMPLES
+        repeats = {"tiny": 1, "paper": 1, "plain_paper": 1, "warmup": 0}
+    else:
+        tiny_batch, paper_samples = build_pretraining_model("wavenet_vq_tiny")[1:], 16000
+        repeats = {"tiny": 5, "paper": 6, "plain_paper": 4, "warmup": 3}
+    warmup = repeats["warmup"]
     return {
-        "ae_tiny": bench_training_step("wavenet_vq_tiny", peak),
-        "decoder_tiny": bench_decoder_step("wavenet_vq_tiny", peak, *tiny_batch),
-        "decoder_plain_tiny": bench_decoder_step("wavenet_vq_tiny", peak, *tiny_batch, plain=True),
-        "ae_paper": bench_training_step("wavenet_vq", peak, batch_size=1, crop=paper_samples, repeats=6),
-        "decoder_paper": bench_decoder_step("wavenet_vq", peak, 1, paper_samples, repeats=6),
-        "decoder_plain_paper": bench_decoder_step("wavenet_vq", peak, 1, paper_samples, repeats=4, plain=True),
+        "ae_tiny": bench_training_step("wavenet_vq_tiny", peak, *tiny_batch, repeats=repeats["tiny"], warmup=warmup),
+        "decoder_tiny": bench_decoder_step("wavenet_vq_tiny", peak, *tiny_batch, repeats=repeats["tiny"], warmup=warmup),
+        "decoder_plain_tiny": bench_decoder_step("wavenet_vq_tiny", peak, *tiny_batch, repeats=repeats["tiny"], plain=True,
+                                                 warmup=warmup),
+        "ae_paper": bench_training_step("wavenet_vq", peak, batch_size=1, crop=paper_samples, repeats=repeats["paper"],
+                                        warmup=warmup),
+        "decoder_paper": bench_decoder_step("wavenet_vq", peak, 1, paper_samples, repeats=repeats["paper"], warmup=warmup),
+        "decoder_plain_paper": bench_decoder_step("wavenet_vq", peak, 1, paper_samples, repeats=repeats["plain_paper"],
+                                                  plain=True, warmup=warmup),
     }
 
 
@@ -264,16 +288,15 @@ def bench_wavenet_generation(peak: float, quick: bool) -> dict:
     field = decoder.receptive_field
     frames = -(-field // spf) + 1
     window = frames * spf
-    steps = 100 if quick else 300
-    recomputed = 2 if quick else 3
+    steps, recomputed, warmup, batches = (10, 1, 0, (1, 2)) if quick else (300, 3, 1, (1, 8))
     rows = {"receptive_field": field, "recompute_window_samples": window}
-    for batch in (1, 8):
+    for batch in batches:
         torch.manual_seed(0)
         cond = torch.randn(batch, frames, decoder.cond_proj.in_channels)
         with torch.no_grad():
             cache = decoder.init_cache(cond, spf)
             prev = torch.zeros(batch, dtype=torch.long)
-            for _ in range(20):  # warm-up
+            for _ in range(2 if quick else 20):  # warm-up
                 decoder.step(prev, cache)
             start = time.perf_counter()
             for _ in range(steps):
@@ -284,7 +307,7 @@ def bench_wavenet_generation(peak: float, quick: bool) -> dict:
             def one_sample():
                 return decoder.head(decoder(history, cond)[:, field - 1])
 
-            window_seconds = timeit(one_sample, warmup=1, repeats=recomputed)
+            window_seconds = timeit(one_sample, warmup=warmup, repeats=recomputed)
         recompute_seconds = window_seconds * field / window
         rows[f"batch_{batch}"] = {
             "cached_samples_per_s": batch / cached_seconds,
@@ -299,9 +322,12 @@ def bench_wavenet_features(peak: float, quick: bool) -> dict:
     """Feature extraction (``compute_loss=False``) against a full training forward, tiny config, its
     training batch; forward hooks count the decoder's module calls in each (must be 0 for features)."""
     model, batch_size, samples = build_pretraining_model("wavenet_vq_tiny")
+    repeats = 1 if quick else 5
+    if quick:
+        batch_size, samples = QUICK_STEP["batch_size"], QUICK_STEP["crop"]
     model.train()
     torch.manual_seed(0)
-    batch = {"input_values": 0.1 * torch.randn(batch_size, samples)}
+    batch = training_batch(model, batch_size, samples)
     calls = {"n": 0}
     handles = [m.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1)) for m in model.decoder.modules()]
 
@@ -314,8 +340,8 @@ def bench_wavenet_features(peak: float, quick: bool) -> dict:
     if feature_calls:
         raise AssertionError(f"feature extraction ran the decoder ({feature_calls} module calls)")
     with torch.no_grad():
-        features_seconds = timeit(lambda: model(**batch, output_hidden_states=True), repeats=5)
-    training_forward_seconds = timeit(lambda: model(**batch, compute_loss=True), repeats=5)
+        features_seconds = timeit(lambda: model(**batch, output_hidden_states=True), repeats=repeats)
+    training_forward_seconds = timeit(lambda: model(**batch, compute_loss=True), repeats=repeats)
     for handle in handles:
         handle.remove()
     return {
@@ -334,11 +360,11 @@ def bench_feature_extraction(peak: float, quick: bool) -> dict:
     """Real-time factor (compute seconds per second of audio) of each upstream's feature extraction
     (``output_hidden_states``, every probe point, no decoder and no loss) and of a randomly initialised
     ``transformers`` Wav2Vec2Model in its base configuration, on the same audio in the same run, in
-    float32 on this machine's device, batch of 4 utterances of 10 s (2 s with ``--quick``)."""
+    float32 on this machine's device, batch of 4 utterances of 10 s (of 0.5 s with ``--quick``)."""
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    seconds = 2.0 if quick else 10.0
+    seconds = 0.5 if quick else 10.0
     torch.manual_seed(0)
     audio = 0.1 * torch.randn(4, int(seconds * 16000), device=device)
     mask = torch.ones_like(audio, dtype=torch.long)
@@ -348,7 +374,7 @@ def bench_feature_extraction(peak: float, quick: bool) -> dict:
     def measure(name: str, model, call) -> None:
         model.to(device).eval()
         with torch.no_grad():
-            best = timeit(call, warmup=1, repeats=2 if quick else 3)
+            best = timeit(call, warmup=0 if quick else 1, repeats=1 if quick else 3)
         rows[name] = {"seconds": best, "real_time_factor": best / audio_seconds,
                       "parameters_millions": sum(p.numel() for p in model.parameters()) / 1e6}
         model.to("cpu")
@@ -373,7 +399,9 @@ def bench_data_loading(peak: float, quick: bool) -> dict:
     ``RandomCropDataset``) and from the same utterances streamed from 4 parquet shards
     (``StreamingCropDataset``), against the crops per second one training step of ``wavenet_vq_tiny``
     consumes (its batch over its measured step time). Reads ``data/builtin`` when it exists (``make
-    demo`` builds it), else synthesises a 0.25 h built-in corpus into a temporary folder."""
+    demo`` builds it), else synthesises a 0.25 h built-in corpus into a temporary folder. ``quick``: 16
+    FLAC files of noise instead of a corpus (synthesising one takes longer than the rest of the quick
+    run), 2 workers only."""
     import tempfile
     from pathlib import Path
 
@@ -384,20 +412,30 @@ def bench_data_loading(peak: float, quick: bool) -> dict:
     from repr_asr.data.crops import RandomCropDataset, collate_crops
     from repr_asr.data.streaming import StreamingCropDataset, open_stream
 
-    step = bench_training_step("wavenet_vq_tiny", peak, repeats=3)
+    step = bench_training_step("wavenet_vq_tiny", peak, **QUICK_STEP) if quick else bench_training_step("wavenet_vq_tiny", peak, repeats=3)
     batch_size, crop = step["batch_size"], step["samples_per_item"]
     needed = batch_size / step["step_seconds"]
-    utterances = 64 if quick else 400
+    utterances = 16 if quick else 400
     with tempfile.TemporaryDirectory() as folder:
-        root = Path("data/builtin")
-        if not (root / "manifest.json").exists():
-            root = Path(folder) / "builtin"
-            try:
-                build_corpus(root, hours=0.25, seed=0, num_workers=2, progress=False)
-            except Exception as error:  # noqa: BLE001 - no speech synthesiser on this machine
-                return {"skipped": f"no built-in corpus and none could be built ({error})"}
-        split = load_corpus(f"builtin:{root}")["pretrain"]
-        split = split.select(range(min(utterances, len(split)))).select_columns(["id", "audio"])
+        if quick:
+            import numpy as np
+            import soundfile
+
+            rng = np.random.default_rng(0)
+            paths = [str(Path(folder) / f"noise{u:02d}.flac") for u in range(utterances)]
+            for path in paths:
+                soundfile.write(path, (0.1 * rng.standard_normal(2 * crop)).astype(np.float32), 16000)
+            split = datasets.Dataset.from_dict({"id": [Path(p).stem for p in paths], "audio": paths})
+        else:
+            root = Path("data/builtin")
+            if not (root / "manifest.json").exists():
+                root = Path(folder) / "builtin"
+                try:
+                    build_corpus(root, hours=0.25, seed=0, num_workers=2, progress=False)
+                except Exception as error:  # noqa: BLE001 - no speech synthesiser on this machine
+                    return {"skipped": f"no built-in corpus and none could be built ({error})"}
+            split = load_corpus(f"builtin:{root}")["pretrain"]
+            split = split.select(range(min(utterances, len(split)))).select_columns(["id", "audio"])
         files = [cell if isinstance(cell, str) else cell["path"] for cell in split["audio"]]
         table = datasets.Dataset.from_dict({"id": list(split["id"]),
                                             "audio": [{"bytes": Path(f).read_bytes(), "path": None} for f in files]})
@@ -413,7 +451,7 @@ def bench_data_loading(peak: float, quick: bool) -> dict:
         }
         rows = {}
         for name, dataset in sources.items():
-            for workers in (0, 2):
+            for workers in (2,) if quick else (0, 2):
                 loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                                      collate_fn=collate_crops, shuffle=False)
                 started = time.perf_counter()
@@ -434,65 +472,120 @@ def bench_data_loading(peak: float, quick: bool) -> dict:
             "training_needs_crops_per_s": needed, "rows": rows}
 
 
-@benchmark
-def bench_abx(peak: float, quick: bool) -> dict:
-    """Our ABX (``repr_asr.evaluation.abx``) against the reference evaluator ``zerospeech-libriabx2`` on
-    the same random features and item file (a few thousand triphone tokens), both timed in this run,
-    within and across speakers, Libri-light's triphone contexts, the default subsampling."""
-    import tempfile
-
+def abx_bench_data(quick: bool) -> tuple[dict, list]:
+    """Features and items for the ABX row: utterances of back-to-back tokens (50-120 ms, 8 triphone contexts
+    at most), 100 frames per second of 32-d noise to which each token adds its phone's mean vector and each
+    utterance its speaker's, so the error lies well between 0 and chance and within-speaker below across."""
     import numpy as np
 
-    from repr_asr.evaluation.abx import Item, abx_error, read_item_file, write_item_file
+    from repr_asr.evaluation.abx import Item
+
+    rng = np.random.default_rng(0)
+    files, speakers, phones, contexts, seconds = ((6, 3, list("abc"), ["x+y", "y+x"], 3.0) if quick else
+                                                  (80, 10, list("abcdefgh"), ["x+y", "y+x", "x+x"], 9.5))
+    dim = 32
+    # Means a quarter of the noise's scale put the error near 30 % within and 35 % across speakers.
+    phone_means = {p: 0.25 * rng.standard_normal(dim) for p in phones}
+    speaker_means = [0.8 * rng.standard_normal(dim) for _ in range(speakers)]
+    features, items = {}, []
+    for f in range(files):
+        name, speaker = f"utt{f:03d}", f % speakers
+        array = rng.standard_normal((int(100 * seconds) + 50, dim)) + speaker_means[speaker]
+        t = 0.0
+        while t < seconds:
+            duration = float(rng.uniform(0.05, 0.12))
+            prev, nxt = str(rng.choice(contexts)).split("+")
+            phone = str(rng.choice(phones))
+            items.append(Item(name, round(t, 4), round(t + duration, 4), phone, prev, nxt, f"s{speaker}"))
+            array[int(100 * t):int(100 * (t + duration))] += phone_means[phone]
+            t += duration + 0.01
+        features[name] = array.astype(np.float32)
+    return features, items
+
+
+def fastabx_scores(item_file: str, features_dir: str, frame_rate: int) -> dict:
+    """fastabx's scores of an export (``bench/fastabx_abx.py``, run by the Python >= 3.12 interpreter that
+    ``BENCH_FASTABX_PYTHON`` names), or ``{"skipped": why}``."""
+    import subprocess
+
+    python = os.environ.get("BENCH_FASTABX_PYTHON")
+    if not python:
+        return {"skipped": "BENCH_FASTABX_PYTHON is not set: fastabx needs Python >= 3.12 in its own environment "
+                           "(python3.12 -m venv /work/venv312 && /work/venv312/bin/pip install fastabx; "
+                           "BENCH_FASTABX_PYTHON=/work/venv312/bin/python make bench)"}
+    if not os.access(python, os.X_OK):
+        return {"skipped": f"BENCH_FASTABX_PYTHON={python} is not an executable file"}
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastabx_abx.py")
+    done = subprocess.run([python, script, item_file, features_dir, "--frequency", str(frame_rate)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{python} {script} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@benchmark
+def bench_abx(peak: float, quick: bool) -> dict:
+    """Our ABX (``repr_asr.evaluation.abx``) against the reference evaluator ``zerospeech-libriabx2`` and,
+    when ``BENCH_FASTABX_PYTHON`` names a Python >= 3.12 with it installed, ``fastabx``, on the same
+    features and item file (:func:`abx_bench_data`, a few thousand triphone tokens; a few hundred with
+    ``quick``) written by ``export_for_evaluators``, each timed in this run: within and across speakers,
+    Libri-light's triphone contexts, the default subsampling (each evaluator draws its own subsample, so
+    the scores differ by sampling noise)."""
+    import tempfile
+
+    from repr_asr.evaluation.abx import abx_error, export_for_evaluators, read_item_file
 
     try:
         from zrc_abx2.eval_ABX import EvalABX, EvalArgs
     except ImportError:
         return {"skipped": "zerospeech-libriabx2 is not installed (pip install -e '.[test]')"}
-    rng = np.random.default_rng(0)
-    files, speakers, phones, contexts = (20, 8, list("abcdef"), ["x+y", "y+x"]) if quick else (80, 10, list("abcdefgh"), ["x+y", "y+x", "x+x"])
-    features, items = {}, []
-    for f in range(files):
-        name, speaker = f"utt{f:03d}", f"s{f % speakers}"
-        t = 0.0
-        while t < 9.5:
-            duration = float(rng.uniform(0.05, 0.12))
-            prev, nxt = str(rng.choice(contexts)).split("+")
-            items.append(Item(name, round(t, 4), round(t + duration, 4), str(rng.choice(phones)), prev, nxt, speaker))
-            t += duration + 0.01
-        features[name] = rng.standard_normal((1000, 32)).astype(np.float32)
+    features, items = abx_bench_data(quick)
+    frame_rate = 100
     with tempfile.TemporaryDirectory() as folder:
-        for name, array in features.items():
-            np.save(os.path.join(folder, f"{name}.npy"), array)
-        item_file = write_item_file(os.path.join(folder, "bench.item"), items)
-        items = read_item_file(item_file)
+        export = export_for_evaluators(features, items, folder, "bench")
+        items = read_item_file(export["item_file"])
         started = time.perf_counter()
-        ours = abx_error(features, items, 100.0, progress=False)
+        ours = abx_error(features, items, float(frame_rate), progress=False)
         ours_seconds = time.perf_counter() - started
-        args = EvalArgs(path_data=folder, path_item_file=str(item_file), file_extension=".npy", feature_size=0.01, context_mode="within")
+        args = EvalArgs(path_data=folder, path_item_file=export["item_file"], file_extension=".npy",
+                        feature_size=1 / frame_rate, context_mode="within")
         started = time.perf_counter()
         theirs = {r["abx-s-condition"]: r["score"] for r in EvalABX().eval_abx(args)}
         theirs_seconds = time.perf_counter() - started
-    return {
+        fast = fastabx_scores(export["item_file"], folder, frame_rate)
+    modes = ("within", "across")
+    result = {
         "items": len(items),
-        "files": files,
+        "files": export["files"],
         "ours_seconds": ours_seconds,
         "reference_seconds": theirs_seconds,
         "reference_over_ours": theirs_seconds / ours_seconds,
-        "ours_percent": {m: 100 * ours[m] for m in ("within", "across")},
-        "reference_percent": {m: 100 * theirs[m] for m in ("within", "across")},
+        "ours_percent": {m: 100 * ours[m] for m in modes},
+        "reference_percent": {m: 100 * theirs[m] for m in modes},
     }
+    if "skipped" in fast:
+        result["fastabx"] = fast
+    else:
+        result["fastabx"] = {"version": fast["fastabx"], "seconds": fast["seconds"],
+                             "fastabx_over_ours": fast["seconds"] / ours_seconds,
+                             "percent": {m: 100 * fast[m] for m in modes},
+                             "largest_gap_to_ours_points": max(abs(100 * fast[m] - 100 * ours[m]) for m in modes)}
+    return result
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help=f"benchmarks to run (of {sorted(BENCHMARKS)})")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--quick", action="store_true", help="the smallest sizes, to check that every row runs")
+    parser.add_argument("--output_dir", default=RESULTS_DIR, help="where each row's NAME.json goes")
     args = parser.parse_args()
+    unknown = sorted(set(args.only or []) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}: choose from {sorted(BENCHMARKS)}")
     keep_freed_memory()  # as the trainer does on CPU
     torch.manual_seed(0)
     info = machine()
-    peak = matmul_peak()
+    peak = matmul_peak(sizes=(512, 1024), repeats=3) if args.quick else matmul_peak()
     print(f"machine: {info['processor']}, {info['threads']} threads, torch {info['torch']}, {info['device']}")
     print(f"measured sgemm peak: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s (n={peak['n']})")
     for name, fn in BENCHMARKS.items():
@@ -500,8 +593,8 @@ def main():
             continue
         started = time.perf_counter()
         result = fn(peak["flops_per_s"], args.quick)
-        path = write(name, {"machine": info, "matmul_peak": peak, "results": result,
-                            "wall_seconds": time.perf_counter() - started})
+        path = write(name, {"machine": info, "matmul_peak": peak, "quick": args.quick, "results": result,
+                            "wall_seconds": time.perf_counter() - started}, args.output_dir)
         print(f"\n== {name} ({path})")
         print(summarise(name, result))
 
@@ -530,6 +623,17 @@ def summarise(name: str, result: dict) -> str:
         lines.append(f"{'source':<34} {'crops/s':>9} {'x need':>8} {'whole pass (s)':>15}")
         for key, row in result["rows"].items():
             lines.append(f"{key:<34} {row['crops_per_s']:>9.1f} {row['over_training_need']:>8.1f} {row['pass_seconds']:>15.2f}")
+    elif name == "abx" and "items" in result:
+        lines.append(f"{result['items']} items in {result['files']} files; ABX error (%) within / across speakers, seconds:")
+        rows = [("ours", result["ours_percent"], result["ours_seconds"]),
+                ("zerospeech-libriabx2", result["reference_percent"], result["reference_seconds"])]
+        fast = result["fastabx"]
+        if "percent" in fast:
+            rows.append((f"fastabx {fast['version']}", fast["percent"], fast["seconds"]))
+        for key, percent, seconds in rows:
+            lines.append(f"{key:<22} {percent['within']:>7.2f} {percent['across']:>7.2f} {seconds:>9.2f}")
+        if "skipped" in fast:
+            lines.append(f"fastabx: skipped: {fast['skipped']}")
     else:
         for key, value in result.items():
             lines.append(f"{key}: {value}")
