@@ -24,6 +24,15 @@ pair is computed once (pairs are registered and deduplicated as integer tensors,
 the same order as the reference; the order of tokens within a group follows the item file, whereas
 the reference follows the order its directory walk finds the feature files, so subsampled scores can
 differ from the reference by sampling noise (scores without subsampling are identical).
+
+Why not ``fastabx`` (PyPI), which computes the same ABX: ``make bench``'s ``abx`` row scores one export with
+ours, ``zerospeech-libriabx2`` and fastabx 0.9 (2026-12-06, 8,082 items: within / across 27.92 / 31.20,
+27.97 / 31.25 and 27.49 / 31.46 %; 55 s, 273 s and 1.8 s on a loaded 2-core machine). It agrees within
+0.5 points (exactly without subsampling, with ``FASTABX_WITH_LIBRILIGHT_BUG=1`` so that its tokens end where
+Libri-light's do) and is 30x faster, but it needs Python >= 3.12 while this package supports the 3.11 its
+machines default to, and its subsampling does not repeat the reference's draws. Adopt it (keeping the
+export and the parity test) once the package requires 3.12; until then the bench row keeps the comparison
+current (``BENCH_FASTABX_PYTHON`` names a 3.12 interpreter with fastabx).
 """
 
 from __future__ import annotations
