@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 from ..downstream import tasks_with
+from ..models import upstream_display_name
 from .report import SUBSET_ORDER, comparison_table, load_runs, row_labels
 
 logger = logging.getLogger(__name__)
@@ -112,12 +113,12 @@ def find_results(folders: Iterable[Union[str, os.PathLike]]) -> dict[str, list[t
 
 
 def name_of(folder: Path, results: dict) -> str:
-    """A representation's short name: the upstream's name, else the run folder's."""
+    """A representation's short name: the recorded ``upstream_name``, else the one rule that wrote it
+    (:func:`repr_asr.models.upstream_display_name`) applied to ``upstream``, else the run folder's."""
     if results.get("upstream_name"):
         return str(results["upstream_name"])
-    upstream = str(results.get("upstream") or "").rstrip("/")
-    if upstream:
-        return upstream if upstream in ("fbank", "mfcc") else Path(upstream).name
+    if results.get("upstream"):
+        return upstream_display_name(str(results["upstream"]), results.get("model_type"))
     return folder.name
 
 

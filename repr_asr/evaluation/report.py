@@ -25,6 +25,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from ..models import upstream_display_name
+
 logger = logging.getLogger(__name__)
 
 SUBSET_ORDER = ["10min", "1h", "10h"]
@@ -116,7 +118,7 @@ def write_results(output_dir: str, results: dict) -> str:
 
 def representation_label(results: dict) -> str:
     """A short row label: ``fbank``, ``wavenet_ae(vq)/bn frozen``, ..."""
-    name = results.get("upstream_name") or os.path.basename(str(results.get("upstream", "?")).rstrip("/"))
+    name = results.get("upstream_name") or upstream_display_name(str(results.get("upstream", "?")), results.get("model_type"))
     point = results.get("probe_point")
     mode = "frozen" if results.get("frozen", True) else "fine-tuned"
     return f"{name}" + (f"/{point}" if point and name not in ("fbank", "mfcc") else "") + f" ({mode})"

@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from transformers.utils import can_return_tuple
 
 from ..modules.masking import lengths_from_mask
 from .upstream import UpstreamMixin, UpstreamOutput
@@ -97,6 +98,9 @@ class UpstreamConfig:
         self.loaded_values: dict = {}  # base fields changed for fine-tuning → their loaded values
         self._model_type = model_type
         self._name_or_path = name_or_path
+        if base is None:
+            # transformers' configs default; forward's @can_return_tuple reads it (with a base: the base's).
+            self.return_dict = True
 
     def __getattr__(self, name):
         # Only reached for attributes not set above: the base config's (hidden_size, conv_stride, ...).
@@ -274,12 +278,12 @@ class WrappedUpstream(UpstreamMixin, nn.Module):
             states.append(torch.cat(pieces).index_select(0, inverse))
         return states
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: Optional[torch.Tensor] = None,
         output_hidden_states: bool = False,
-        return_dict: bool = True,
         **kwargs,
     ) -> UpstreamOutput:
         """``input_values`` ``(batch, samples)``, ``attention_mask`` ``(batch, samples)`` (1 at real samples)
