@@ -44,7 +44,7 @@ def _wavenet():
         decoder_output_channels=16))
 
 
-def _topline_labels(model, mask):
+def _topline_labels(model):
     frames = int(model.frame_lengths(torch.tensor([max(LENGTHS)]))[0])
     return torch.randint(0, len(model.config.phones), (len(LENGTHS), frames))
 
@@ -59,7 +59,7 @@ CASES = {
                      lambda m, mask: {"compute_loss": True}),
     "wavenet_ae": (_wavenet, lambda m, mask: {"compute_loss": True}),
     "phone_topline": (lambda: ToplineModel(ToplineConfig(hidden_size=16, num_layers=3, dilations=[1, 2])),
-                lambda m, mask: {"compute_loss": True, "phone_labels": _topline_labels(m, mask)}),
+                lambda m, mask: {"compute_loss": True, "phone_labels": _topline_labels(m)}),
     "upstream_ctc": (lambda: UpstreamForCTC.from_upstream(SpectralModel(SpectralConfig(input_features="fbank")),
                                                           vocab_size=5, pad_token_id=0),
                      lambda m, mask: {"labels": torch.tensor([[1, 2, 3], [2, 4, -100]])}),
