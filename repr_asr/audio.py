@@ -20,6 +20,8 @@ DEFAULT_SAMPLING_RATE = 16000
 # 25 ms windows with a 10 ms hop: the front-end convention of the paper and of Kaldi.
 WINDOW_MS = 25
 HOP_MS = 10
+# The spectral front-ends: also the no-pretraining baselines an `--upstream` can name.
+SPECTRAL_FEATURES = ("fbank", "mfcc")
 
 
 class AudioError(ValueError):
@@ -242,7 +244,7 @@ class SpectralFrontEnd(nn.Module):
 
     def __init__(self, kind: str = "mfcc", sampling_rate: int = DEFAULT_SAMPLING_RATE, n_mels: int = 80, n_mfcc: int = 13):
         super().__init__()
-        if kind not in ("fbank", "mfcc", "waveform"):
+        if kind not in (*SPECTRAL_FEATURES, "waveform"):
             raise ValueError(f"input_features must be 'fbank', 'mfcc' or 'waveform', got {kind!r}")
         self.kind = kind
         self.sampling_rate = sampling_rate

@@ -40,6 +40,38 @@ def test_no_private_attributes_of_other_objects_are_read():
     assert not found, "private attributes read (use the library's public API):\n" + "\n".join(found)
 
 
+def _imports_of_package(path: Path, package: str, root: Path = ROOT) -> list[str]:
+    """``import PACKAGE`` / ``from PACKAGE import ...`` in ``path``, written absolutely or relatively
+    (``from ... import X`` climbing up to it): what makes a subpackage depend on its parent's ``__init__``."""
+    here = list(path.relative_to(root).parent.parts)  # the package the file belongs to
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [f"{path.relative_to(root)}:{node.lineno}: import {a.name}" for a in node.names if a.name == package]
+        elif isinstance(node, ast.ImportFrom):
+            base = here[: len(here) - node.level + 1] if node.level else []
+            target = ".".join(base + (node.module.split(".") if node.module else []))
+            if target == package:
+                found.append(f"{path.relative_to(root)}:{node.lineno}: from {'.' * node.level}{node.module or ''} import ...")
+    return found
+
+
+def test_models_never_import_the_top_level_package(tmp_path):
+    # The detector itself: each spelling of the upward import is caught, imports of sibling modules are not.
+    sample = tmp_path / "repr_asr" / "models" / "x" / "m.py"
+    sample.parent.mkdir(parents=True)
+    sample.write_text("import repr_asr\nfrom repr_asr import MODEL_TYPES\nfrom ... import MODEL_TYPES\n"
+                      "def f():\n    import repr_asr\n"
+                      "from ...audio import load_audio\nfrom ..upstream import UpstreamMixin\nimport repr_asr.audio\n")
+    assert [hit.rsplit(":", 1)[0] for hit in _imports_of_package(sample, "repr_asr", tmp_path)] == [
+        "repr_asr/models/x/m.py:1", "repr_asr/models/x/m.py:2", "repr_asr/models/x/m.py:3", "repr_asr/models/x/m.py:5"]
+
+    # models/ sits below the package: registration (models/auto.py) and loading (models/loading.py) live in it,
+    # and `import repr_asr` imports it, never the other way round.
+    found = [hit for path in sorted((ROOT / "repr_asr" / "models").rglob("*.py")) for hit in _imports_of_package(path, "repr_asr")]
+    assert not found, "modules under repr_asr/models/ import the top-level package:\n" + "\n".join(found)
+
+
 def _pytest(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)

@@ -116,6 +116,29 @@ def test_saved_feature_extractor_is_used(tmp_path):
         load_feature_extractor(str(tmp_path / "no" / "such" / "folder"))
 
 
+
+def test_resolve_upstream_gives_the_model_its_extractor_and_the_one_display_name(tmp_path, monkeypatch):
+    from repr_asr.evaluation.html_report import name_of
+    from repr_asr.evaluation.report import representation_label
+    from repr_asr.models import resolve_upstream, upstream_display_name
+
+    folder = save_upstream(tmp_path / "runs" / "recon" / "final", tiny_recon(), ReprFeatureExtractor(do_normalize=True))
+    model, extractor, name = resolve_upstream(str(folder))
+    assert (name, model.config.model_type, extractor.do_normalize) == ("recon", "masked_recon", True)
+    # The halves give the same model and extractor, and only what is asked for is loaded.
+    assert model_digest(load_upstream(str(folder))) == model_digest(model)
+    assert load_feature_extractor(str(folder)).to_dict() == extractor.to_dict()
+    assert resolve_upstream(str(folder), model=False).model is None
+    assert resolve_upstream(str(folder), feature_extractor=False).feature_extractor is None
+    assert resolve_upstream("mfcc").name == "mfcc"
+    # A path that names only the export: the model's type.
+    monkeypatch.chdir(folder.parent)
+    assert resolve_upstream("final").name == "masked_recon" == upstream_display_name("./final/", "masked_recon")
+    # The reports name results that lack upstream_name by the same rule.
+    assert name_of(tmp_path, {"upstream": str(folder) + "/"}) == "recon"
+    assert representation_label({"upstream": str(folder), "probe_point": "layer_1"}) == "recon/layer_1 (frozen)"
+    assert upstream_display_name("org/encoder") == "encoder"
+
 # --- item 2: caches keyed by content -------------------------------------------------------------
 
 

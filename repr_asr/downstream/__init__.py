@@ -111,14 +111,15 @@ def results_header(kind: str, upstream: str, *, model=None, weights_sha256: Opti
     (of ``model``, the loaded upstream), ``weights_sha256`` and ``feature_extractor`` (as the feature
     cache keys them, ``repr_asr.evaluation.features``), ``probe_points``, ``data`` (the ``--data`` spec),
     ``split``, ``subset`` (the labeled subset, None where there is none), ``seed`` and ``versions``."""
-    from ..evaluation.features import upstream_name
+    from ..models import upstream_display_name
 
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
     return {
         "task": kind,
         "kind": kind,
         "upstream": str(upstream),
-        "upstream_name": upstream_name(upstream),
-        "model_type": getattr(getattr(model, "config", None), "model_type", None),
+        "upstream_name": upstream_display_name(upstream, model_type),
+        "model_type": model_type,
         "weights_sha256": weights_sha256,
         "feature_extractor": feature_extractor,
         "probe_points": list(probe_points),

@@ -285,10 +285,10 @@ def evaluate_speaker_id(
     the mix)."""
     from ..data import load_corpus
     from ..evaluation.features import extract_features
-    from ..models import load_feature_extractor, load_upstream
+    from ..models import resolve_upstream
 
     config = config or SpeakerIDConfig()
-    model = load_upstream(upstream)
+    model, extractor, _ = resolve_upstream(upstream)
     entries, needed = resolve_probe_points(model, probe_points, config.layer_mix)  # refused before any data is read
     corpus = load_corpus(data)
     split = split or default_split(corpus)
@@ -300,7 +300,7 @@ def evaluate_speaker_id(
                          f"({left_out['speakers_too_few_utterances']} have fewer)")
     dataset = dataset.select(chosen)
     extracted = extract_features(model, dataset, needed, cache_dir=cache_dir, device=device,
-                                 feature_extractor=load_feature_extractor(upstream), progress=progress)
+                                 feature_extractor=extractor, progress=progress)
     ids = [str(i) for i in dataset["id"]]
     speakers = np.asarray([str(s) for s in dataset["speaker_id"]])
     # An utterance too short for a frame at some probe point has nothing to average: it takes no part.

@@ -504,14 +504,14 @@ def evaluate_abx(
     """ABX of ``upstream`` (``fbank``, ``mfcc`` or a pretrained folder) at each probe point on ``split``
     of the corpus ``data``. Items come from ``item_file`` when given, else from the split's phone
     timings (written to ``write_items`` when given). Features use the feature extractor saved with the
-    upstream (``repr_asr.models.load_feature_extractor``) and run on ``device`` (None: the CPU the model
+    upstream (``repr_asr.models.resolve_upstream``) and run on ``device`` (None: the CPU the model
     loads on). Returns the ``results.json`` dictionary with the ``feature_extractor`` settings, the
     upstream's ``weights_sha256`` and ``metrics[probe_point] = {"within": %, "across": %, ...}``
     (error rates in percent) with each point's ``frame_step_seconds``. ``progress``: tqdm bars over the
     extraction and the distances (None: on a terminal only). ``export_dir``: also write each probe
     point's features and the items as ``export_dir/POINT/`` for the official evaluators
     (:func:`export_for_evaluators`; listed under ``metrics[point]["export"]``)."""
-    from ..models import load_feature_extractor, load_upstream
+    from ..models import resolve_upstream
     from .features import extract_features, load_split
 
     dataset = load_split(data, split, max_utterances, seed=0)
@@ -525,11 +525,11 @@ def evaluate_abx(
             write_item_file(write_items, items)
     if not items:
         raise ValueError(f"corpus {data} split {split}: no ABX items (the split has no phone timings, or the item file names none of its utterances)")
-    model = load_upstream(upstream)
+    model, extractor, _ = resolve_upstream(upstream)
     # The cache is keyed by the weights, extractor and audio themselves (features.py), not by the path.
     split_features = extract_features(
         model, dataset, probe_points, cache_dir=cache_dir, device=device,
-        feature_extractor=load_feature_extractor(upstream), progress=progress,
+        feature_extractor=extractor, progress=progress,
     )
     modes = ["within", "across"]
     metrics = {}

@@ -119,17 +119,17 @@ def evaluate_codes(upstream: str, data: str, split: str = "test", max_utterances
     ``metrics`` (:func:`code_statistics`), ``phones`` with ``code_phone`` (:func:`code_phone_counts`,
     as lists) and ``top_phones`` (:func:`top_phones`), and ``examples``: for the first ``examples``
     utterances their ``id``, ``codes`` and phone segments (``phones``: label, start, end in seconds)."""
-    from ..models import load_feature_extractor, load_upstream
+    from ..models import resolve_upstream
     from ..modules.bottlenecks import VectorQuantizer
     from .features import extract_features, load_split
 
-    model = load_upstream(upstream)
+    model, extractor, _ = resolve_upstream(upstream)
     quantizer = getattr(model, "bottleneck", None)
     if not isinstance(quantizer, VectorQuantizer):
         raise ValueError(f"{upstream}: code statistics need a VQ bottleneck (model.bottleneck is {type(quantizer).__name__})")
     dataset = load_split(data, split, max_utterances, seed=0)
     extracted = extract_features(model, dataset, ["proj"], cache_dir=cache_dir, device=device,
-                                 feature_extractor=load_feature_extractor(upstream), progress=progress)
+                                 feature_extractor=extractor, progress=progress)
     frame_rate = extracted.frame_rates["proj"]
     codes, phones, speakers, phone_index = [], [], [], {}
     with torch.no_grad():

@@ -103,16 +103,16 @@ def export_features(
     one) under ``output_dir``; see the module docstring. Returns this process's counts: ``written``,
     ``already_there`` and ``skipped`` (``[{"id", "error"}]``)."""
     from ..data.streaming import example_key, process_position
-    from ..models import load_feature_extractor, load_upstream
+    from ..models import resolve_upstream
 
     if streaming and not str(data).startswith("hf:"):
         raise ValueError(f"streaming needs an hf:NAME_OR_PATH corpus, got {data!r}")
     output_dir = Path(output_dir)
     rank, world = process_position()
-    model = load_upstream(upstream).eval()
+    model, feature_extractor, _ = resolve_upstream(upstream)
+    model.eval()
     if device:
         model.to(device)
-    feature_extractor = load_feature_extractor(upstream)
     points = list(probe_points or model.probe_points)
     unknown = sorted(set(points) - set(model.probe_points))
     if unknown:

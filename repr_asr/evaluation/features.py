@@ -1,11 +1,11 @@
 """Frozen features of a corpus split at every probe point of an upstream, for probes, ABX and CTC.
 
-:func:`extract_features` runs an upstream (``repr_asr.models.load_upstream``) over a split in batches
+:func:`extract_features` runs an upstream (``repr_asr.models.resolve_upstream``) over a split in batches
 of similar length, trims each utterance to its real frames at each probe point and returns them as
 float32 numpy arrays ``(frames, dim)``.
 
 The audio is prepared by the feature extractor saved with the upstream (``preprocessor_config.json``,
-e.g. ``do_normalize`` set at pretraining): pass it as ``feature_extractor=load_feature_extractor(path)``,
+e.g. ``do_normalize`` set at pretraining): pass it as ``feature_extractor=`` (``resolve_upstream(path)`` gives both),
 or let :func:`extract_features` find it from the model's ``name_or_path`` when that is a local folder.
 
 With ``cache_dir`` the result is written as one ``features-<probe_point>-<key>.safetensors`` file per
@@ -407,9 +407,3 @@ def load_split(data: str, split: str, max_utterances: Optional[int] = None, seed
     if max_utterances is not None and max_utterances < len(dataset):
         dataset = dataset.shuffle(seed=seed).select(range(max_utterances))
     return dataset
-
-
-def upstream_name(upstream: str) -> str:
-    """A short name for tables: ``fbank`` / ``mfcc`` or the folder name of a pretrained upstream."""
-    path = Path(str(upstream).rstrip("/"))
-    return path.parent.name if path.name == "final" else path.name

@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-SPECTRAL = ("fbank", "mfcc")
+from ..audio import SPECTRAL_FEATURES
+
+SPECTRAL = SPECTRAL_FEATURES
 UNITS = {"char": "characters", "phone": "phones", "sentencepiece": "sentencepiece units"}
 MISSING = object()  # a setting one run records and another does not (written before the field existed)
 
@@ -25,8 +27,8 @@ def representation_name(results: dict, folder: Optional[Union[str, Path]] = None
     it, under the study's name for the representation: ``ctc*/NAME/SUBSET/seedS/`` for CTC runs,
     ``TASK/NAME/`` for analyses, ``HUB_DIR/NAME/`` for pretraining. That name is the one the study's tables
     use (``hub-cpc`` is the committed ``hub/cpc``, ``cpc`` the one pretrained here, though both upstreams
-    call themselves ``cpc``). Any other result is named by its upstream (``upstream_name``, else the
-    upstream's folder name), else by its run folder.
+    call themselves ``cpc``). Any other result is named by its upstream (``upstream_name``, else
+    :func:`repr_asr.models.upstream_display_name` of ``upstream``), else by its run folder.
 
     Args:
         results (`dict`): the run's ``results.json``.
@@ -40,9 +42,10 @@ def representation_name(results: dict, folder: Optional[Union[str, Path]] = None
             return folder.parent.parent.name
     if results.get("upstream_name"):
         return str(results["upstream_name"])
-    upstream = str(results.get("upstream") or "").rstrip("/")
-    if upstream:
-        return upstream if upstream in SPECTRAL else Path(upstream).name
+    if results.get("upstream"):  # written before results recorded the name: the rule that names it now
+        from ..models import upstream_display_name
+
+        return upstream_display_name(str(results["upstream"]), results.get("model_type"))
     return Path(folder).name if folder is not None else "?"
 
 

@@ -444,20 +444,20 @@ def evaluate_probes(
 ) -> dict:
     """Probe every requested probe point of ``upstream`` (``fbank``, ``mfcc`` or a pretrained folder) on
     ``split`` of the corpus ``data``, with the feature extractor saved with the upstream
-    (``repr_asr.models.load_feature_extractor``) on ``device`` (None: the CPU the model loads on).
+    (``repr_asr.models.resolve_upstream``) on ``device`` (None: the CPU the model loads on).
     Returns the ``results.json`` dictionary: what was run (with the ``feature_extractor`` settings and
     the ``weights_sha256`` of the upstream), and ``metrics[probe_point][task]``. ``progress``: tqdm bars
     over the extraction, the audio decoding and each probe's epochs (None: on a terminal only)."""
-    from ..models import load_feature_extractor, load_upstream
+    from ..models import resolve_upstream
     from .features import extract_features, load_split
 
     config = config or ProbeConfig()
     dataset = load_split(data, split, max_utterances, seed=config.seed)
-    model = load_upstream(upstream)
+    model, extractor, _ = resolve_upstream(upstream)
     # The cache is keyed by the weights, extractor and audio themselves (features.py), not by the path.
     split_features = extract_features(
         model, dataset, probe_points, cache_dir=cache_dir, device=device,
-        feature_extractor=load_feature_extractor(upstream), progress=progress,
+        feature_extractor=extractor, progress=progress,
     )
     rows = [dict(r) for r in dataset.remove_columns([c for c in ("text",) if c in dataset.column_names])]
     waveforms = None

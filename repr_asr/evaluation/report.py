@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from ..audio import SPECTRAL_FEATURES
 from .labels import differing_words, representation_name
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def representation_label(results: dict, folder: Optional[str] = None) -> str:
     name = representation_name(results, folder)
     point = results.get("probe_point")
     mode = "frozen" if results.get("frozen", True) else "fine-tuned"
-    spectral = results.get("upstream") in ("fbank", "mfcc")  # one probe point, named by the name itself
+    spectral = results.get("upstream") in SPECTRAL_FEATURES  # one probe point, named by the name itself
     return f"{name}" + (f" / {point}" if point and not spectral else "") + f" ({mode})"
 
 
@@ -235,7 +236,7 @@ def comparison_table(runs: list[RunResult], split: str = "test", metric: str = "
     the runs that measured ``metric`` on ``split`` are rows, and their labels tell apart only them."""
     runs = [run for run in runs if run.metrics.get(split, {}).get(metric) is not None]
     labels = row_labels(runs)
-    rows = sorted(set(labels.values()), key=lambda r: (not r.startswith(("fbank", "mfcc")), r))
+    rows = sorted(set(labels.values()), key=lambda r: (not r.startswith(SPECTRAL_FEATURES), r))
     subsets = sorted({run.subset for run in runs}, key=_subset_key)
     cells: dict = {}
     for run in runs:

@@ -49,13 +49,12 @@ def resynthesize_utterances(
 ) -> dict:
     """Write the WAVs into ``output_dir`` and return the ``results.json`` dictionary: the ``files`` (id,
     speaker, kind, voice, path relative to ``output_dir``, seconds) and the generation speed."""
-    from ..models import load_feature_extractor, load_upstream
+    from ..models import resolve_upstream
 
-    model = load_upstream(upstream)
+    model, extractor, _ = resolve_upstream(upstream)
     if not hasattr(model, "resynthesize"):
         raise ValueError(f"{upstream}: a {type(model).__name__} has no decoder to resynthesize with (use a WaveNet autoencoder)")
     model.to(device or "cpu").eval()
-    extractor = load_feature_extractor(upstream)
     rate = extractor.sampling_rate
     known = list(model.config.speakers) if model.config.speaker_conditioning else []
     targets = pick_targets(known, speakers, target_speakers, upstream)

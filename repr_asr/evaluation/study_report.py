@@ -16,11 +16,12 @@ import statistics
 from pathlib import Path
 from typing import Optional
 
+from ..audio import SPECTRAL_FEATURES
 from ..downstream import tasks_with
 from .labels import number, setting_words
 from .report import SUBSET_ORDER
 
-BASELINES = ("fbank", "mfcc")
+BASELINES = SPECTRAL_FEATURES
 TOPLINE_TYPE = "phone_topline"  # trained with labels: shown as the topline, never ranked with the unsupervised rows
 TOPLINE_GAIN = 30.0  # % relative over filterbanks that the topline must reach (else the harness cannot see it)
 

@@ -9,7 +9,7 @@ rates, frame lengths from sample lengths, and a ``forward`` returning an
   16 kHz to a list of hidden states ``(batch, frames, dim)``;
 * :class:`HFEncoderUpstream`: transformers' speech encoders with a wav2vec2-style convolutional feature
   encoder (:data:`ENCODER_MODEL_TYPES`: Wav2Vec2, HuBERT, WavLM, data2vec-audio), from their ``*Model``,
-  ``*ForCTC`` or ``*ForPreTraining`` checkpoints. ``repr_asr.models.load_upstream`` wraps such folders.
+  ``*ForCTC`` or ``*ForPreTraining`` checkpoints. ``repr_asr.models.resolve_upstream`` wraps such folders.
 
 Padding never changes a feature: a padded batch gives each utterance what it gets alone. A module that
 cannot ignore padding is run on each group of equal-length utterances without padding (one utterance at
@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from transformers.utils import can_return_tuple
 
 from ..modules.masking import lengths_from_mask
 from .upstream import UpstreamMixin, UpstreamOutput
@@ -56,9 +57,9 @@ class UpstreamFolderError(UpstreamError, FileNotFoundError):
 
 def supported_upstreams_text() -> str:
     """What ``--upstream`` accepts, in words (the end of every refusal)."""
-    import repr_asr
+    from .auto import upstream_model_types  # not at the top: auto imports the CTC model, which imports this module
 
-    ours = [t for t in repr_asr.MODEL_TYPES if t != "upstream_ctc"]
+    ours = upstream_model_types()
     return (f"supported: 'fbank' / 'mfcc', repr_asr's own upstreams (model_type {', '.join(ours)}), and transformers "
             f"speech encoders with a wav2vec2-style conv feature encoder (model_type {', '.join(ENCODER_MODEL_TYPES)}: "
             f"their *Model, *ForCTC or *ForPreTraining checkpoints); any other torch module can be wrapped in "
@@ -97,6 +98,9 @@ class UpstreamConfig:
         self.loaded_values: dict = {}  # base fields changed for fine-tuning → their loaded values
         self._model_type = model_type
         self._name_or_path = name_or_path
+        if base is None:
+            # transformers' configs default; forward's @can_return_tuple reads it (with a base: the base's).
+            self.return_dict = True
 
     def __getattr__(self, name):
         # Only reached for attributes not set above: the base config's (hidden_size, conv_stride, ...).
@@ -274,12 +278,12 @@ class WrappedUpstream(UpstreamMixin, nn.Module):
             states.append(torch.cat(pieces).index_select(0, inverse))
         return states
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: Optional[torch.Tensor] = None,
         output_hidden_states: bool = False,
-        return_dict: bool = True,
         **kwargs,
     ) -> UpstreamOutput:
         """``input_values`` ``(batch, samples)``, ``attention_mask`` ``(batch, samples)`` (1 at real samples)

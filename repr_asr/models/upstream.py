@@ -40,7 +40,9 @@ class UpstreamMixin:
 
     A subclass implements ``probe_dims()`` and ``probe_samples_per_frame()`` (dicts probe point → dim /
     input samples per frame) and ``frame_lengths_at(sample_lengths, probe_point)`` (which starts with
-    :meth:`check_probe_point`), and ends its ``forward`` with :meth:`upstream_output`.
+    :meth:`check_probe_point`), and ends its ``forward`` with :meth:`upstream_output`. ``forward`` carries
+    transformers' ``@can_return_tuple``: ``return_dict=False`` (or ``config.return_dict = False``) gives
+    ``output.to_tuple()`` (the fields that are not ``None``, in order) instead of the :class:`UpstreamOutput`.
     """
 
     @property

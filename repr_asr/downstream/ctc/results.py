@@ -11,6 +11,7 @@ from typing import Optional
 from ...evaluation.report import write_results
 from ...evaluation.wer import cer, error_rates, wer
 from ...training.model_card import add_ctc_results
+from ...models import upstream_hub_id
 
 
 def split_scores(ids: list[str], references: list[str], decoded: dict, skipped: int, unit: str = "char") -> tuple[dict, list[dict]]:
@@ -67,21 +68,6 @@ def eval_at(metrics_path: Path, step: int, name: str) -> Optional[float]:
                 if record.get("step") == step and name in record:
                     value = float(record[name])
     return value
-
-
-def upstream_name(path: str, config) -> str:
-    """A readable row label: the run folder's name (``runs/wavenet_vq/final`` → ``wavenet_vq``)."""
-    if path in ("fbank", "mfcc"):
-        return path
-    parts = [p for p in Path(path).parts if p not in ("final", ".")]
-    return parts[-1] if parts else config.model_type
-
-
-def upstream_hub_id(upstream: str) -> Optional[str]:
-    """``upstream`` when it names a hub repo (the card's ``base_model``), None for a local folder or a spectral baseline."""
-    if upstream in ("fbank", "mfcc") or os.path.exists(upstream) or upstream.count("/") != 1:
-        return None
-    return upstream
 
 
 def write_ctc_outputs(output_dir: Path, results: dict, hypotheses: dict) -> None:

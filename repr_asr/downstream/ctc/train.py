@@ -5,7 +5,7 @@ With a frozen upstream the features of every utterance are extracted once (and c
 ``repr_asr.evaluation.features.extract_features``) and the head trains on them: the upstream never runs
 again, which makes the 10-minute and 1-hour runs cheap. A fine-tuned upstream trains from audio.
 
-One feature extractor throughout: the upstream's own saved one (``repr_asr.models.load_feature_extractor``,
+One feature extractor throughout: the upstream's own saved one (``repr_asr.models.resolve_upstream``,
 e.g. ``do_normalize`` set at pretraining) prepares the audio for the cached features, for the fine-tuning
 collator and for decoding, and is what ``final/`` holds, so the ASR pipeline sees the features the head
 was trained on.
@@ -236,13 +236,13 @@ def run_finetune_ctc(
     from ...data.text import normalize_text
     from ...evaluation.decoding import prepare_lm_decoding
     from ...evaluation.features import extractor_settings, model_digest
-    from .. import results_header
-    from ...models import load_feature_extractor, load_upstream
+    from ...models import resolve_upstream
     from ...models.upstream_ctc import UpstreamForCTC
     from ...tokenization import build_tokenizer, encode_transcripts
     from ...training.checkpoint import prepare_output_dir
-    from .results import decoding_record, eval_at, split_scores, upstream_name, write_ctc_outputs
     from ...training.hub import check_repo_id, push_folder
+    from .. import results_header
+    from .results import decoding_record, eval_at, split_scores, write_ctc_outputs
 
     if push_to_hub:
         check_repo_id(push_to_hub)
@@ -278,15 +278,14 @@ def run_finetune_ctc(
         lm = prepare_lm_decoding(tokenizer, str(output_dir / "lm"), lm_path=data.lm_path, lm_text=data.lm_text,
                                  lm_order=data.lm_order, lexicon=data.lexicon, words=[w for t in texts for w in t.split()])
 
-    upstream_model = load_upstream(upstream)
+    # The upstream's own extractor, for cached features, the fine-tuning collator, decoding and final/.
+    upstream_model, feature_extractor, _ = resolve_upstream(upstream)
     upstream_sha256 = model_digest(upstream_model)
     model = UpstreamForCTC.from_upstream(
         upstream_model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **run.model
     )
     if init_from:
         initialise_from(model, init_from, tokenizer, upstream)
-    # The upstream's own extractor, for cached features, the fine-tuning collator, decoding and final/.
-    feature_extractor = load_feature_extractor(upstream)
     frozen = bool(model.config.freeze_upstream)
     cached = frozen and data.cache_features
     cache_dir = Path(data.cache_dir) if data.cache_dir else output_dir / "feature_cache"
@@ -411,7 +410,6 @@ def run_finetune_ctc(
         **results_header("ctc", upstream, model=model.upstream, weights_sha256=upstream_sha256,
                          feature_extractor=extractor_settings(feature_extractor), probe_points=[probe_point],
                          data=data.spec, split=None, subset=data.subset, seed=run.training.seed),  # metrics: per split
-        "upstream_name": upstream_name(upstream, upstream_config),
         "upstream_type": upstream_config.model_type,
         "probe_point": probe_point,
         # With the learned mix: {probe point: softmax weight} of final/'s model, and which points it mixed.

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.utils import can_return_tuple
 
 from ...modules.distributed import global_count
 from ...modules.masking import lengths_from_mask, mask_from_lengths
@@ -238,6 +239,7 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         return loss, metrics
 
     # ----- forward ----------------------------------------------------------------------------
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
@@ -245,7 +247,6 @@ class CPCModel(UpstreamMixin, PreTrainedModel):
         output_hidden_states: bool = False,
         compute_loss: bool = False,
         speaker_ids: Optional[torch.Tensor] = None,
-        return_dict: bool = True,
         example_seeds: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> UpstreamOutput:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.utils import can_return_tuple
 
 from ...audio import SpectralFrontEnd
 from ...modules.distributed import global_count
@@ -318,6 +319,7 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
             states.append(out * keep)
         return states
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
@@ -325,7 +327,6 @@ class MaskedReconModel(UpstreamMixin, PreTrainedModel):
         output_hidden_states: bool = False,
         compute_loss: bool = False,
         speaker_ids: Optional[torch.Tensor] = None,
-        return_dict: bool = True,
         example_seeds: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> UpstreamOutput:

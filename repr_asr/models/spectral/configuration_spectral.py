@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
+from ...audio import SPECTRAL_FEATURES
+
 
 class SpectralConfig(PreTrainedConfig):
     r"""The spectral baseline: the first row of every comparison table.
@@ -32,7 +34,7 @@ class SpectralConfig(PreTrainedConfig):
         default_probe_point: str = "features",
         **kwargs,
     ):
-        if input_features not in ("fbank", "mfcc"):
+        if input_features not in SPECTRAL_FEATURES:
             raise ValueError(f"SpectralConfig.input_features must be 'fbank' or 'mfcc', got {input_features!r}")
         self.input_features = input_features
         self.sampling_rate = sampling_rate

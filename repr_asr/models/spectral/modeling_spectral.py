@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 from transformers import PreTrainedModel
+from transformers.utils import can_return_tuple
 
 from ...audio import SpectralFrontEnd
 from ...modules.masking import lengths_from_mask
@@ -53,12 +54,12 @@ class SpectralModel(UpstreamMixin, PreTrainedModel):
         self.check_probe_point(probe_point)
         return self.front_end.frame_lengths(sample_lengths)
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: Optional[torch.Tensor] = None,
         output_hidden_states: bool = False,
-        return_dict: bool = True,
         **kwargs,
     ) -> UpstreamOutput:
         # Each utterance gets its lone features (padded_batch zeroes the padding).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 from ...data.phones import PHONES
+from ...audio import SPECTRAL_FEATURES
 
 
 class ToplineConfig(PreTrainedConfig):
@@ -61,7 +62,7 @@ class ToplineConfig(PreTrainedConfig):
         default_probe_point: str | None = None,
         **kwargs,
     ):
-        if input_features not in ("fbank", "mfcc"):
+        if input_features not in SPECTRAL_FEATURES:
             raise ValueError(f"ToplineConfig.input_features must be 'fbank' or 'mfcc', got {input_features!r}")
         if num_layers < 1:
             raise ValueError(f"ToplineConfig.num_layers must be >= 1, got {num_layers}")

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.utils import can_return_tuple
 
 from ...audio import SpectralFrontEnd
 from ...modules.distributed import global_count
@@ -92,6 +93,7 @@ class ToplineModel(UpstreamMixin, PreTrainedModel):
         self.check_probe_point(probe_point)
         return self.front_end.frame_lengths(sample_lengths)
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,

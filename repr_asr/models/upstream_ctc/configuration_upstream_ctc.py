@@ -159,8 +159,7 @@ class UpstreamForCTCConfig(PreTrainedConfig):
             raise ValueError("UpstreamForCTCConfig: " + "; ".join(problems))
 
     def build_upstream_config(self) -> PreTrainedConfig:
-        """The nested upstream's config object (its model type must be registered: ``import repr_asr``)."""
-        import repr_asr  # noqa: F401  (registers every upstream config)
-
+        """The nested upstream's config object (ours are registered with ``AutoConfig`` by
+        :mod:`repr_asr.models.auto`, which the ``repr_asr.models`` package imports before this module)."""
         fields = dict(self.upstream_config)
         return AutoConfig.for_model(fields.pop("model_type"), **fields)

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutput
+from transformers.utils import can_return_tuple
 
 from ...modules.bilstm import PaddedBiLSTM
 from ...modules.masking import lengths_from_mask, mask_from_lengths
@@ -301,6 +302,7 @@ class UpstreamForCTC(PreTrainedModel):
             x = self.time_masking(x)
         return x.transpose(1, 2)  # (B, T, D)
 
+    @can_return_tuple
     def forward(
         self,
         input_values: Optional[torch.Tensor] = None,
@@ -308,7 +310,6 @@ class UpstreamForCTC(PreTrainedModel):
         labels: Optional[torch.Tensor] = None,
         upstream_features: Optional[Union[torch.Tensor, Sequence[torch.Tensor]]] = None,
         feature_lengths: Optional[torch.Tensor] = None,
-        return_dict: bool = True,
         **kwargs,
     ) -> UpstreamCTCOutput:
         """``input_values`` ``(batch, samples)``, ``attention_mask`` ``(batch, samples)``, ``labels``

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.utils import can_return_tuple
 
 from ...audio import SpectralFrontEnd, mu_law_decode, mu_law_encode
 from ...modules import (
@@ -215,6 +216,7 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         total = F.cross_entropy(logits.float(), selected_targets, reduction="sum")
         return total / global_count(torch.tensor(float(n_real), device=total.device))
 
+    @can_return_tuple
     def forward(
         self,
         input_values: torch.Tensor,
@@ -222,7 +224,6 @@ class WaveNetAEModel(UpstreamMixin, PreTrainedModel):
         speaker_ids: Optional[torch.Tensor] = None,
         output_hidden_states: bool = False,
         compute_loss: bool = False,
-        return_dict: bool = True,
         example_seeds: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> UpstreamOutput:
