@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from ...data.phones import PHONES
 from ...audio import SPECTRAL_FEATURES
+from ...data.phones import PHONES
 
 
 class ToplineConfig(PreTrainedConfig):
