@@ -136,7 +136,7 @@ def test_resolve_upstream_gives_the_model_its_extractor_and_the_one_display_name
     assert resolve_upstream("final").name == "masked_recon" == upstream_display_name("./final/", "masked_recon")
     # The reports name results that lack upstream_name by the same rule.
     assert name_of(tmp_path, {"upstream": str(folder) + "/"}) == "recon"
-    assert representation_label({"upstream": str(folder), "probe_point": "layer_1"}) == "recon/layer_1 (frozen)"
+    assert representation_label({"upstream": str(folder), "probe_point": "layer_1"}) == "recon / layer_1 (frozen)"
     assert upstream_display_name("org/encoder") == "encoder"
 
 # --- item 2: caches keyed by content -------------------------------------------------------------
