@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # make demo: the study in miniature (configs/study/demo.yaml), ending in one table per metric.
 #   1. synthesise the built-in corpus (LibriSpeech layout, Libri-light-style labeled subsets)
-#   2. pretrain the tiny WaveNet autoencoder (VQ), CPC and masked reconstruction at equal measured FLOPs
-#   3. frozen CTC heads on train-10min and train-1h for each of them, for filterbanks and for the
-#      study's committed checkpoints (hub/NAME, rows hub-NAME)
-#   4. probes and ABX at each representation's default probe point, VQ code statistics and pictures,
-#      two test utterances resynthesised and converted to training speakers
+#   2. pretrain the tiny WaveNet autoencoder (VQ), CPC, masked reconstruction and the supervised topline
+#      (a frame phone classifier trained with the pool's phone labels) at equal measured FLOPs
+#   3. frozen CTC heads on train-10min for each of them and for filterbanks, on characters (CER / WER)
+#      and on phones (PER)
+#   4. probes and ABX at each representation's default probe point, speaker identification at every
+#      probe point, VQ code statistics and pictures, two test utterances resynthesised and converted
 #   5. RESULTS/README.md: the tables and the talk's findings checked against them, and
 #      RESULTS/report.html: everything in one page, with the figures and audio players
 # Every stage is skipped when its result exists and resumed when its checkpoints do, so a killed demo
