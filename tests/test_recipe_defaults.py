@@ -8,7 +8,7 @@ import pytest
 
 # The tiny LibriSpeech-layout corpora of the probe and ABX tests (the built-in corpus has the same layout).
 from tone_corpus import build_tone_corpus as build_abx_corpus
-from test_probes import build_corpus as build_probe_corpus
+from tone_corpus import build_tone_corpus, random_phones
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_abx_recipe_defaults_to_the_builtin_corpus(in_project_like_folder):
 
 
 def test_probe_recipe_defaults_to_the_builtin_corpus(in_project_like_folder):
-    build_probe_corpus(in_project_like_folder / "data" / "builtin")
+    build_tone_corpus(in_project_like_folder / "data" / "builtin", phones=random_phones, shifts=(1.0, 1.1, 0.8, 0.85))
     out = in_project_like_folder / "run"
     _recipe("probe").main(["--upstream", "fbank", "--output_dir", str(out), "--tasks", "speaker", "--epochs", "1"])
     results = json.loads((out / "results.json").read_text())
