@@ -95,7 +95,19 @@ def kill_after_checkpoint(cmd: list, run: Path, step: int, tmp_path) -> Path:
 # Exact resume, every shipped tiny config
 
 
-@pytest.mark.parametrize("config", TINY_CONFIGS, ids=lambda p: p.stem)
+# The tiny configs whose state or draws differ: the VQ (EMA statistics, k-means flag, revival from recent
+# outputs, jitter), the VAE (its noise), CPC (negatives), masked reconstruction (masks, dropout) and the topline
+# (crops carrying phone labels). wavenet_ae_tiny has nothing the VQ and VAE runs do not already carry.
+RESUME_CONFIGS = [p for p in TINY_CONFIGS if p.stem != "wavenet_ae_tiny"]
+
+
+def test_resume_configs_cover_every_shipped_model_type():
+    assert {yaml.safe_load(p.read_text())["model_type"] for p in RESUME_CONFIGS} == \
+        {yaml.safe_load(p.read_text())["model_type"] for p in TINY_CONFIGS}
+    assert {yaml.safe_load(p.read_text())["model"].get("bottleneck") for p in RESUME_CONFIGS} >= {"vq", "vae"}
+
+
+@pytest.mark.parametrize("config", RESUME_CONFIGS, ids=lambda p: p.stem)
 def test_resume_after_sigkill_is_bit_exact(config, corpus, tmp_path):
     args = ["--max_steps", "10", "--save_steps", "4"]
     killed, reference = tmp_path / "killed", tmp_path / "reference"

@@ -6,6 +6,7 @@ resumes bit-exactly after SIGKILL."""
 
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -25,6 +26,17 @@ from repr_asr.training import ConfigError
 from test_run_integrity import ROOT, _args, _env, _run, _weights, kill_after_checkpoint
 
 SHARDS, UTTERANCES = 4, 24
+
+# datasets sleeps SLEEP_TIME_ON_THREADS_SHUTDOWN (5 s) each time a parquet stream ends, to let pyarrow's
+# reader threads close (apache/arrow#45214). Harmless once an epoch over real shards; here, where every
+# test reads 24 tiny rows many times over, it was three quarters of this file's time. A short pause keeps
+# the workaround's order of events. Streamed runs of the recipe (subprocesses) keep the library's value.
+SHORT_SHUTDOWN_SLEEP = 0.1
+
+
+@pytest.fixture(autouse=True)
+def short_shutdown_sleep(monkeypatch):
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", SHORT_SHUTDOWN_SLEEP)
 
 
 def _wav(seconds: float, frequency: float) -> bytes:
@@ -128,8 +140,10 @@ def test_undecodable_audio_is_skipped_and_named(tmp_path):
 
 TWO_PROCESSES = textwrap.dedent("""
     import json, sys
-    import torch, torch.distributed as dist
+    import datasets, torch, torch.distributed as dist
     from repr_asr.data.streaming import StreamingCropDataset, open_stream
+
+    datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = float(sys.argv[3])  # see SHORT_SHUTDOWN_SLEEP
 
     dist.init_process_group("gloo")
     dataset = StreamingCropDataset(open_stream(sys.argv[1], split="train"), crop_samples=1600, shuffle_buffer=8)
@@ -150,7 +164,7 @@ def test_two_gloo_processes_see_each_example_once_per_epoch(corpus, tmp_path):
     script, out = tmp_path / "two.py", tmp_path / "seen.json"
     script.write_text(TWO_PROCESSES)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script), str(corpus), str(out)], capture_output=True, text=True, timeout=300,
+                           str(script), str(corpus), str(out), str(SHORT_SHUTDOWN_SLEEP)], capture_output=True, text=True, timeout=300,
                           env=_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     rank0, rank1 = json.loads(out.read_text())
@@ -167,7 +181,14 @@ def _streamed(corpus, out, *extra):
                    "--data.shuffle_buffer", "8", "--training.num_workers", "2", *extra)]
 
 
-def test_streamed_pretraining_resumes_bit_exactly_after_sigkill(corpus, tmp_path):
+def test_streamed_pretraining_resumes_bit_exactly_after_sigkill(corpus, tmp_path, monkeypatch):
+    # The recipe's processes pause as briefly at each stream's end (SHORT_SHUTDOWN_SLEEP): a sitecustomize
+    # on their path sets it before the recipe runs.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        f"import datasets.config\ndatasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN = {SHORT_SHUTDOWN_SLEEP}\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
     # 24 utterances in batches of 2 over 2 workers: 12 steps an epoch; the kill lands mid-epoch 1.
     args = ["--max_steps", "18", "--save_steps", "14", "--data.eval_split", "dev"]
     killed, reference = tmp_path / "killed", tmp_path / "reference"

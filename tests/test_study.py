@@ -1,6 +1,7 @@
 """The study: VQ code statistics, the report's tables and findings, and the recipe end to end on a tiny
 built-in corpus (stages resume, upstreams exported to a hub folder that AutoModel loads)."""
 
+import importlib.util
 import json
 from pathlib import Path
 
