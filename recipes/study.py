@@ -58,7 +58,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Probes, ABX, the downstream analyses and codes (minutes) come before the CTC runs (most of the time), and
 # the CTC runs go seed by seed, so that a study stopped early already has every representation's analysis
 # and a first seed.
-STAGES = ("corpus", "pretrain", "probes", "abx", *DOWNSTREAM_ANALYSES, "codes", "resynthesis", "ctc", "finetune", "report")
+ANALYSES = ("probes", "abx", *DOWNSTREAM_ANALYSES, "codes", "resynthesis")
+STAGES = ("corpus", "pretrain", *ANALYSES, "ctc", "finetune", "report")
 
 
 class Study:
@@ -77,7 +78,9 @@ class Study:
         self.threads = max(1, self.cores // self.jobs)  # each of the ``jobs`` runs at once gets its share
 
     def say(self, message: str) -> None:
-        print(f"[study {time.time() - self.started:6.0f}s] {message}", flush=True)
+        # One write per line: runs started from two threads at once would otherwise share a line.
+        sys.stdout.write(f"[study {time.time() - self.started:6.0f}s] {message}\n")
+        sys.stdout.flush()
 
     def key(self, **extra) -> dict:
         """What a result depends on besides its own arguments: the corpus and the scale."""
@@ -204,14 +207,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     study = Study(args)
+    # The analyses need only the pretrained upstreams, not each other: their tasks share one pool, so a stage
+    # with one task (codes, resynthesis) runs beside the others instead of after them.
+    steps = []
     for stage in [stage for stage in STAGES if stage in args.stages]:
+        if stage in ANALYSES and steps and steps[-1][0] in ANALYSES:
+            steps[-1].append(stage)
+        else:
+            steps.append([stage])
+    for step in steps:
         try:
-            if stage in ("corpus", "report"):
-                getattr(study, stage)()
+            if step[0] in ("corpus", "report"):
+                getattr(study, step[0])()
             else:
-                run_parallel(study.tasks(stage), study.jobs, study.say)
+                run_parallel([task for stage in step for task in study.tasks(stage)], study.jobs, study.say)
         except RuntimeError as error:  # a failed run (StageFailedError) or a stage that cannot run yet
-            sys.exit(f"study.py: {stage}: {error}")
+            sys.exit(f"study.py: {' + '.join(step)}: {error}")
     study.say("finished")
 
 
