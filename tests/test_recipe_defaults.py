@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 # The tiny LibriSpeech-layout corpora of the probe and ABX tests (the built-in corpus has the same layout).
-from tone_corpus import build_tone_corpus as build_abx_corpus
 from tone_corpus import build_tone_corpus, random_phones
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +24,7 @@ def in_project_like_folder(tmp_path, monkeypatch, one_thread):
 
 
 def test_abx_recipe_defaults_to_the_builtin_corpus(in_project_like_folder):
-    build_abx_corpus(in_project_like_folder / "data" / "builtin")
+    build_tone_corpus(in_project_like_folder / "data" / "builtin")
     out = in_project_like_folder / "run"
     _recipe("abx").main(["--upstream", "fbank", "--output_dir", str(out)])
     results = json.loads((out / "results.json").read_text())

@@ -13,9 +13,7 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from ..audio import SPECTRAL_FEATURES
 
-SPECTRAL = SPECTRAL_FEATURES
 UNITS = {"char": "characters", "phone": "phones", "sentencepiece": "sentencepiece units"}
 MISSING = object()  # a setting one run records and another does not (written before the field existed)
 

@@ -21,7 +21,6 @@ from ..downstream import tasks_with
 from .labels import number, setting_words
 from .report import SUBSET_ORDER
 
-BASELINES = SPECTRAL_FEATURES
 TOPLINE_TYPE = "phone_topline"  # trained with labels: shown as the topline, never ranked with the unsupervised rows
 TOPLINE_GAIN = 30.0  # % relative over filterbanks that the topline must reach (else the harness cannot see it)
 
@@ -211,7 +210,7 @@ def findings(pretrained: dict, frozen: dict, probes: dict, abx: dict, subsets: l
     for subset in subsets:
         # Published checkpoints had another budget; the topline had labels.
         same_budget = [n for n in pretrained if not n.startswith("hub-") and not is_topline(pretrained, n)]
-        ranked = sorted(((ctc_mean(frozen, n, subset), n) for n in same_budget + list(BASELINES)), key=lambda t: (t[0] is None, t[0]))
+        ranked = sorted(((ctc_mean(frozen, n, subset), n) for n in same_budget + list(SPECTRAL_FEATURES)), key=lambda t: (t[0] is None, t[0]))
         ranked = [f"{n} {v:.1f}" for v, n in ranked if v is not None]
         if ranked:
             lines.append(f"- Ranking at equal pretraining FLOPs, frozen CTC test CER on train-{subset}: " + " < ".join(ranked) + ".")

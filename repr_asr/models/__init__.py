@@ -18,7 +18,6 @@ from .foreign import (
     supported_upstreams_text,
 )
 from .loading import (
-    SPECTRAL_UPSTREAMS,
     WEIGHT_FILES,
     ResolvedUpstream,
     load_feature_extractor,
@@ -33,7 +32,6 @@ __all__ = [
     "HFEncoderUpstream",
     "MODEL_TYPES",
     "ResolvedUpstream",
-    "SPECTRAL_UPSTREAMS",
     "UpstreamError",
     "UpstreamFolderError",
     "WEIGHT_FILES",

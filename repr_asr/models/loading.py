@@ -19,6 +19,7 @@ from typing import NamedTuple, Optional
 
 from torch import nn
 
+from ..audio import SPECTRAL_FEATURES
 from ..feature_extraction import ReprFeatureExtractor
 from .auto import CTC_MODEL_TYPE, upstream_model_types
 from .foreign import (
@@ -31,11 +32,8 @@ from .foreign import (
 )
 from .spectral.configuration_spectral import SpectralConfig
 from .spectral.modeling_spectral import SpectralModel
-from ..audio import SPECTRAL_FEATURES
 
 logger = logging.getLogger(__name__)
-
-SPECTRAL_UPSTREAMS = SPECTRAL_FEATURES  # `--upstream fbank` / `mfcc`: the front-end alone, no pretraining
 
 # A Hugging Face hub id: "name" or "org/name" (one slash at most, no leading dot).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -162,7 +160,7 @@ def resolve_upstream(upstream: str, *, model: bool = True, feature_extractor: bo
         ('fbank', 'features', 16000)
     """
     upstream = str(upstream)
-    if upstream in SPECTRAL_UPSTREAMS:
+    if upstream in SPECTRAL_FEATURES:
         loaded = SpectralModel(SpectralConfig(input_features=upstream)) if model else None
         return ResolvedUpstream(loaded, ReprFeatureExtractor() if feature_extractor else None, upstream)
     # A folder (checked here, naming the path), or None for a hub id.
@@ -189,7 +187,7 @@ def upstream_display_name(upstream: str, model_type: Optional[str] = None) -> st
     (``org/name`` → ``name``); ``model_type`` (else the string itself) where the path names nothing else
     (``final``, ``./``)."""
     text = str(upstream)
-    if text in SPECTRAL_UPSTREAMS:
+    if text in SPECTRAL_FEATURES:
         return text
     parts = [p for p in Path(text.rstrip("/")).parts if p not in ("final", ".", "..")]
     if parts:
@@ -200,7 +198,7 @@ def upstream_display_name(upstream: str, model_type: Optional[str] = None) -> st
 def upstream_hub_id(upstream: str) -> Optional[str]:
     """``upstream`` when it names a hub repo ``org/name`` (a model card's ``base_model``), None for a local
     folder or a spectral baseline."""
-    if upstream in SPECTRAL_UPSTREAMS or os.path.exists(upstream) or upstream.count("/") != 1:
+    if upstream in SPECTRAL_FEATURES or os.path.exists(upstream) or upstream.count("/") != 1:
         return None
     return upstream
 
