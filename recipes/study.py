@@ -19,9 +19,12 @@ Stages, in order (``make study`` runs them all; each skips what is done, so a ki
    the step budget follows the subset and dev CER (PER for phones) picks the step kept (early stopping).
    With ``ctc.mixed`` (``subsets``, ``seeds``), also the learned mix of every probe point
    (``--model.weighted_sum true``) for each upstream with two probe points or more (``RESULTS_DIR/ctc_mix``).
-5. ``finetune``: fine-tuned CTC on ``ctc.finetune.subset`` for the best WaveNet-AE (lowest mean dev
-   CER, frozen, on that subset) and the others listed, each run starting from the frozen run of the
-   same upstream, subset and seed (its ``final/``; retrained first when ``--output_dir`` lost it).
+   ``ctc_selected``: the subsets of ``ctc.selected`` (train-10h, which costs as much as the others together)
+   on its representations and seeds only; ``best_wavenet`` there is the WaveNet-AE with the lowest mean dev
+   CER of the ``ctc`` stage on its largest subset (``ctc.best_wavenet_on``).
+5. ``finetune``: fine-tuned CTC on each of ``ctc.finetune.subsets`` for the best WaveNet-AE and the others
+   listed, each run starting from the frozen run of the same upstream, subset and seed (its ``final/``;
+   retrained first when ``--output_dir`` lost it).
 6. ``report``: ``RESULTS_DIR/README.md`` (tables, and the talk's findings checked one by one) and
    ``RESULTS_DIR/report.html`` (everything, with figures and audio, in one file).
 
@@ -59,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the CTC runs go seed by seed, so that a study stopped early already has every representation's analysis
 # and a first seed.
 ANALYSES = ("probes", "abx", *DOWNSTREAM_ANALYSES, "codes", "resynthesis")
-STAGES = ("corpus", "pretrain", *ANALYSES, "ctc", "finetune", "report")
+STAGES = ("corpus", "pretrain", *ANALYSES, "ctc", "ctc_selected", "finetune", "report")
 
 
 class Study:
@@ -144,9 +147,12 @@ class Study:
             save(result, results, key)
             self.say(f"{stage} {name}: done")
 
-    # 4. ctc and 5. finetune
+    # 4. ctc, ctc_selected and 5. finetune
     def ctc(self) -> list:
         return self._ctc_tasks(plan.ctc_runs(self.spec, self.hub, self.data_dir, self.scale, self.say))
+
+    def ctc_selected(self) -> list:
+        return self._ctc_tasks(plan.selected_ctc_runs(self.spec, self.hub, self.results, self.data_dir, self.scale, self.say))
 
     def finetune(self) -> list:
         return self._ctc_tasks(plan.finetune_runs(self.spec, self.hub, self.results, self.data_dir, self.scale, self.say))

@@ -12,6 +12,7 @@ import yaml
 from repr_asr.evaluation.codes import code_statistics
 from repr_asr.evaluation.probes import IGNORE
 from repr_asr.evaluation.study_report import findings, load_ctc, topline_findings, write_report
+from repr_asr.study import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,6 +176,54 @@ def test_ctc_stage_adds_the_learned_mix_for_upstreams_with_several_probe_points(
         f"ctc {name} train-10min seed {seed}" for name in ("cpc", "fbank", "one_point") for seed in (0, 1)]
 
 
+def test_selected_subsets_run_their_rows_after_the_ctc_stage_and_fine_tune_from_them(tmp_path):
+    """train-10h (``ctc.selected``) is not in the ``ctc`` stage; ``ctc_selected`` runs its representations and seeds
+    only, ``best_wavenet`` being the WaveNet-AE with the lowest mean dev CER on the largest full subset; a fine-tuning
+    run on train-10h starts from exactly that frozen run (same key), with its subset's own budget."""
+    import argparse
+
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump({
+        "corpus": {"hours": 14.0, "seed": 0}, "baselines": ["fbank", "mfcc"],
+        "pretrain": {"upstreams": {name: {"config": "x.yaml"} for name in ("wavenet_a", "wavenet_b", "cpc")}},
+        "ctc": {"config": "configs/ctc/frozen_tiny.yaml", "seeds": [0, 1],
+                "subsets": {"10min": {"max_steps": 100}, "1h": {"max_steps": 200}, "10h": {"max_steps": 300, "eval_steps": 50}},
+                "selected": {"subsets": ["10h"], "seeds": [0], "representations": ["fbank", "best_wavenet"]},
+                "finetune": {"config": "configs/ctc/finetune_tiny.yaml", "max_steps": 100, "upstreams": ["best_wavenet"],
+                             "subsets": {"1h": {}, "10h": {"seeds": [0], "max_steps": 150}}}}}, sort_keys=False))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text("{}")
+    for name in ("wavenet_a", "wavenet_b", "cpc"):
+        (tmp_path / "hub" / name).mkdir(parents=True)
+        (tmp_path / "hub" / name / "config.json").write_text(json.dumps({"probe_points": ["features"]}))
+    args = argparse.Namespace(config=str(config), scale=1.0, data_dir=str(tmp_path / "data"), output_dir=str(tmp_path / "runs"),
+                              results_dir=str(tmp_path / "results"), hub_dir=str(tmp_path / "hub"), jobs=1)
+    study = _recipe("study").Study(args)
+    said = []
+    study.say = said.append
+    labels = [task.label for task in study.tasks("ctc")]
+    assert len(labels) == 5 * 2 * 2 and not [label for label in labels if "train-10h" in label]
+    with pytest.raises(RuntimeError, match="no frozen CTC result of a WaveNet-AE on train-1h"):
+        study.tasks("ctc_selected")  # best_wavenet needs the ctc stage's results
+    # wavenet_b has the lower mean dev CER on train-1h (the largest subset every representation runs), not on 10min.
+    for name, dev_10min, dev_1h in (("wavenet_a", 40.0, 50.0), ("wavenet_b", 45.0, 48.0)):
+        for seed in (0, 1):
+            _ctc_result(tmp_path / "results", name, "10min", seed, 60.0, dev_10min)
+            _ctc_result(tmp_path / "results", name, "1h", seed, 60.0, dev_1h)
+    selected = plan.selected_ctc_runs(study.spec, study.hub, study.results, study.data_dir, 1.0, said.append)
+    assert [(run.name, run.subset, run.seed, run.max_steps, run.training) for run in selected] == [
+        (name, "10h", 0, 300, {"eval_steps": 50}) for name in ("fbank", "wavenet_b")]
+    assert "ctc_selected: best WaveNet-AE on dev (frozen, train-1h): wavenet_b" in said
+    tuned = plan.finetune_runs(study.spec, study.hub, study.results, study.data_dir, 1.0, said.append)
+    assert [(run.name, run.subset, run.seed, run.max_steps) for run in tuned] == [
+        ("wavenet_b", "1h", 0, 100), ("wavenet_b", "1h", 1, 100), ("wavenet_b", "10h", 0, 150)]
+    base = study.key()
+    assert tuned[2].init_from.key(base) == selected[1].key(base)  # the selected stage's run is the one it starts from
+    study.spec["ctc"]["selected"]["representations"] = ["fbank", "hubert"]
+    with pytest.raises(ValueError, match="ctc.selected.representations: hubert is not a representation"):
+        plan.selected_ctc_runs(study.spec, study.hub, study.results, study.data_dir, 1.0, said.append)
+
+
 def test_a_resumed_study_on_the_committed_results_reruns_nothing():
     """docs/study and hub/ hold the study's results with the keys they were computed under: a resumed
     ``make study`` must find every task done (a key changed by code, or a config file edited without rerunning
@@ -229,7 +278,7 @@ def test_study_end_to_end_resumes_and_exports_loadable_upstreams(tmp_path, synth
         "baselines": ["fbank"],
         "ctc": {"config": "configs/ctc/frozen_tiny.yaml", "seeds": [0],
                 "subsets": {"10min": {"max_steps": 100}, "1h": {"max_steps": 100}},
-                "finetune": {"config": "configs/ctc/finetune_tiny.yaml", "subset": "1h", "max_steps": 100, "upstreams": ["best_wavenet"]}},
+                "finetune": {"config": "configs/ctc/finetune_tiny.yaml", "subsets": {"1h": {}}, "max_steps": 100, "upstreams": ["best_wavenet"]}},
         "probes": {"split": "test", "tasks": ["phone", "speaker"], "hidden_size": 16, "epochs": 2, "patience": 1, "max_utterances": 20},
         "abx": {"split": "test", "max_utterances": 20},
         "codes": {"split": "test", "examples": 1},

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from ..evaluation.report import SUBSET_ORDER
 from .ctc_run import CtcRun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,21 @@ def subsets(spec: dict, data_dir: Path) -> list:
     manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
     missing = manifest.get("missing_labeled_subsets", {})
     return [s for s in spec["ctc"]["subsets"] if f"train-{s}" not in missing and s not in missing]
+
+
+def selected_subsets(spec: dict) -> list:
+    """The subsets of ``ctc.selected``: run by the ``ctc_selected`` stage on its representations and seeds only."""
+    return list((spec["ctc"].get("selected") or {}).get("subsets", []))
+
+
+def choice_subset(spec: dict, data_dir: Path) -> str:
+    """The subset whose frozen runs pick ``best_wavenet``: ``ctc.best_wavenet_on``, else the largest subset that
+    every representation runs on every seed (not one of ``ctc.selected``)."""
+    full = [s for s in subsets(spec, data_dir) if s not in selected_subsets(spec)]
+    chosen = spec["ctc"].get("best_wavenet_on") or (max(full, key=SUBSET_ORDER.index) if full else None)
+    if chosen is None:
+        raise RuntimeError("the corpus has none of ctc.subsets: best_wavenet cannot be chosen")
+    return chosen
 
 
 def scaled_steps(max_steps: int, scale: float) -> int:
@@ -85,17 +101,15 @@ def best_wavenet(results: Path, subset: str) -> str:
 
 
 def ctc_runs(spec: dict, hub: Path, data_dir: Path, scale: float, say: Callable[[str], None] = print) -> list:
-    """The frozen CTC runs: every representation on every subset the corpus has, for each unit of ``ctc.units``,
-    seed by seed (so that a study stopped early has a first seed of everything); then, with ``ctc.mixed``, the
-    learned mix of every probe point for each non-baseline with two probe points or more."""
+    """The frozen CTC runs: every representation on every subset the corpus has (but those of ``ctc.selected``),
+    for each unit of ``ctc.units``, seed by seed (so that a study stopped early has a first seed of everything);
+    then, with ``ctc.mixed``, the learned mix of every probe point for each non-baseline with two probe points or more."""
     ctc, runs = spec["ctc"], []
-    reps, available = representations(spec, hub, say), subsets(spec, data_dir)
+    reps = representations(spec, hub, say)
+    available = [s for s in subsets(spec, data_dir) if s not in selected_subsets(spec)]
     for seed in ctc["seeds"]:
         for subset in available:
-            training, steps = frozen_ctc(spec, subset, scale)
-            for unit in ctc.get("units", ["char"]):
-                runs += [CtcRun("ctc" if unit == "char" else f"ctc_{unit}", name, upstream, subset, seed, ctc["config"], steps, training, unit)
-                         for name, upstream in reps.items()]
+            runs += _frozen(spec, reps, subset, seed, scale)
     mixed = ctc.get("mixed") or {}
     for seed in mixed.get("seeds", []):
         for subset in [s for s in mixed.get("subsets", []) if s in available]:
@@ -105,24 +119,65 @@ def ctc_runs(spec: dict, hub: Path, data_dir: Path, scale: float, say: Callable[
     return runs
 
 
-def finetune_runs(spec: dict, hub: Path, results: Path, data_dir: Path, scale: float, say: Callable[[str], None] = print) -> list:
-    """The fine-tuned CTC runs of ``ctc.finetune`` on its subset (none when the corpus lacks it), each starting from
-    the frozen run of the same upstream, subset and seed; ``best_wavenet`` stands for :func:`best_wavenet`."""
-    ctc, finetune = spec["ctc"], spec["ctc"]["finetune"]
-    subset = finetune["subset"]
-    if subset not in subsets(spec, data_dir):
-        say(f"finetune: the corpus has no train-{subset}; skipped")
-        return []
+def _frozen(spec: dict, reps: dict, subset: str, seed: int, scale: float) -> list:
+    """The frozen CTC runs of ``reps`` (name -> upstream) on ``subset`` with ``seed``, one per unit of ``ctc.units``."""
     training, steps = frozen_ctc(spec, subset, scale)
+    return [CtcRun("ctc" if unit == "char" else f"ctc_{unit}", name, upstream, subset, seed, spec["ctc"]["config"], steps, training, unit)
+            for unit in spec["ctc"].get("units", ["char"]) for name, upstream in reps.items()]
+
+
+def selected_ctc_runs(spec: dict, hub: Path, results: Path, data_dir: Path, scale: float, say: Callable[[str], None] = print) -> list:
+    """The frozen CTC runs of ``ctc.selected``: its ``representations`` (``best_wavenet`` stands for
+    :func:`best_wavenet` on :func:`choice_subset`, so these run after the ``ctc`` stage) on its ``subsets`` that the
+    corpus has, with its ``seeds``, for each unit of ``ctc.units``. For a subset that costs as much as all the
+    others together (train-10h), the rows its question needs."""
+    selected = spec["ctc"].get("selected") or {}
+    chosen = [s for s in selected_subsets(spec) if s in subsets(spec, data_dir)]
+    for subset in [s for s in selected_subsets(spec) if s not in chosen]:
+        say(f"ctc_selected: the corpus has no train-{subset}; skipped")
+    if not chosen:
+        return []
+    reps, names = representations(spec, hub, say), list(selected.get("representations", []))
+    if "best_wavenet" in names:
+        on = choice_subset(spec, data_dir)
+        best = best_wavenet(results, on)
+        say(f"ctc_selected: best WaveNet-AE on dev (frozen, train-{on}): {best}")
+        names = [best if name == "best_wavenet" else name for name in names]
+    unknown = [name for name in names if name not in reps]
+    if unknown:
+        raise ValueError(f"ctc.selected.representations: {', '.join(unknown)} is not a representation of the study "
+                         f"(baselines, pretrain.upstreams, published, evaluate: {', '.join(reps)})")
+    chosen_reps = {name: reps[name] for name in dict.fromkeys(names)}
+    return [run for seed in selected.get("seeds", spec["ctc"]["seeds"]) for subset in chosen for run in _frozen(spec, chosen_reps, subset, seed, scale)]
+
+
+def finetune_runs(spec: dict, hub: Path, results: Path, data_dir: Path, scale: float, say: Callable[[str], None] = print) -> list:
+    """The fine-tuned CTC runs of ``ctc.finetune`` on each of its ``subsets`` the corpus has (``SUBSET: {seeds,
+    max_steps, training}``, each defaulting to ``ctc.seeds`` and the section's own), each starting from the frozen run
+    of the same upstream, subset and seed; ``best_wavenet`` stands for :func:`best_wavenet` on :func:`choice_subset`."""
+    ctc, finetune = spec["ctc"], spec["ctc"]["finetune"]
+    available = subsets(spec, data_dir)
+    chosen = {}
+    for subset, settings in (finetune.get("subsets") or {}).items():
+        if subset in available:
+            chosen[subset] = settings or {}
+        else:
+            say(f"finetune: the corpus has no train-{subset}; skipped")
+    if not chosen or not finetune.get("upstreams"):
+        return []
     runs = []
     # Upstream-major, in the order listed (fine-tuning caches no features, so runs side by side share nothing):
     # with the slowest upstream listed first its runs start first and the short ones fill the other core.
     for name in finetune["upstreams"]:
         if name == "best_wavenet":
-            name = best_wavenet(results, subset)
-            say(f"finetune: best WaveNet-AE on dev (frozen, train-{subset}): {name}")
-        for seed in ctc["seeds"]:
-            frozen = CtcRun("ctc", name, str(hub / name), subset, seed, ctc["config"], steps, training)
-            runs.append(CtcRun("finetune", name, frozen.upstream, subset, seed, finetune["config"], scaled_steps(finetune["max_steps"], scale),
-                               finetune.get("training"), init_from=frozen))
+            on = choice_subset(spec, data_dir)
+            name = best_wavenet(results, on)
+            say(f"finetune: best WaveNet-AE on dev (frozen, train-{on}): {name}")
+        for subset, settings in chosen.items():
+            training, steps = frozen_ctc(spec, subset, scale)
+            tuning = {**(finetune.get("training") or {}), **(settings.get("training") or {})}
+            for seed in settings.get("seeds", ctc["seeds"]):
+                frozen = CtcRun("ctc", name, str(hub / name), subset, seed, ctc["config"], steps, training)
+                runs.append(CtcRun("finetune", name, frozen.upstream, subset, seed, finetune["config"],
+                                   scaled_steps(settings.get("max_steps", finetune["max_steps"]), scale), tuning or None, init_from=frozen))
     return runs
