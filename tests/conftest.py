@@ -76,6 +76,18 @@ def synthesiser():
         pytest.skip(f"needs the speech synthesisers, missing: {missing} ({INSTALL_HINT})")
 
 
+@pytest.fixture(scope="session")
+def labeled_corpus_dir(synthesiser, tmp_path_factory):
+    """The smallest built-in corpus with a real train-10min (0.25 h, seed 5: its pool holds a little over 10
+    minutes), synthesised once per session (about 15 s) for every module that needs one: read it, never write
+    into it (copy it first, as the study's and the damaged-corpus tests do)."""
+    from repr_asr.data.builtin import build_corpus
+
+    root = tmp_path_factory.mktemp("labeled_corpus") / "builtin"
+    build_corpus(root, hours=0.25, seed=5, num_workers=2, progress=False)
+    return root
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: one intra-op thread avoids thread spin on a shared, busy 2-core machine."""

@@ -100,10 +100,9 @@ def test_held_out_speakers_and_sentences(corpus):
 
 
 @pytest.fixture(scope="module")
-def labeled_corpus(synthesiser, tmp_path_factory):
-    """A corpus whose pool holds a little over 10 minutes: train-10min, but no train-1h."""
-    root = tmp_path_factory.mktemp("builtin_labeled") / "corpus"
-    return root, build_corpus(root, hours=0.25, seed=SEED, num_workers=2, progress=False)
+def labeled_corpus(labeled_corpus_dir):
+    """A corpus whose pool holds a little over 10 minutes: train-10min, but no train-1h (conftest's)."""
+    return labeled_corpus_dir, json.loads((labeled_corpus_dir / "manifest.json").read_text())
 
 
 def test_labeled_subsets_are_as_long_as_their_names(labeled_corpus):

@@ -72,9 +72,16 @@ def test_models_never_import_the_top_level_package(tmp_path):
     assert not found, "modules under repr_asr/models/ import the top-level package:\n" + "\n".join(found)
 
 
-def _pytest(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+def _pytest(*args: str, env: dict) -> subprocess.Popen:
+    """A nested pytest, started in the background (``_finished`` waits for it): the three below are independent
+    and the suite runs one test at a time, so they share the cores."""
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finished(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def test_without_synthesisers_their_tests_skip_with_the_reason_and_the_others_run(tmp_path):
@@ -82,15 +89,19 @@ def test_without_synthesisers_their_tests_skip_with_the_reason_and_the_others_ru
     bare = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     bare.update(PATH=str(Path(sys.executable).parent), REPR_ASR_FESTIVAL_DICTS=str(tmp_path / "no_dicts"),
                 OMP_NUM_THREADS="1", REPR_ASR_CACHE=str(tmp_path / "cache"))
+    # Which tests need them, as marked (directly or through the `synthesiser` fixture) on this machine; what runs
+    # of them on the bare machine; and the corpus tests that need no synthesiser there.
+    listing = _pytest("--collect-only", "-m", "needs_synthesiser", *SYNTH_TEST_FILES, env=dict(os.environ))
+    synthesising = _pytest("-rs", "-m", "needs_synthesiser", *SYNTH_TEST_FILES, env=bare)
+    not_synthesising = _pytest("-rs", "-m", "not needs_synthesiser", "tests/test_builtin_corpus.py", env=bare)
 
-    # Which tests need them, as marked (directly or through the `synthesiser` fixture) on this machine.
-    listed = _pytest("--collect-only", "-m", "needs_synthesiser", *SYNTH_TEST_FILES, env=dict(os.environ))
+    listed = _finished(listing)
     assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
     needing = [line for line in listed.stdout.splitlines() if "::" in line]
     assert any("test_two_process_recipe" in t for t in needing)  # marked through corpus_dir -> synthesiser
     assert any("test_layout_and_speakers_file" in t for t in needing)
 
-    run = _pytest("-rs", "-m", "needs_synthesiser", *SYNTH_TEST_FILES, env=bare)
+    run = _finished(synthesising)
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-3000:]
     assert re.search(rf"\b{len(needing)} skipped\b", out), out[-3000:]
@@ -98,7 +109,7 @@ def test_without_synthesisers_their_tests_skip_with_the_reason_and_the_others_ru
     assert "needs the speech synthesisers, missing: the `festival` command" in out
     assert "festlex-poslex" in out  # the missing dictionaries are named too
 
-    others = _pytest("-rs", "-m", "not needs_synthesiser", "tests/test_builtin_corpus.py", env=bare)
+    others = _finished(not_synthesising)
     out = others.stdout + others.stderr
     assert others.returncode == 0 and re.search(r"\b\d+ passed\b", out) and "skipped" not in out, out[-3000:]
 

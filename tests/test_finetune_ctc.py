@@ -26,7 +26,6 @@ from transformers import AutoModelForCTC, AutoProcessor, Wav2Vec2CTCTokenizer, W
 import repr_asr  # noqa: F401
 from repr_asr.audio import AudioError, load_audio
 from repr_asr.data import load_corpus
-from repr_asr.data.builtin import build_corpus
 from repr_asr.feature_extraction import ReprFeatureExtractor
 from repr_asr import MaskedReconConfig, MaskedReconModel
 from repr_asr.training import CheckpointError, ConfigError
@@ -38,11 +37,8 @@ CONFIG = os.path.join(ROOT, "configs", "ctc", "frozen_tiny.yaml")
 
 
 @pytest.fixture(scope="module")
-def corpus_dir(synthesiser, tmp_path_factory):
-    root = tmp_path_factory.mktemp("ctc_corpus") / "builtin"
-    # The smallest corpus with a real train-10min (its pool holds a little over 10 minutes).
-    build_corpus(root, hours=0.25, seed=5, num_workers=2, progress=False)
-    return root
+def corpus_dir(labeled_corpus_dir):
+    return labeled_corpus_dir  # conftest's: the smallest corpus with a real train-10min
 
 
 def run(corpus_dir, output_dir, steps, *extra, upstream="fbank", resume=False, init_from=None):

@@ -65,6 +65,17 @@ def _run(cmd, tmp_path, **env):
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=_env(tmp_path, **env))
 
 
+def _start(cmd, tmp_path, **env) -> subprocess.Popen:
+    """``cmd`` started in the background (``_finish`` waits for it): the suite runs one test at a time, so a test
+    with two independent runs has a core for each."""
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path, **env))
+
+
+def _finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
 def _recipe(*args) -> list[str]:
     return [sys.executable, "recipes/pretrain.py", *args]
 
@@ -111,11 +122,13 @@ def test_resume_configs_cover_every_shipped_model_type():
 def test_resume_after_sigkill_is_bit_exact(config, corpus, tmp_path):
     args = ["--max_steps", "10", "--save_steps", "4"]
     killed, reference = tmp_path / "killed", tmp_path / "reference"
+    # The uninterrupted run goes on the other core meanwhile (one thread each, as _env sets): nothing is shared.
+    uninterrupted = _start(_recipe(*_args(config, corpus, reference, *args)), tmp_path)
     kill_after_checkpoint(_recipe(*_args(config, corpus, killed, *args)), killed, 4, tmp_path)
 
     resumed = _run(_recipe(*_args(config, corpus, killed, *args, "--resume")), tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    done = _run(_recipe(*_args(config, corpus, reference, *args)), tmp_path)
+    done = _finish(uninterrupted)
     assert done.returncode == 0, done.stderr[-3000:]
 
     got, want = _weights(killed / "final"), _weights(reference / "final")
@@ -148,12 +161,14 @@ def test_two_processes_equal_one_at_the_same_global_batch(name, tmp_path):
     corpus = _corpus(tmp_path / "LibriSpeech")
     config = ROOT / "configs" / "pretrain" / f"{name}.yaml"
     common = ["--max_steps", "6", "--save_steps", "0", "--training.max_grad_norm", "0", *TWO_PROCESS_CASES[name]]
-    one = _run(_recipe(*_args(config, corpus, tmp_path / "one", *common, "--training.batch_size", "4")), tmp_path)
-    assert one.returncode == 0, one.stderr[-3000:]
+    # The one-process run starts first and overlaps the launcher's start-up (one thread per process).
+    single = _start(_recipe(*_args(config, corpus, tmp_path / "one", *common, "--training.batch_size", "4")), tmp_path)
     launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
     two = _run([*launcher, "recipes/pretrain.py", *_args(config, corpus, tmp_path / "two", *common, "--training.batch_size", "2")],
                tmp_path, ACCELERATE_USE_CPU="true")
+    one = _finish(single)
+    assert one.returncode == 0, one.stderr[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]
 
     results = json.loads((tmp_path / "two" / "results.json").read_text())
@@ -222,14 +237,16 @@ def test_launcher_flags_take_effect_or_stop(corpus, tmp_path):
     accelerate = str(Path(sys.executable).parent / "accelerate")
     cfg = ROOT / "configs" / "pretrain" / "masked_recon_tiny.yaml"
     # --cpu --num_processes 2 would silently run one process: the run stops and says how to get two.
-    proc = _run([accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                 "--dynamo_backend", "no", "recipes/pretrain.py", *_args(cfg, corpus, tmp_path / "cpu2", "--max_steps", "1")], tmp_path)
-    assert proc.returncode != 0 and "--num_processes 2" in proc.stderr and "ACCELERATE_USE_CPU=true" in proc.stderr
-    assert not (tmp_path / "cpu2" / "final").exists()
+    # (The two launches are independent: each on a core of its own.)
+    refused = _start([accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                      "--dynamo_backend", "no", "recipes/pretrain.py", *_args(cfg, corpus, tmp_path / "cpu2", "--max_steps", "1")], tmp_path)
     # --mixed_precision bf16 on the launcher wins over the YAML's "no", and what ran is recorded.
     out = tmp_path / "bf16"
     proc = _run([accelerate, "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "bf16",
                  "--dynamo_backend", "no", "recipes/pretrain.py", *_args(cfg, corpus, out, "--max_steps", "1")], tmp_path)
+    stopped = _finish(refused)
+    assert stopped.returncode != 0 and "--num_processes 2" in stopped.stderr and "ACCELERATE_USE_CPU=true" in stopped.stderr
+    assert not (tmp_path / "cpu2" / "final").exists()
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["mixed_precision"] == "bf16" and results["num_processes"] == 1

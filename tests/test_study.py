@@ -243,11 +243,32 @@ def test_a_resumed_study_on_the_committed_results_reruns_nothing():
     assert sum("pretrain" in line and ": done" in line for line in said) == 8
 
 
+def test_a_launch_runs_the_recipe_as_the_accelerate_cli_would(tmp_path, monkeypatch):
+    """The study computes ``accelerate launch``'s command and environment in-process (launch_command): the recipe
+    sees the same variables and arguments as under the CLI."""
+    import subprocess
+    import sys
+
+    from repr_asr.study import launch
+
+    script = tmp_path / "env.py"
+    script.write_text("import json, os, sys\n"
+                      "print(json.dumps({'argv': sys.argv[1:], **{k: v for k, v in os.environ.items() if k.startswith(('ACCELERATE', 'OMP', 'KMP'))}}))\n")
+    monkeypatch.setattr(launch, "RECIPES", tmp_path)
+    command, env = launch.launch_command("env.py", ["--seed", 3], threads=1)
+    ours = json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
+    cli = [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "--num_cpu_threads_per_process", "1", str(script), "--seed", "3"]
+    theirs = json.loads(subprocess.run(cli, capture_output=True, text=True, check=True).stdout)
+    assert ours == theirs and ours["OMP_NUM_THREADS"] == "1" and ours["argv"] == ["--seed", "3"]
+
+
 def test_a_failed_task_is_named_with_its_log_tail_and_the_others_finish(tmp_path):
     from repr_asr.study import StageFailedError, Task, launch_recipe, run_parallel
 
     log = tmp_path / "logs" / "bad.log"
-    tasks = [Task("bad pretraining", lambda: launch_recipe("pretrain.py", ["--config", str(tmp_path / "missing.yaml")], log, threads=1)),
+    tasks = [Task("bad pretraining", lambda: launch_recipe("pretrain.py", ["--config", tmp_path / "missing.yaml", "--output_dir", tmp_path / "run"],
+                                                                   log, threads=1)),
              Task("good", lambda: (tmp_path / "good").write_text("ran"))]
     said = []
     with pytest.raises(StageFailedError) as failure:
@@ -260,15 +281,20 @@ def test_a_failed_task_is_named_with_its_log_tail_and_the_others_finish(tmp_path
 
 
 @pytest.mark.needs_synthesiser
-def test_study_end_to_end_resumes_and_exports_loadable_upstreams(tmp_path, synthesiser, capsys):
+def test_study_end_to_end_resumes_and_exports_loadable_upstreams(tmp_path, labeled_corpus_dir, capsys):
     """A miniature study: a 0.25 h corpus, one tiny WaveNet-VQ, fbank, frozen CTC on train-10min, probes,
     ABX and codes; a second run finds every stage done; the export loads with AutoModel."""
+    import shutil
+
     import repr_asr  # noqa: F401
     from transformers import AutoModel
 
+    # The session's corpus of the same hours and seed: the corpus stage finds every item synthesised (a copy,
+    # as the stage may write into it).
+    shutil.copytree(labeled_corpus_dir, tmp_path / "data")
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump({
-        "corpus": {"hours": 0.25, "seed": 0},
+        "corpus": {"hours": 0.25, "seed": 5},
         "pretrain": {"flops": 2e9, "upstreams": {"wavenet_vq": {
             "config": "configs/pretrain/wavenet_vq_tiny.yaml",
             "overrides": {"model.encoder_hidden_size": 16, "model.latent_dim": 8, "model.codebook_size": 8,
