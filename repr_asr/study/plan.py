@@ -100,6 +100,14 @@ def best_wavenet(results: Path, subset: str) -> str:
     return min(means, key=means.get)
 
 
+def _chosen_wavenet(spec: dict, results: Path, data_dir: Path, say: Callable[[str], None]) -> str:
+    """:func:`best_wavenet` on :func:`choice_subset`, said with the subset it was chosen on."""
+    on = choice_subset(spec, data_dir)
+    best = best_wavenet(results, on)
+    say(f"best WaveNet-AE on dev (frozen, train-{on}): {best}")
+    return best
+
+
 def ctc_runs(spec: dict, hub: Path, data_dir: Path, scale: float, say: Callable[[str], None] = print) -> list:
     """The frozen CTC runs: every representation on every subset the corpus has (but those of ``ctc.selected``),
     for each unit of ``ctc.units``, seed by seed (so that a study stopped early has a first seed of everything);
@@ -139,9 +147,7 @@ def selected_ctc_runs(spec: dict, hub: Path, results: Path, data_dir: Path, scal
         return []
     reps, names = representations(spec, hub, say), list(selected.get("representations", []))
     if "best_wavenet" in names:
-        on = choice_subset(spec, data_dir)
-        best = best_wavenet(results, on)
-        say(f"ctc_selected: best WaveNet-AE on dev (frozen, train-{on}): {best}")
+        best = _chosen_wavenet(spec, results, data_dir, lambda text: say(f"ctc_selected: {text}"))
         names = [best if name == "best_wavenet" else name for name in names]
     unknown = [name for name in names if name not in reps]
     if unknown:
@@ -170,9 +176,7 @@ def finetune_runs(spec: dict, hub: Path, results: Path, data_dir: Path, scale: f
     # with the slowest upstream listed first its runs start first and the short ones fill the other core.
     for name in finetune["upstreams"]:
         if name == "best_wavenet":
-            on = choice_subset(spec, data_dir)
-            name = best_wavenet(results, on)
-            say(f"finetune: best WaveNet-AE on dev (frozen, train-{on}): {name}")
+            name = _chosen_wavenet(spec, results, data_dir, lambda text: say(f"finetune: {text}"))
         for subset, settings in chosen.items():
             training, steps = frozen_ctc(spec, subset, scale)
             tuning = {**(finetune.get("training") or {}), **(settings.get("training") or {})}
