@@ -5,7 +5,8 @@
 
 Stages, in order (``make study`` runs them all; each skips what is done, so a killed study resumes):
 
-1. ``corpus``: synthesise the built-in corpus (``corpus.hours``) into ``--data_dir``.
+1. ``corpus``: synthesise the built-in corpus (``corpus.hours``) into ``--data_dir``; its manifest is kept
+   beside the results (``RESULTS_DIR/corpus.json``).
 2. ``pretrain``: every upstream of ``pretrain.upstreams`` at the same ``pretrain.flops`` × scale (FLOPs
    counted on a real batch, written into each result); ``final/`` is exported to ``HUB_DIR/NAME``.
 3. ``probes``, ``abx``, ``codes``: phone / speaker / gender / log-mel probes at every probe point,
@@ -44,6 +45,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from functools import partial
@@ -100,6 +102,9 @@ class Study:
         from repr_asr.data.builtin import build_corpus
 
         build_corpus(self.data_dir, hours=c["hours"], seed=c["seed"], num_workers=self.cores)
+        # The results say which corpus they came from (hours, speakers, subsets, versions): RESULTS_DIR/corpus.json.
+        self.results.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.data_dir / "manifest.json", self.results / "corpus.json")
 
     # 2. pretrain
     def pretrain(self) -> list:

@@ -1,13 +1,13 @@
 """Would a resumed study rerun anything? Lists every stage's pending tasks on committed results; trains nothing.
 
     python scripts/check_study_resume.py [--config configs/study/default.yaml] [--results_dir docs/study] \
-        [--hub_dir hub] [--manifest data/study/manifest.json] [--scale 1.0]
+        [--hub_dir hub] [--manifest docs/study/corpus.json] [--scale 1.0]
 
 Copies the results and the exported upstreams' records (results.json, config.json) to a temporary folder,
 builds ``recipes/study.py``'s ``Study`` on them and prints each stage's task list (``Study.tasks``). Exit
 status 1 when any is not empty, i.e. when ``make study`` would retrain or re-analyse something (a key
 changed: a config file edited, a key field added...). ``--manifest``: the corpus manifest, for the subsets
-the corpus has (only it is read from the corpus).
+the corpus has (only it is read from the corpus; the study keeps a copy beside its results, ``corpus.json``).
 """
 
 import argparse
@@ -47,7 +47,7 @@ def main(argv=None):
     parser.add_argument("--config", default="configs/study/default.yaml")
     parser.add_argument("--results_dir", default="docs/study")
     parser.add_argument("--hub_dir", default="hub")
-    parser.add_argument("--manifest", default="data/study/manifest.json")
+    parser.add_argument("--manifest", default="docs/study/corpus.json")
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args(argv)
     pending = pending_tasks(args.config, Path(args.results_dir), Path(args.hub_dir), Path(args.manifest), args.scale)

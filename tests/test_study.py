@@ -228,17 +228,16 @@ def test_a_resumed_study_on_the_committed_results_reruns_nothing():
     """docs/study and hub/ hold the study's results with the keys they were computed under: a resumed
     ``make study`` must find every task done (a key changed by code, or a config file edited without rerunning
     the study, would retrain or re-analyse; scripts/check_study_resume.py names what)."""
-    import tempfile
-
     spec = importlib.util.spec_from_file_location("check_study_resume", ROOT / "scripts" / "check_study_resume.py")
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
-    with tempfile.TemporaryDirectory() as tmp:  # the study's 4-hour corpus has no train-10h
-        manifest = Path(tmp) / "manifest.json"
-        manifest.write_text(json.dumps({"missing_labeled_subsets": {"train-10h": "the pool is too small"}}))
-        said = []
-        pending = check.pending_tasks(str(ROOT / "configs" / "study" / "default.yaml"), ROOT / "docs" / "study", ROOT / "hub", manifest,
-                                      say=said.append)
+    said = []
+    # The corpus the committed results came from (its manifest, which the study keeps beside them): its subsets.
+    pending = check.pending_tasks(str(ROOT / "configs" / "study" / "default.yaml"), ROOT / "docs" / "study", ROOT / "hub",
+                                  ROOT / "docs" / "study" / "corpus.json", say=said.append)
+    corpus = json.loads((ROOT / "docs" / "study" / "corpus.json").read_text())
+    config = yaml.safe_load((ROOT / "configs" / "study" / "default.yaml").read_text())["corpus"]
+    assert (corpus["hours_requested"], corpus["seed"]) == (config["hours"], config["seed"])
     assert pending == {}, "\n".join(said)
     assert sum("pretrain" in line and ": done" in line for line in said) == 8
 
@@ -317,6 +316,7 @@ def test_study_end_to_end_resumes_and_exports_loadable_upstreams(tmp_path, label
     first = capsys.readouterr().out
     results = tmp_path / "results"
     assert "finetune: the corpus has no train-1h; skipped" in first  # a 12-minute pool has train-10min only
+    assert json.loads((results / "corpus.json").read_text())["hours_requested"] == 0.25  # the corpus they came from
     hub = tmp_path / "hub" / "wavenet_vq"
     exported = json.loads((hub / "results.json").read_text())
     assert exported["study"]["flops"] == 1e9 and exported["steps"] >= 1 and exported["total_flops"] == exported["steps"] * exported["flops_per_step"]
