@@ -53,17 +53,15 @@ from pathlib import Path
 
 import yaml
 
-from repr_asr.evaluation.analysis import ANALYSES, DOWNSTREAM_ANALYSES, applies
+from repr_asr.evaluation.analysis import ANALYSES, applies
 from repr_asr.study import CtcRun, Task, done, file_sha256, launch_recipe, launch_run, run_parallel, save, upstream_key
 from repr_asr.study import plan
 from repr_asr.study.export import export_upstream
 from repr_asr.study.results import run_has_key
 
 ROOT = Path(__file__).resolve().parent.parent
-# Probes, ABX, the downstream analyses and codes (minutes) come before the CTC runs (most of the time), and
-# the CTC runs go seed by seed, so that a study stopped early already has every representation's analysis
-# and a first seed.
-ANALYSES = ("probes", "abx", *DOWNSTREAM_ANALYSES, "codes", "resynthesis")
+# The analyses (minutes) come before the CTC runs (most of the time), and the CTC runs go seed by seed, so
+# that a study stopped early already has every representation's analysis and a first seed.
 STAGES = ("corpus", "pretrain", *ANALYSES, "ctc", "ctc_selected", "finetune", "report")
 
 

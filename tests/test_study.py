@@ -219,6 +219,9 @@ def test_selected_subsets_run_their_rows_after_the_ctc_stage_and_fine_tune_from_
         ("wavenet_b", "1h", 0, 100), ("wavenet_b", "1h", 1, 100), ("wavenet_b", "10h", 0, 150)]
     base = study.key()
     assert tuned[2].init_from.key(base) == selected[1].key(base)  # the selected stage's run is the one it starts from
+    study.spec["ctc"]["finetune"]["subset"] = "1h"  # a config written before several subsets: named, not ignored
+    with pytest.raises(ValueError, match=r"ctc.finetune.subset is now ctc.finetune.subsets, a mapping: subsets: \{1h: \{\}\}"):
+        plan.finetune_runs(study.spec, study.hub, study.results, study.data_dir, 1.0, said.append)
     study.spec["ctc"]["selected"]["representations"] = ["fbank", "hubert"]
     with pytest.raises(ValueError, match="ctc.selected.representations: hubert is not a representation"):
         plan.selected_ctc_runs(study.spec, study.hub, study.results, study.data_dir, 1.0, said.append)

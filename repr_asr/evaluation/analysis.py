@@ -13,7 +13,8 @@ from repr_asr.downstream import get_task, tasks_with
 
 # Downstream tasks the study runs as analyses, each under its registry name (its config section and results folder).
 DOWNSTREAM_ANALYSES = tuple(task.name for task in tasks_with("study_analysis"))
-ANALYSES = ("probes", "abx", "codes", "resynthesis") + DOWNSTREAM_ANALYSES
+# In the order a study queues them: probes and ABX (minutes each) first, resynthesis (one upstream) last.
+ANALYSES = ("probes", "abx", *DOWNSTREAM_ANALYSES, "codes", "resynthesis")
 
 
 def bottleneck(upstream: str) -> Optional[str]:

@@ -9,7 +9,6 @@ import concurrent.futures
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -45,9 +44,8 @@ def launch_command(recipe: str, arguments: Sequence, threads: Optional[int] = No
     """The command and environment that ``accelerate launch`` runs ``recipes/RECIPE`` with, as one process on
     ``threads`` CPU threads (default: every core), computed by accelerate's own launcher code in this process.
 
-    Running the ``accelerate`` CLI instead would import the launcher anew for every run, about 2 s each (1.6 s per
-    launch of a study's ~200, measured by ``python -c "import accelerate.commands.launch"``), for a process that
-    only sets these variables and starts the recipe."""
+    Running the ``accelerate`` CLI instead would import the launcher anew for each of a study's ~200 runs
+    (docs/performance.md, "Tests"), for a process that only sets these variables and starts the recipe."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_simple_launcher_cmd_env
 

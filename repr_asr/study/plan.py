@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..evaluation.report import SUBSET_ORDER
+from ..training.config import ConfigError
 from .ctc_run import CtcRun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +152,7 @@ def selected_ctc_runs(spec: dict, hub: Path, results: Path, data_dir: Path, scal
         names = [best if name == "best_wavenet" else name for name in names]
     unknown = [name for name in names if name not in reps]
     if unknown:
-        raise ValueError(f"ctc.selected.representations: {', '.join(unknown)} is not a representation of the study "
+        raise ConfigError(f"ctc.selected.representations: {', '.join(unknown)} is not a representation of the study "
                          f"(baselines, pretrain.upstreams, published, evaluate: {', '.join(reps)})")
     chosen_reps = {name: reps[name] for name in dict.fromkeys(names)}
     return [run for seed in selected.get("seeds", spec["ctc"]["seeds"]) for subset in chosen for run in _frozen(spec, chosen_reps, subset, seed, scale)]
@@ -162,6 +163,8 @@ def finetune_runs(spec: dict, hub: Path, results: Path, data_dir: Path, scale: f
     max_steps, training}``, each defaulting to ``ctc.seeds`` and the section's own), each starting from the frozen run
     of the same upstream, subset and seed; ``best_wavenet`` stands for :func:`best_wavenet` on :func:`choice_subset`."""
     ctc, finetune = spec["ctc"], spec["ctc"]["finetune"]
+    if "subset" in finetune:  # the form before several subsets: refused rather than silently fine-tuning nothing
+        raise ConfigError(f"ctc.finetune.subset is now ctc.finetune.subsets, a mapping: subsets: {{{finetune['subset']}: {{}}}}")
     available = subsets(spec, data_dir)
     chosen = {}
     for subset, settings in (finetune.get("subsets") or {}).items():
