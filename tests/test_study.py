@@ -75,13 +75,16 @@ def test_report_tables_and_findings_from_results(tmp_path):
         _ctc_result(results, "wavenet_vq", "10min", seed, 60.0 + noise, 61.0)  # 25 % better than fbank
         _ctc_result(results, "wavenet_vq_nojitter", "10min", seed, 70.0 + noise, 70.0)
         _ctc_result(results, "cpc", "10min", seed, 65.0 + noise, 65.0)
+    # train-10h (ctc.selected): one seed, only the WaveNet-AE chosen on train-10min's dev
+    _ctc_result(results, "fbank", "10h", 0, 50.0, 50.0)
+    _ctc_result(results, "wavenet_vq", "10h", 0, 45.0, 45.0)
     _analysis(results, "abx", "mfcc", {"features": {"within": 12.0, "across": 24.0}})
     _analysis(results, "abx", "wavenet_vq", {"bn": {"within": 9.0, "across": 13.0}})  # more than half of 24
     _analysis(results, "probes", "wavenet_vq", {
         "enc": {"phone": {"accuracy": 50.0, "majority_baseline": 20.0}, "speaker": {"accuracy": 80.0, "majority_baseline": 7.0}},
         "bn": {"phone": {"accuracy": 47.0}, "speaker": {"accuracy": 30.0}}})
     runs = load_ctc(results / "ctc")
-    assert sorted(len(v) for v in runs.values()) == [3] * 5
+    assert sorted(len(v) for v in runs.values()) == [1] * 2 + [3] * 5
 
     path = write_report(results, spec, 1.0, hub)
     text = Path(path).read_text()
@@ -91,9 +94,11 @@ def test_report_tables_and_findings_from_results(tmp_path):
                      runs, {"wavenet_vq": {"metrics": {"enc": {"phone": {"accuracy": 50.0}, "speaker": {"accuracy": 80.0}},
                                                        "bn": {"phone": {"accuracy": 47.0}, "speaker": {"accuracy": 30.0}}}}},
                      {"mfcc": {"metrics": {"features": {"across": 24.0}}}, "wavenet_vq": {"metrics": {"bn": {"across": 13.0}}}},
-                     ["10min"])
-    cer = next(l for l in lines if "filterbanks by ≥ 20 %" in l)
+                     ["10min", "10h"])
+    cer = next(l for l in lines if "filterbanks by ≥ 20 % relative CER on train-10min" in l)
     assert "**holds**" in cer and "+25.0 % relative" in cer and "wavenet_vq (best on dev)" in cer
+    cer = next(l for l in lines if "filterbanks by ≥ 20 % relative CER on train-10h" in l)
+    assert "**does not hold**" in cer and "wavenet_vq (chosen on train-10min's dev) 45.0 vs fbank 50.0" in cer
     assert "**does not hold**" in next(l for l in lines if "ABX at the VQ bottleneck" in l)
     assert "**holds**" in next(l for l in lines if "speaker accuracy at bn" in l)
     assert "**holds**" in next(l for l in lines if "jitter helps" in l)
