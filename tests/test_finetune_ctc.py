@@ -227,6 +227,18 @@ def test_fine_tuning_starts_where_the_frozen_run_ended(corpus_dir, tmp_path):
             upstream=str(upstream), init_from=tmp_path / "frozen" / "final")
 
 
+@pytest.mark.parametrize("size", ["tiny", "small"])
+def test_a_fine_tuning_config_has_the_head_of_the_frozen_config_it_starts_from(size):
+    """The study fine-tunes from the frozen run's final/ (--init_from), which refuses another head shape: the
+    pair of configs must agree on every head option, and differ in what fine-tuning changes."""
+    configs = os.path.join(ROOT, "configs", "ctc")
+    frozen = load_ctc_config(os.path.join(configs, f"frozen_{size}.yaml"), {}).model
+    tuned = load_ctc_config(os.path.join(configs, f"finetune_{size}.yaml"), {}).model
+    head = [k for k in frozen if k.startswith("head_")]
+    assert head and {k: frozen[k] for k in head} == {k: tuned.get(k) for k in head}
+    assert frozen["freeze_upstream"] is True and tuned["freeze_upstream"] is False
+
+
 @pytest.fixture(scope="module")
 def damaged_corpus(corpus_dir, tmp_path_factory):
     """A copy of the corpus with one training and one dev utterance replaced by undecodable audio."""
