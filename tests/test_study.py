@@ -99,6 +99,9 @@ def test_report_tables_and_findings_from_results(tmp_path):
     assert "**holds**" in cer and "+25.0 % relative" in cer and "wavenet_vq (best on dev)" in cer
     cer = next(l for l in lines if "filterbanks by ≥ 20 % relative CER on train-10h" in l)
     assert "**does not hold**" in cer and "wavenet_vq (chosen on train-10min's dev) 45.0 vs fbank 50.0" in cer
+    named = findings({"wavenet_vq": {"bottleneck": "vq"}, "wavenet_vq_nojitter": {"bottleneck": "vq"}}, runs, {}, {},
+                     ["10min", "10h"], chosen_on="1h")  # ctc.best_wavenet_on, when the config names it
+    assert "wavenet_vq (chosen on train-1h's dev) 45.0" in next(l for l in named if "train-10h" in l)
     assert "**does not hold**" in next(l for l in lines if "ABX at the VQ bottleneck" in l)
     assert "**holds**" in next(l for l in lines if "speaker accuracy at bn" in l)
     assert "**holds**" in next(l for l in lines if "jitter helps" in l)

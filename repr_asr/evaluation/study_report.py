@@ -149,8 +149,10 @@ def topline_findings(pretrained: dict, frozen: dict, phones: dict, subsets: list
     return lines
 
 
-def findings(pretrained: dict, frozen: dict, probes: dict, abx: dict, subsets: list, phones: Optional[dict] = None) -> list:
-    """The talk's claims and the study's goals, each with the measured numbers and whether it holds."""
+def findings(pretrained: dict, frozen: dict, probes: dict, abx: dict, subsets: list, phones: Optional[dict] = None,
+             chosen_on: Optional[str] = None) -> list:
+    """The talk's claims and the study's goals, each with the measured numbers and whether it holds. ``chosen_on``:
+    the subset whose dev chose the best WaveNet-AE (``ctc.best_wavenet_on``), by default the largest every one ran on."""
     lines = topline_findings(pretrained, frozen, phones or {}, subsets)
     wavenets = [n for n in pretrained if n.startswith(("wavenet", "hub-wavenet"))]
 
@@ -170,7 +172,7 @@ def findings(pretrained: dict, frozen: dict, probes: dict, abx: dict, subsets: l
         # WaveNet-AE chosen on the dev of the largest subset every WaveNet-AE ran on
         dev = {n: ctc_mean(frozen, n, subset, split="dev") for n in scores}
         best = min(dev, key=lambda n: dev[n] if dev[n] is not None else float("inf"))
-        chosen = "best on dev" if subset in full or not full else f"chosen on train-{full[-1]}'s dev"
+        chosen = "best on dev" if subset in full or not full else f"chosen on train-{chosen_on or full[-1]}'s dev"
         gain = 100.0 * (fb - scores[best]) / fb
         lines.append(f"- Goal: the best WaveNet-AE beats filterbanks by ≥ 20 % relative CER on train-{subset}: "
                      f"{verdict(gain >= 20)} — {best} ({chosen}) {scores[best]:.1f} vs fbank {fb:.1f} on test, "
@@ -291,7 +293,8 @@ def write_report(results_dir, spec: dict, scale: float, hub_dir="hub", published
                 out.append(f"| {name} | {m['codes_used']} / {m['codebook_size']} | {m['perplexity']:.1f} | {m['bitrate']:.0f} "
                            f"| {_pct(m.get('phone_purity'))} ({_pct(m.get('phone_majority'))}) | {m.get('phone_nmi', 0):.3f} "
                            f"| {m.get('speaker_nmi', 0):.3f} | {m['mean_run_frames']:.2f} |")
-    out += ["", "## Findings", ""] + (findings(pretrained, frozen, probes, abx, subsets, phones) or ["(no results yet)"])
+    out += ["", "## Findings", ""] + (findings(pretrained, frozen, probes, abx, subsets, phones,
+                                              (spec.get("ctc") or {}).get("best_wavenet_on")) or ["(no results yet)"])
     path = results_dir / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n")
