@@ -33,7 +33,7 @@ corpus: install
 demo: install
 	bash scripts/demo.sh
 
-# The study (configs/study/default.yaml): 6 h 10 min on 2 idle cores at STUDY_SCALE=1 (docs/study.md); resumable stage by
+# The study (configs/study/default.yaml): 7 h 44 min on 2 idle cores at STUDY_SCALE=1 (docs/study.md); resumable stage by
 # stage. Results go to docs/study/ (committed), the pretrained upstreams to hub/.
 STUDY_SCALE ?= 1.0
 study: install
